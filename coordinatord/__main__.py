@@ -1,0 +1,5 @@
+import sys
+
+from coordinatord.cli import main
+
+sys.exit(main())

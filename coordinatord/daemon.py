@@ -1,0 +1,127 @@
+"""The daemon's lifecycle: claim the socket, open the store, serve, drain, stop.
+
+Components start in order as nested context managers and stop in reverse; SIGTERM/SIGINT stop
+accepting connections, let in-flight calls finish (bounded by ``server.drain_timeout_s``) and
+exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import anyio
+import structlog
+
+from coordinatord import __version__, logs
+from coordinatord.app import App
+from coordinatord.errors import CoordinatordError
+from coordinatord.mcp_server import build_server
+from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening
+from coordinatord.settings import Settings
+from coordinatord.store import open_store
+
+log = structlog.get_logger("coordinatord.daemon")
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    try:
+        _prepare_state_dir(settings.state_dir)
+        logs.configure(settings.logging, settings.log_file)
+    except OSError as exc:
+        print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
+        return 1
+    try:
+        anyio.run(serve, settings)
+    except CoordinatordError as exc:
+        log.error("daemon_failed", error=str(exc))
+        if not logs.console_enabled():
+            print(f"coordinatord: {exc}", flush=True)
+        return 1
+    return 0
+
+
+def _prepare_state_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (or until ``stop`` is set, for embedding in tests)."""
+    started = time.monotonic()
+    claim = SocketClaim(settings.socket)
+    claim.acquire()
+    state_lock = None
+    try:
+        # Two daemons on one state dir would run two servers on one AOF file.
+        state_lock = hold_lock(
+            settings.state_dir / "daemon.lock",
+            lambda owner: f"another coordinatord daemon (pid {owner}) uses the state dir {settings.state_dir}",
+        )
+        async with open_store(settings) as store:
+            app = App(settings, store)
+            connections = ConnectionServer(app, build_server(app))
+            async with listening(claim) as listener, anyio.create_task_group() as conn_tg:
+                conn_tg.start_soon(connections.accept_forever, listener, conn_tg)
+                log.info(
+                    "daemon_ready",
+                    version=__version__,
+                    pid=os.getpid(),
+                    socket=str(settings.socket),
+                    backend=store.name,
+                    startup_ms=round((time.monotonic() - started) * 1000, 1),
+                )
+                _notify_systemd("READY=1")
+                reason = await _wait_for_stop(stop)
+                _notify_systemd("STOPPING=1")
+                log.info("daemon_stopping", reason=reason, in_flight=app.in_flight.count)
+                await listener.aclose()
+                with anyio.move_on_after(settings.server.drain_timeout_s) as drain:
+                    await app.in_flight.wait_idle()
+                if drain.cancelled_caught:
+                    log.warning("drain_timed_out", in_flight=app.in_flight.count)
+                conn_tg.cancel_scope.cancel()
+    finally:
+        claim.release()
+        if state_lock is not None:
+            state_lock.close()
+    log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 1))
+
+
+async def _wait_for_stop(stop: anyio.Event | None) -> str:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        if stop is None:
+            async for signum in signals:
+                return signal.Signals(signum).name
+        async with anyio.create_task_group() as tg:
+            reason = "stop_requested"
+
+            async def on_signal() -> None:
+                nonlocal reason
+                async for signum in signals:
+                    reason = signal.Signals(signum).name
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(on_signal)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+        return reason
+    return "signal_receiver_closed"
+
+
+def _notify_systemd(state: str) -> None:
+    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET, when systemd set it."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as exc:
+            log.warning("systemd_notify_failed", error=str(exc))

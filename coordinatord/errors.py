@@ -1,0 +1,55 @@
+"""The one error hierarchy of coordinatord.
+
+::
+
+    CoordinatordError                 anything this package raises on purpose
+    ├── ConfigError                   a setting is invalid (names setting, value and source)
+    ├── DaemonError                   the daemon cannot start or serve
+    │   └── AlreadyRunningError       another live daemon owns the socket
+    ├── BackendError                  the Redis/Valkey backend failed a command
+    │   └── BackendUnavailableError   it could not be reached within the timeout
+    └── ToolError                     a tool call was refused; the message goes to the agent
+        ├── InvalidArgumentError      an argument is missing, of the wrong type or out of range
+        └── LimitExceededError        a key, value or count is above a configured limit
+
+Only the tool layer turns these into MCP results; everything below it raises them with a
+message a person can act on (it names the key, argument, setting or address involved).
+"""
+
+from __future__ import annotations
+
+
+class CoordinatordError(Exception):
+    """Base class of every error coordinatord raises deliberately."""
+
+
+class ConfigError(CoordinatordError):
+    """A setting is invalid or a config file cannot be read."""
+
+
+class DaemonError(CoordinatordError):
+    """The daemon cannot start or keep serving."""
+
+
+class AlreadyRunningError(DaemonError):
+    """A live daemon already answers on the socket path."""
+
+
+class BackendError(CoordinatordError):
+    """The backend answered with an error."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached (connection refused, timed out, closed)."""
+
+
+class ToolError(CoordinatordError):
+    """A tool call was refused; ``str(error)`` is shown to the calling agent."""
+
+
+class InvalidArgumentError(ToolError):
+    """An argument is missing, has the wrong type, or is out of range."""
+
+
+class LimitExceededError(ToolError):
+    """A key, value or count is above a configured limit."""

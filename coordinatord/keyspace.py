@@ -1,0 +1,158 @@
+"""The one place where key names, the project namespace and TTLs are spelled.
+
+Every key lives under ``coord:{<project id>}:``. The braces are a Redis Cluster hash tag, so a
+project's multi-key scripts stay in one slot; because the project id can hold neither braces
+nor glob characters, no user key or pattern appended after the prefix can name or match a key
+of another project. The raw tools see keys without the prefix.
+
+Pure logic, no I/O: tested without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from coordinatord.errors import InvalidArgumentError, LimitExceededError
+
+ROOT = "coord"
+DEFAULT_PROJECT_ID = "default"
+
+_SLUG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Rate-limit keys (`ratelimit:{service}:{period}`) live as long as their period, as the seed says.
+PERIOD_SECONDS: Mapping[str, int] = {
+    "second": 1,
+    "minute": 60,
+    "minutely": 60,
+    "hour": 3_600,
+    "hourly": 3_600,
+    "day": 86_400,
+    "daily": 86_400,
+    "week": 604_800,
+    "weekly": 604_800,
+    "month": 2_592_000,
+    "monthly": 2_592_000,
+}
+RATELIMIT_PREFIX = "ratelimit:"
+
+
+def project_id_for(root: str) -> str:
+    """A stable, readable id for a project root: ``<folder name>-<hash of the path>``.
+
+    The hash keeps two folders with the same name apart; the name keeps ``tail`` readable.
+    """
+    name = root.rstrip("/").rsplit("/", 1)[-1].lower()
+    slug = _SLUG_UNSAFE.sub("-", name).strip("-.")[:40] or "root"
+    digest = hashlib.sha256(root.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """One project's slice of the keyspace."""
+
+    project_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}:{{{self.project_id}}}:"
+
+    def key(self, user_key: str) -> str:
+        return self.prefix + user_key
+
+    def keys(self, user_keys: Iterable[str]) -> list[str]:
+        prefix = self.prefix
+        return [prefix + key for key in user_keys]
+
+    def pattern(self, user_pattern: str) -> str:
+        # The prefix is literal text for MATCH: the project id holds no glob characters.
+        return self.prefix + user_pattern
+
+    def strip(self, full_key: str) -> str | None:
+        """The user's key for a full key, or ``None`` when it is not in this namespace."""
+        prefix = self.prefix
+        return full_key[len(prefix) :] if full_key.startswith(prefix) else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRules:
+    """Shape and size limits on what callers may send."""
+
+    max_key_bytes: int
+    max_value_bytes: int
+    max_keys_per_call: int
+
+    def check_key(self, key: str, argument: str = "key") -> str:
+        if not key:
+            raise InvalidArgumentError(f"argument {argument!r} must not be empty")
+        if _CONTROL.search(key):
+            raise InvalidArgumentError(f"argument {argument!r} must not contain control characters (NUL, newline…)")
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > self.max_key_bytes:
+            raise LimitExceededError(
+                f"argument {argument!r} is {size} bytes; the limit is limits.max_key_bytes = {self.max_key_bytes}"
+            )
+        return key
+
+    def check_keys(self, keys: list[str], argument: str = "keys") -> list[str]:
+        if len(keys) > self.max_keys_per_call:
+            raise LimitExceededError(
+                f"argument {argument!r} has {len(keys)} keys; the limit is "
+                f"limits.max_keys_per_call = {self.max_keys_per_call}"
+            )
+        for index, key in enumerate(keys):
+            self.check_key(key, f"{argument}[{index}]")
+        return keys
+
+    def check_value(self, value: str, argument: str = "value") -> bytes:
+        data = value.encode("utf-8", "surrogatepass")
+        if len(data) > self.max_value_bytes:
+            raise LimitExceededError(
+                f"argument {argument!r} is {len(data)} bytes; the limit is "
+                f"limits.max_value_bytes = {self.max_value_bytes}"
+            )
+        return data
+
+
+@dataclass(frozen=True)
+class TtlPolicy:
+    """The seed's TTL table by key prefix, a default for other keys, and a ceiling."""
+
+    default_s: int
+    max_s: int
+    prefixes: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        # Longest prefix first, so "agent:context:" wins over a configured "agent:".
+        ordered = tuple(sorted(self.prefixes.items(), key=lambda item: -len(item[0])))
+        object.__setattr__(self, "_ordered", ordered)
+
+    def ttl_for(self, user_key: str) -> int:
+        """The TTL a key gets when the caller names none."""
+        if user_key.startswith(RATELIMIT_PREFIX):
+            period = user_key.rsplit(":", 1)[-1].lower()
+            seconds = PERIOD_SECONDS.get(period)
+            if seconds is not None:
+                return min(seconds, self.max_s)
+        ordered: tuple[tuple[str, int], ...] = object.__getattribute__(self, "_ordered")
+        for prefix, seconds in ordered:
+            if user_key.startswith(prefix):
+                return min(seconds, self.max_s)
+        return min(self.default_s, self.max_s)
+
+    def check_requested(self, seconds: int, argument: str = "ttl") -> int:
+        """Refuse a TTL that is not positive or is above the ceiling."""
+        if seconds <= 0:
+            raise InvalidArgumentError(
+                f"argument {argument!r} must be a positive number of seconds, got {seconds}; "
+                "every key has a TTL (use redis_del to remove a key)"
+            )
+        if seconds > self.max_s:
+            raise LimitExceededError(
+                f"argument {argument!r} is {seconds} s; the limit is ttl.max_s = {self.max_s}"
+            )
+        return seconds

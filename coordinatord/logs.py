@@ -1,0 +1,93 @@
+"""structlog set-up, done once by the daemon: JSON lines to a file, readable lines on a TTY.
+
+Both outputs come from one event: the file gets every event as one JSON object per line
+(what ``jq``/``tail -f`` and log shippers want), and the console, when it is a terminal or
+asked for, gets structlog's coloured rendering of the same event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from coordinatord.settings import LoggingSettings
+
+_console_enabled = False
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class _TeeLogger:
+    """Writes the JSON rendering to the log file and the readable one to the console."""
+
+    def __init__(self, file: IO[str] | None, console: TextIO | None) -> None:
+        self._file = file
+        self._console = console
+        self._console_renderer = structlog.dev.ConsoleRenderer(colors=console is not None and console.isatty())
+
+    def msg(self, **event: Any) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
+            self._file.flush()
+        if self._console is not None:
+            self._console.write(str(self._console_renderer(None, "", dict(event))) + "\n")
+            self._console.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _as_kwargs(_: WrappedLogger, __: str, event_dict: EventDict) -> dict[str, Any]:
+    # Returning a dict makes structlog call the logger method with it as keyword arguments.
+    return {**event_dict}
+
+
+def configure(settings: LoggingSettings, log_file: Path | None, *, console: TextIO | None = None) -> None:
+    """Configure structlog (and the stdlib ``logging`` that libraries use) for the daemon."""
+    stream = console if console is not None else sys.stderr
+    show_console = settings.console == "always" or (settings.console == "auto" and stream.isatty())
+    global _console_enabled
+    _console_enabled = show_console
+    file: IO[str] | None = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    level = LEVELS[settings.level]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _as_kwargs,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: _TeeLogger(file, stream if show_console else None),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries (mcp, redis) log through stdlib logging: route their warnings to the same place.
+    handler = _StructlogHandler()
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.WARNING))
+
+
+class _StructlogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        log = structlog.get_logger(record.name)
+        fields: dict[str, Any] = {"logger": record.name}
+        if record.exc_info:
+            fields["exc_info"] = record.exc_info
+        log.log(record.levelno, record.getMessage(), **fields)
+
+
+def console_enabled() -> bool:
+    """Whether events also go to the console (so a caller need not print them again)."""
+    return _console_enabled

@@ -1,0 +1,57 @@
+"""The identity preamble: the one line a shim sends before relaying MCP bytes.
+
+Standard library only (the shim imports it). A connection whose first line is not a preamble
+is served as an anonymous client in the default project, so a plain MCP client can talk to the
+socket directly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MARKER = "coordinatord-preamble"
+VERSION = 1
+
+
+class Preamble:
+    """Who is on the other end of a connection. (Not a dataclass: importing dataclasses
+    costs the shim ~13 ms.)"""
+
+    __slots__ = ("agent", "pid", "project", "version")
+
+    def __init__(self, agent: str | None, project: str | None, pid: int | None, version: int = VERSION) -> None:
+        self.agent = agent
+        self.project = project
+        self.pid = pid
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"Preamble(agent={self.agent!r}, project={self.project!r}, pid={self.pid!r})"
+
+    def encode(self) -> bytes:
+        body = {"type": MARKER, "v": self.version, "agent": self.agent, "project": self.project, "pid": self.pid}
+        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def parse(line: bytes) -> Preamble | None:
+    """The preamble in ``line``, or ``None`` when the line is something else (MCP traffic).
+
+    Raises ``ValueError`` for a line that claims to be a preamble but is malformed.
+    """
+    try:
+        data: Any = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != MARKER:
+        return None
+    agent, project, pid, version = data.get("agent"), data.get("project"), data.get("pid"), data.get("v")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"preamble version must be a positive integer, got {version!r}")
+    if agent is not None and (not isinstance(agent, str) or not agent.strip() or len(agent) > 128):
+        raise ValueError("preamble agent must be a non-empty string of at most 128 characters")
+    if project is not None and (not isinstance(project, str) or not project.startswith("/") or "\0" in project):
+        raise ValueError("preamble project must be an absolute path")
+    if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+        raise ValueError("preamble pid must be a positive integer")
+    return Preamble(agent=agent.strip() if agent else None, project=project, pid=pid, version=version)

@@ -1,0 +1,380 @@
+"""The Unix socket server: one MCP session per connection, all sharing one :class:`App`.
+
+A connection starts with an optional identity preamble line (see :mod:`coordinatord.preamble`),
+then carries newline-delimited JSON-RPC. Each line is decoded here; a line that is not JSON or
+not JSON-RPC gets a JSON-RPC error reply and the connection lives on. Whatever goes wrong in one
+connection is logged and ends that connection only, never the listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import socket
+import stat
+import struct
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.abc
+import structlog
+from mcp.server.lowlevel import Server
+from mcp.server.models import InitializationOptions
+from mcp.server.runner import serve_dual_era_loop
+from mcp.shared.message import SessionMessage
+from mcp_types import jsonrpc_message_adapter
+from pydantic import ValidationError
+
+from coordinatord import preamble
+from coordinatord.app import App, Peer
+from coordinatord.errors import AlreadyRunningError, DaemonError
+
+log = structlog.get_logger("coordinatord.server")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+SERVER_BUSY = -32001
+MAX_UNIX_PATH = 107
+RECEIVE_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(stream: anyio.abc.SocketStream) -> PeerCredentials | None:
+    raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    try:
+        data = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = struct.unpack("3i", data)
+    return PeerCredentials(pid, uid, gid)
+
+
+class SocketClaim:
+    """Owns the socket path for the daemon's lifetime.
+
+    An exclusive ``flock`` on ``<socket>.lock`` decides which daemon owns the path, so two
+    daemons started at the same moment cannot both replace a stale socket file and bind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._lock_file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
+            raise DaemonError(
+                f"socket path {self.path} is longer than {MAX_UNIX_PATH} bytes, the limit of a Unix "
+                "socket path; choose a shorter --socket"
+            )
+        parent = self.path.parent
+        if not parent.exists():
+            # Only a directory we create is ours to lock down; /tmp or $HOME are not.
+            parent.mkdir(parents=True, mode=0o700)
+            os.chmod(parent, 0o700)
+        self._lock_file = hold_lock(
+            self.lock_path,
+            lambda owner: f"another coordinatord daemon (pid {owner}) is already serving on {self.path}; "
+            "stop it first, or give this one another --socket",
+        )
+        self._remove_stale_socket()
+
+    def _remove_stale_socket(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise DaemonError(f"{self.path} exists and is not a socket; remove it or choose another --socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+        except OSError:
+            log.info("stale_socket_removed", socket=str(self.path))
+            self.path.unlink(missing_ok=True)
+        else:
+            raise AlreadyRunningError(
+                f"something is already listening on {self.path}; stop it or choose another --socket"
+            )
+        finally:
+            probe.close()
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def hold_lock(path: Path, conflict: Callable[[str], str]) -> IO[str]:
+    """Take an exclusive ``flock`` on ``path`` (writing our pid in it) or raise
+    :class:`AlreadyRunningError` with ``conflict(owner pid)``. The lock lasts while the file
+    stays open, and the kernel drops it when the process dies, so it can never go stale.
+    """
+    lock_file = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        owner = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise AlreadyRunningError(conflict(owner)) from None
+    os.chmod(path, 0o600)
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    return lock_file
+
+
+class LineReader:
+    """Newline-delimited frames from a byte stream, with a cap on a frame's size."""
+
+    def __init__(self, stream: anyio.abc.ByteReceiveStream, max_line: int) -> None:
+        self._stream = stream
+        self._max_line = max_line
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def next_line(self) -> bytes | None:
+        """The next line (without its newline); ``None`` at end of stream.
+
+        Raises :class:`LineTooLong` after skipping past a line above the cap.
+        """
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                return line
+            if len(self._buffer) > self._max_line:
+                await self._skip_line()
+                raise LineTooLong(self._max_line)
+            if self._eof:
+                if self._buffer:
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    return line
+                return None
+            await self._fill()
+
+    async def _fill(self) -> None:
+        try:
+            self._buffer += await self._stream.receive(RECEIVE_CHUNK)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+            self._eof = True
+
+    async def _skip_line(self) -> None:
+        while not self._eof:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                del self._buffer[: newline + 1]
+                return
+            self._buffer.clear()
+            await self._fill()
+        self._buffer.clear()
+
+
+class LineTooLong(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"message longer than server.max_line_bytes = {limit} bytes")
+
+
+def error_line(code: int, message: str, request_id: Any = None) -> bytes:
+    reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    return json.dumps(reply).encode() + b"\n"
+
+
+def decode_frame(line: bytes) -> SessionMessage | bytes:
+    """A JSON-RPC message, or the error line to send back for a malformed frame."""
+    try:
+        return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValidationError:
+        pass
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        return error_line(PARSE_ERROR, f"Parse error: not valid JSON ({exc})")
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        request_id = None
+    return error_line(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", request_id)
+
+
+class ConnectionServer:
+    """Serves every accepted connection until the daemon shuts down."""
+
+    def __init__(self, app: App, mcp: Server[Peer]) -> None:
+        self._app = app
+        self._mcp = mcp
+        self._init_options: InitializationOptions = mcp.create_initialization_options()
+        self._ids = itertools.count(1)
+        self._settings = app.settings.server
+        self.open_connections = 0
+
+    async def accept_forever(self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError as exc:  # EMFILE and friends: log, breathe, keep serving
+                    log.error("accept_failed", error=str(exc))
+                    await anyio.sleep(0.1)
+                    continue
+                tg.start_soon(self.serve_connection, stream)
+
+    async def serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+        conn_id = next(self._ids)
+        self.open_connections += 1
+        try:
+            async with stream:
+                await self._serve(conn_id, stream)
+        except Exception:
+            # One connection's failure must never reach the listener's task group.
+            log.exception("connection_failed", conn=conn_id)
+        finally:
+            self.open_connections -= 1
+
+    async def _serve(self, conn_id: int, stream: anyio.abc.SocketStream) -> None:
+        creds = peer_credentials(stream)
+        if creds is not None and creds.uid not in (os.getuid(), 0):
+            log.warning("connection_refused_foreign_uid", conn=conn_id, uid=creds.uid)
+            return
+        sender = _LineSender(stream)
+        if self.open_connections > self._settings.max_connections:
+            await sender.send(error_line(SERVER_BUSY, "too many connections (server.max_connections)"))
+            return
+        lines = LineReader(stream, self._settings.max_line_bytes)
+        first: bytes | None = None
+        with anyio.move_on_after(self._settings.preamble_timeout_s):
+            first = await _first_line(lines, sender)
+        if first is None:
+            return
+        try:
+            identity = preamble.parse(first)
+        except ValueError as exc:
+            await sender.send(error_line(INVALID_REQUEST, f"bad coordinatord preamble: {exc}"))
+            return
+        peer = Peer(
+            conn_id=conn_id,
+            agent=identity.agent if identity else None,
+            project_root=identity.project if identity else None,
+            shim_pid=identity.pid if identity else None,
+            peer_pid=creds.pid if creds else None,
+            peer_uid=creds.uid if creds else None,
+            groups=self._app.default_groups,
+        )
+        log.info(
+            "connection_opened",
+            conn=conn_id,
+            agent=peer.agent,
+            project=peer.namespace.project_id,
+            root=peer.project_root,
+            pid=peer.shim_pid or peer.peer_pid,
+        )
+        pending = None if identity else first
+        read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read_frames, lines, read_send, sender, pending)
+            tg.start_soon(_write_frames, write_recv, sender, stream)
+            await serve_dual_era_loop(
+                self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
+            )
+        log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
+
+
+async def _first_line(lines: LineReader, sender: _LineSender) -> bytes | None:
+    while True:
+        try:
+            line = await lines.next_line()
+        except LineTooLong as exc:
+            await sender.send(error_line(INVALID_REQUEST, str(exc)))
+            continue
+        if line is None or line.strip():
+            return line
+
+
+class _LineSender:
+    """Serialises writes: replies from the MCP loop and error lines from the reader share it."""
+
+    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+        self._stream = stream
+        self._lock = anyio.Lock()
+
+    async def send(self, data: bytes) -> None:
+        async with self._lock:
+            await self._stream.send(data)
+
+
+async def _read_frames(
+    lines: LineReader,
+    out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
+    sender: _LineSender,
+    pending: bytes | None,
+) -> None:
+    async with out:
+        if pending is not None:
+            await _dispatch(pending, out, sender)
+        while True:
+            try:
+                line = await lines.next_line()
+            except LineTooLong as exc:
+                await sender.send(error_line(INVALID_REQUEST, str(exc)))
+                continue
+            if line is None:
+                return
+            if line.strip():
+                await _dispatch(line, out, sender)
+
+
+async def _dispatch(
+    line: bytes, out: anyio.abc.ObjectSendStream[SessionMessage | Exception], sender: _LineSender
+) -> None:
+    frame = decode_frame(line)
+    if isinstance(frame, bytes):
+        log.warning("bad_frame", size=len(line))
+        await sender.send(frame)
+    else:
+        await out.send(frame)
+
+
+async def _write_frames(
+    frames: anyio.abc.ObjectReceiveStream[SessionMessage], sender: _LineSender, stream: anyio.abc.SocketStream
+) -> None:
+    async with frames:
+        try:
+            async for frame in frames:
+                data = frame.message.model_dump_json(by_alias=True, exclude_unset=True)
+                await sender.send(data.encode() + b"\n")
+            # Half-close once every reply is out: the shim sees EOF and exits cleanly.
+            with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            # The peer went away; drain so the MCP loop never blocks on a dead connection.
+            async for _ in frames:
+                pass
+
+
+@contextlib.asynccontextmanager
+async def listening(claim: SocketClaim) -> AsyncIterator[anyio.abc.SocketListener]:
+    """Bind the claimed socket path (mode 0600) for as long as the block runs."""
+    listener = await anyio.create_unix_listener(claim.path, mode=0o600)
+    try:
+        yield listener
+    finally:
+        await listener.aclose()

