@@ -79,7 +79,8 @@ class App:
             from coordinatord.errors import ConfigError
 
             raise ConfigError(
-                f"tools.groups names unknown group(s) {sorted(unknown)}; known: {sorted(self.registry.groups)}"
+                f"tools.groups names unknown group(s) {sorted(unknown)}; "
+                f"known: {sorted(self.registry.groups)}"
             )
         self.default_groups = frozenset(settings.tools.groups)
         self.in_flight = InFlight()

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shim",
         help="relay an editor's stdio to the daemon (put this in mcp.json)",
         description="Relay MCP between stdin/stdout and the daemon's socket. Standard library only.",
-        epilog='example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]',
+        epilog=(
+            'example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]'
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shim.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the daemon finds it)")

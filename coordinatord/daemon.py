@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -53,6 +54,16 @@ def _prepare_state_dir(path: Path) -> None:
 async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or until ``stop`` is set, for embedding in tests)."""
     started = time.monotonic()
+    # Take over SIGTERM/SIGINT before anything starts, so that a signal arriving during
+    # start-up becomes a clean stop rather than a default-action kill.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        await _serve(settings, signals, stop, started)
+    log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 1))
+
+
+async def _serve(
+    settings: Settings, signals: AsyncIterator[int], stop: anyio.Event | None, started: float
+) -> None:
     claim = SocketClaim(settings.socket)
     claim.acquire()
     state_lock = None
@@ -60,7 +71,9 @@ async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
         # Two daemons on one state dir would run two servers on one AOF file.
         state_lock = hold_lock(
             settings.state_dir / "daemon.lock",
-            lambda owner: f"another coordinatord daemon (pid {owner}) uses the state dir {settings.state_dir}",
+            lambda owner: (
+                f"another coordinatord daemon (pid {owner}) uses the state dir {settings.state_dir}"
+            ),
         )
         async with open_store(settings) as store:
             app = App(settings, store)
@@ -76,7 +89,7 @@ async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
                     startup_ms=round((time.monotonic() - started) * 1000, 1),
                 )
                 _notify_systemd("READY=1")
-                reason = await _wait_for_stop(stop)
+                reason = await _wait_for_stop(signals, stop)
                 _notify_systemd("STOPPING=1")
                 log.info("daemon_stopping", reason=reason, in_flight=app.in_flight.count)
                 await listener.aclose()
@@ -89,28 +102,24 @@ async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
         claim.release()
         if state_lock is not None:
             state_lock.close()
-    log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 1))
 
 
-async def _wait_for_stop(stop: anyio.Event | None) -> str:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        if stop is None:
+async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None) -> str:
+    reason = "stop_requested"
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            nonlocal reason
             async for signum in signals:
-                return signal.Signals(signum).name
-        async with anyio.create_task_group() as tg:
-            reason = "stop_requested"
+                reason = signal.Signals(signum).name
+                break
+            tg.cancel_scope.cancel()
 
-            async def on_signal() -> None:
-                nonlocal reason
-                async for signum in signals:
-                    reason = signal.Signals(signum).name
-                    tg.cancel_scope.cancel()
-
-            tg.start_soon(on_signal)
+        tg.start_soon(on_signal)
+        if stop is not None:
             await stop.wait()
             tg.cancel_scope.cancel()
-        return reason
-    return "signal_receiver_closed"
+    return reason
 
 
 def _notify_systemd(state: str) -> None:

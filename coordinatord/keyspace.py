@@ -72,7 +72,7 @@ class Namespace:
         # The prefix is literal text for MATCH: the project id holds no glob characters.
         return self.prefix + user_pattern
 
-    def strip(self, full_key: str) -> str | None:
+    def local_key(self, full_key: str) -> str | None:
         """The user's key for a full key, or ``None`` when it is not in this namespace."""
         prefix = self.prefix
         return full_key[len(prefix) :] if full_key.startswith(prefix) else None
@@ -90,11 +90,14 @@ class KeyRules:
         if not key:
             raise InvalidArgumentError(f"argument {argument!r} must not be empty")
         if _CONTROL.search(key):
-            raise InvalidArgumentError(f"argument {argument!r} must not contain control characters (NUL, newline…)")
+            raise InvalidArgumentError(
+                f"argument {argument!r} must not contain control characters (NUL, newline…)"
+            )
         size = len(key.encode("utf-8", "surrogatepass"))
         if size > self.max_key_bytes:
             raise LimitExceededError(
-                f"argument {argument!r} is {size} bytes; the limit is limits.max_key_bytes = {self.max_key_bytes}"
+                f"argument {argument!r} is {size} bytes; "
+                f"the limit is limits.max_key_bytes = {self.max_key_bytes}"
             )
         return key
 

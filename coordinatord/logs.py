@@ -30,7 +30,9 @@ class _TeeLogger:
     def __init__(self, file: IO[str] | None, console: TextIO | None) -> None:
         self._file = file
         self._console = console
-        self._console_renderer = structlog.dev.ConsoleRenderer(colors=console is not None and console.isatty())
+        self._console_renderer = structlog.dev.ConsoleRenderer(
+            colors=console is not None and console.isatty()
+        )
 
     def msg(self, **event: Any) -> None:
         if self._file is not None:

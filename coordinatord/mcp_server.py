@@ -81,13 +81,11 @@ def build_server(app: App) -> Server[Peer]:
         wire["resultType"] = "complete"
         return wire
 
-    server: Server[Peer] = Server(
-        "coordinatord",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-    )
+    server: Server[Peer] = Server("coordinatord", version=__version__, instructions=INSTRUCTIONS)
+    # Registered by method rather than through on_call_tool=: handlers may then return the
+    # plain dict result, which skips building and dumping a CallToolResult model per call.
+    server.add_request_handler("tools/list", PaginatedRequestParams, list_tools)
+    server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
 
     async def count_in_flight(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         app.in_flight.enter()

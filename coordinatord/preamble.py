@@ -20,7 +20,9 @@ class Preamble:
 
     __slots__ = ("agent", "pid", "project", "version")
 
-    def __init__(self, agent: str | None, project: str | None, pid: int | None, version: int = VERSION) -> None:
+    def __init__(
+        self, agent: str | None, project: str | None, pid: int | None, version: int = VERSION
+    ) -> None:
         self.agent = agent
         self.project = project
         self.pid = pid
@@ -30,7 +32,13 @@ class Preamble:
         return f"Preamble(agent={self.agent!r}, project={self.project!r}, pid={self.pid!r})"
 
     def encode(self) -> bytes:
-        body = {"type": MARKER, "v": self.version, "agent": self.agent, "project": self.project, "pid": self.pid}
+        body = {
+            "type": MARKER,
+            "v": self.version,
+            "agent": self.agent,
+            "project": self.project,
+            "pid": self.pid,
+        }
         return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
@@ -50,7 +58,9 @@ def parse(line: bytes) -> Preamble | None:
         raise ValueError(f"preamble version must be a positive integer, got {version!r}")
     if agent is not None and (not isinstance(agent, str) or not agent.strip() or len(agent) > 128):
         raise ValueError("preamble agent must be a non-empty string of at most 128 characters")
-    if project is not None and (not isinstance(project, str) or not project.startswith("/") or "\0" in project):
+    if project is not None and (
+        not isinstance(project, str) or not project.startswith("/") or "\0" in project
+    ):
         raise ValueError("preamble project must be an absolute path")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
         raise ValueError("preamble pid must be a positive integer")

@@ -28,7 +28,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.models import InitializationOptions
 from mcp.server.runner import serve_dual_era_loop
 from mcp.shared.message import SessionMessage
-from mcp_types import jsonrpc_message_adapter
+from mcp_types import JSONRPCError, JSONRPCRequest, JSONRPCResponse, jsonrpc_message_adapter
 from pydantic import ValidationError
 
 from coordinatord import preamble
@@ -86,8 +86,10 @@ class SocketClaim:
             os.chmod(parent, 0o700)
         self._lock_file = hold_lock(
             self.lock_path,
-            lambda owner: f"another coordinatord daemon (pid {owner}) is already serving on {self.path}; "
-            "stop it first, or give this one another --socket",
+            lambda owner: (
+                f"another coordinatord daemon (pid {owner}) is already serving on {self.path}; "
+                "stop it first, or give this one another --socket"
+            ),
         )
         self._remove_stale_socket()
 
@@ -289,9 +291,11 @@ class ConnectionServer:
         pending = None if identity else first
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
+        outstanding = _Outstanding()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_frames, lines, read_send, sender, pending)
-            tg.start_soon(_write_frames, write_recv, sender, stream)
+            drain = self._settings.drain_timeout_s
+            tg.start_soon(_read_frames, lines, read_send, sender, outstanding, pending, drain)
+            tg.start_soon(_write_frames, write_recv, sender, stream, outstanding)
             await serve_dual_era_loop(
                 self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
             )
@@ -307,6 +311,35 @@ async def _first_line(lines: LineReader, sender: _LineSender) -> bytes | None:
             continue
         if line is None or line.strip():
             return line
+
+
+class _Outstanding:
+    """Request ids read from a connection and not yet answered.
+
+    The SDK's loop answers "Connection closed" to every request still running when its read
+    stream ends, so on the client's EOF the reader waits for this set to empty before ending
+    the stream: a shim that half-closes right after its last request still gets the reply.
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[str | int] = set()
+        self._empty = anyio.Event()
+        self._empty.set()
+
+    def add(self, request_id: str | int) -> None:
+        if not self._ids:
+            self._empty = anyio.Event()
+        self._ids.add(request_id)
+
+    def discard(self, request_id: str | int | None) -> None:
+        if request_id is None:
+            return
+        self._ids.discard(request_id)
+        if not self._ids:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
 
 
 class _LineSender:
@@ -325,11 +358,13 @@ async def _read_frames(
     lines: LineReader,
     out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
     sender: _LineSender,
+    outstanding: _Outstanding,
     pending: bytes | None,
+    drain_timeout_s: float,
 ) -> None:
     async with out:
         if pending is not None:
-            await _dispatch(pending, out, sender)
+            await _dispatch(pending, out, sender, outstanding)
         while True:
             try:
                 line = await lines.next_line()
@@ -337,30 +372,43 @@ async def _read_frames(
                 await sender.send(error_line(INVALID_REQUEST, str(exc)))
                 continue
             if line is None:
-                return
+                break
             if line.strip():
-                await _dispatch(line, out, sender)
+                await _dispatch(line, out, sender, outstanding)
+        with anyio.move_on_after(drain_timeout_s):
+            await outstanding.wait_empty()
 
 
 async def _dispatch(
-    line: bytes, out: anyio.abc.ObjectSendStream[SessionMessage | Exception], sender: _LineSender
+    line: bytes,
+    out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
+    sender: _LineSender,
+    outstanding: _Outstanding,
 ) -> None:
     frame = decode_frame(line)
     if isinstance(frame, bytes):
         log.warning("bad_frame", size=len(line))
         await sender.send(frame)
-    else:
-        await out.send(frame)
+        return
+    if isinstance(frame.message, JSONRPCRequest):
+        outstanding.add(frame.message.id)
+    await out.send(frame)
 
 
 async def _write_frames(
-    frames: anyio.abc.ObjectReceiveStream[SessionMessage], sender: _LineSender, stream: anyio.abc.SocketStream
+    frames: anyio.abc.ObjectReceiveStream[SessionMessage],
+    sender: _LineSender,
+    stream: anyio.abc.SocketStream,
+    outstanding: _Outstanding,
 ) -> None:
     async with frames:
         try:
             async for frame in frames:
-                data = frame.message.model_dump_json(by_alias=True, exclude_unset=True)
+                message = frame.message
+                data = message.model_dump_json(by_alias=True, exclude_unset=True)
                 await sender.send(data.encode() + b"\n")
+                if isinstance(message, JSONRPCResponse | JSONRPCError):
+                    outstanding.discard(message.id)
             # Half-close once every reply is out: the shim sees EOF and exits cleanly.
             with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await stream.send_eof()

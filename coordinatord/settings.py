@@ -131,7 +131,9 @@ class TtlSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    file: Path | None = Field(default=None, description="JSON lines log; default <state_dir>/coordinatord.log")
+    file: Path | None = Field(
+        default=None, description="JSON lines log; default <state_dir>/coordinatord.log"
+    )
     console: Literal["auto", "always", "never"] = "auto"
 
 
@@ -176,12 +178,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        load = _LOAD.get()
+        load = _LOAD.get() or _Load()
         return (
             InitSettingsSource(settings_cls, load.cli),
             _MappingEnvSource(settings_cls, load.environ),
             InitSettingsSource(settings_cls, load.seed_env),
             InitSettingsSource(settings_cls, load.file_data),
+            InitSettingsSource(settings_cls, load.defaults),
         )
 
 
@@ -203,9 +206,11 @@ class _Load:
     seed_env: dict[str, Any] = field(default_factory=dict)
     file_data: dict[str, Any] = field(default_factory=dict)
     file_path: Path | None = None
+    # Defaults that depend on the environment (XDG dirs), computed from the given mapping.
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
-_LOAD: ContextVar[_Load] = ContextVar("coordinatord_settings_load", default=_Load())
+_LOAD: ContextVar[_Load | None] = ContextVar("coordinatord_settings_load", default=None)
 
 
 @contextmanager
@@ -232,6 +237,7 @@ def load_settings(
         seed_env=_seed_env(env),
         file_data=_read_config_file(path) if path is not None else {},
         file_path=path,
+        defaults={"socket": default_socket_path(env), "state_dir": default_state_dir(env)},
     )
     with _loading(load):
         try:
@@ -266,7 +272,13 @@ def _describe(exc: ValidationError, load: _Load) -> str:
         loc = tuple(str(part) for part in error["loc"])
         name = ".".join(loc)
         source, value = _source_of(loc, load)
-        shown = "<hidden>" if _is_secret(loc) else repr(value) if source != "default" else repr(error.get("input"))
+        shown = (
+            "<hidden>"
+            if _is_secret(loc)
+            else repr(value)
+            if source != "default"
+            else repr(error.get("input"))
+        )
         reason = error["msg"]
         if error["type"] == "extra_forbidden":
             reason = "no such setting"

@@ -11,6 +11,7 @@ that says how to start the daemon, so the editor shows a useful message instead 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -61,11 +62,9 @@ def _stdin_to_socket(sock: socket.socket, done: threading.Event) -> None:
         pass  # the daemon went away; the other direction sees it and ends the process
     finally:
         done.set()
-        try:
-            # Half-close: the daemon finishes in-flight replies, then closes its side.
+        # Half-close: the daemon finishes in-flight replies, then closes its side.
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 def _socket_to_stdout(sock: socket.socket) -> None:

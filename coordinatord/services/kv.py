@@ -50,7 +50,7 @@ class KvService:
         self._rules.check_key(pattern, "pattern")
         found, truncated = await self._store.scan(ns.pattern(pattern), self._keys_result_max)
         # Defence in depth: whatever SCAN returned, only this namespace's keys leave.
-        keys = sorted(k for k in (ns.strip(full) for full in found) if k is not None)
+        keys = sorted(k for k in (ns.local_key(full) for full in found) if k is not None)
         return keys, truncated
 
     async def ping(self) -> bool:

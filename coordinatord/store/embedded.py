@@ -144,6 +144,10 @@ class EmbeddedValkey:
     def _pidfile(self) -> Path:
         return self._data_dir / "valkey.pid"
 
+    @property
+    def _server_name(self) -> str:
+        return self._binary.name if self._binary is not None else "valkey-server"
+
     async def __aenter__(self) -> EmbeddedValkey:
         if self._entered:
             raise DaemonError("an EmbeddedValkey can be started only once; create a new one")
@@ -225,10 +229,13 @@ class EmbeddedValkey:
             logfile=self.log_path,
         )
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, self.config_path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.config_path)
+        except OSError as exc:
+            raise DaemonError(f"cannot write {self.config_path}: {exc.strerror or exc}") from exc
 
     async def _start_child(self) -> None:
         """Spawn a server and wait until it answers; on failure it is gone again."""
@@ -249,8 +256,8 @@ class EmbeddedValkey:
         self._log.debug("embedded_backend_spawning", binary=str(binary), config=str(self.config_path))
         # Valkey reports configuration errors on stderr before it opens its log file; sending
         # both streams to that file keeps every reason for a failed start in one place.
-        with self.log_path.open("ab") as log_file:
-            try:
+        try:
+            with self.log_path.open("ab") as log_file:
                 popen = subprocess.Popen(
                     [str(binary), str(self.config_path)],
                     stdin=subprocess.DEVNULL,
@@ -263,12 +270,12 @@ class EmbeddedValkey:
                     umask=0o077,
                     preexec_fn=_pdeathsig_preexec(),
                 )
-            except OSError as exc:
-                raise DaemonError(
-                    f"cannot run the embedded backend {binary}: {exc.strerror or exc}; "
-                    "set embedded.binary (COORDINATORD_EMBEDDED__BINARY) to a working "
-                    "valkey-server or redis-server"
-                ) from exc
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot run the embedded backend {binary}: {exc.strerror or exc}; "
+                "set embedded.binary (COORDINATORD_EMBEDDED__BINARY) to a working "
+                "valkey-server or redis-server"
+            ) from exc
         return _Child(popen=popen, pidfd=_open_pidfd_or_none(popen.pid))
 
     async def _wait_ready(self, child: _Child) -> None:
@@ -281,20 +288,20 @@ class EmbeddedValkey:
                     returncode = child.popen.poll()
                     if returncode is not None:
                         raise DaemonError(
-                            f"the embedded valkey-server (pid {child.pid}) exited with "
+                            f"the embedded {self._server_name} (pid {child.pid}) exited with "
                             f"{_describe_returncode(returncode)} while starting; "
                             f"{_log_tail(self.log_path)}"
                         )
                     try:
                         # Valkey gives no readiness signal of its own; answering PING is it.
-                        if await client.execute_command("PING"):
+                        if await client.ping():
                             return
                     except (RedisError, OSError) as exc:
                         last_error = f"{type(exc).__name__}: {exc}"
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 0.1)
         raise DaemonError(
-            f"the embedded valkey-server (pid {child.pid}) did not answer PING on "
+            f"the embedded {self._server_name} (pid {child.pid}) did not answer PING on "
             f"{self._socket_path} within {timeout:g}s (last error: {last_error}); if it is loading "
             f"a large AOF, raise embedded.start_timeout_s; {_log_tail(self.log_path)}"
         )
@@ -319,18 +326,20 @@ class EmbeddedValkey:
             return None
         try:
             async with _client(self._socket_path, _PROBE_TIMEOUT_S) as client:
-                info = await client.execute_command("INFO", "server")
+                info = await client.info("server")
         except (RedisError, OSError):
             return None
-        if isinstance(info, dict) and isinstance(info.get("process_id"), int):
-            pid: int = info["process_id"]
-            return pid
-        return None
+        pid = info.get("process_id")
+        return pid if isinstance(pid, int) else None
 
     async def _stop_foreign(self, pid: int, *, verified: bool) -> None:
         try:
             pidfd = _open_pidfd_or_none(pid, missing_ok=False)
         except ProcessLookupError:
+            return
+        except PermissionError:
+            # Another user's process cannot be a server in our private directory.
+            self._log.debug("embedded_backend_pidfile_stale", pid=pid, pidfile=str(self._pidfile))
             return
         try:
             # Checked after the pidfd is open: from then on the pid cannot be recycled under us.
@@ -342,7 +351,11 @@ class EmbeddedValkey:
                 pid=pid,
                 detail="a server from an earlier daemon is still running; stopping it",
             )
-            if not _send_signal(pid, pidfd, signal.SIGTERM):
+            try:
+                if not _send_signal(pid, pidfd, signal.SIGTERM):
+                    return
+            except PermissionError:
+                self._log.debug("embedded_backend_pidfile_stale", pid=pid, pidfile=str(self._pidfile))
                 return
             # A stopped (SIGSTOP, job control) server would sit on the SIGTERM until timeout.
             _send_signal(pid, pidfd, signal.SIGCONT)
@@ -597,9 +610,9 @@ def _send_signal(pid: int, pidfd: int | None, signum: int) -> bool:
     return True
 
 
-async def _wait_gone(pid: int, pidfd: int | None, timeout: float) -> bool:
-    """Wait until a process that is not our child has exited; False on timeout."""
-    with anyio.move_on_after(timeout):
+async def _wait_gone(pid: int, pidfd: int | None, limit_s: float) -> bool:
+    """Wait until a process that is not our child has exited; False if ``limit_s`` passes first."""
+    with anyio.move_on_after(limit_s):
         if pidfd is not None:
             await anyio.wait_readable(pidfd)
             return True

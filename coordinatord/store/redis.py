@@ -39,7 +39,8 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
     retry = Retry(
         ExponentialBackoff(cap=settings.retry_backoff_cap_s, base=settings.retry_backoff_base_s),
         settings.retries,
-        supported_errors=(RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError),
+        # redis-py wraps socket errors (refused, reset) in its ConnectionError.
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
     )
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": settings.connect_timeout_s,
@@ -63,7 +64,7 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
     # A blocking pool makes a burst of calls queue for a connection instead of failing
     # with "Too many connections"; the queueing is bounded by `timeout`.
     pool = BlockingConnectionPool.from_url(url, **kwargs)
-    return Redis(connection_pool=pool, retry=retry)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 class RedisStore:
@@ -98,8 +99,8 @@ class RedisStore:
         return bool(await self._call(self._client.ping))
 
     async def get(self, key: str) -> str | None:
-        result: str | None = await self._call(lambda: self._client.get(key))
-        return result
+        result = await self._call(lambda: self._client.get(key))
+        return None if result is None else _text(result)
 
     async def set(self, key: str, value: str, ttl_s: int) -> None:
         await self._call(lambda: self._client.set(key, value, ex=ttl_s))
@@ -133,7 +134,7 @@ class RedisStore:
             cursor = 0
             while True:
                 cursor, batch = await self._client.scan(cursor=cursor, match=match, count=SCAN_BATCH)
-                for key in batch:
+                for key in map(_text, batch):
                     # SCAN may return a key more than once while the table is rehashed.
                     if key not in seen:
                         seen.add(key)
@@ -144,3 +145,8 @@ class RedisStore:
                     return found, False
 
         return await self._call(walk)
+
+
+def _text(value: bytes | str) -> str:
+    # The client decodes responses; this only narrows redis-py's `bytes | str` for the type checker.
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")

@@ -37,7 +37,7 @@ async def redis_del(call: CallContext, args: dict[str, Any]) -> ToolReply:
 async def redis_keys(call: CallContext, args: dict[str, Any]) -> ToolReply:
     call.log_key = args["pattern"]
     keys, truncated = await call.services.kv.keys(call.namespace, args["pattern"])
-    listing = json.dumps(keys, ensure_ascii=False)
+    listing = json.dumps(keys, ensure_ascii=False, separators=(",", ":"))  # as the seed shows it
     if not truncated:
         return ToolReply.text(listing)
     # The first block stays a plain JSON array, as the seed promises; the note comes second.
@@ -88,7 +88,9 @@ TOOLS = (
         (
             KEY,
             Param("value", "string", "The value to store (usually JSON text)"),
-            Param("ttl", "integer", "Time to live in seconds (optional; default by key prefix)", required=False),
+            Param(
+                "ttl", "integer", "Time to live in seconds (optional; default by key prefix)", required=False
+            ),
         ),
         redis_set,
         idempotent=True,

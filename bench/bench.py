@@ -1,0 +1,801 @@
+"""Benchmark coordinatord from the outside: shim start-up and per-call latency.
+
+Standard library only: it measures our processes (daemon, shim) as an editor sees them, and
+must not share their imports. See bench/README.md for what each figure means.
+
+    .venv/bin/python bench/bench.py                        # own daemon, embedded Valkey
+    .venv/bin/python bench/bench.py --redis-url redis://127.0.0.1:6379/14 --clients 16
+
+To add a series, append a :class:`Series` to ``SERIES``: it runs through the shim and directly on
+the socket, and can be named by ``--clients`` runs (``--concurrent-series``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+PROTOCOL_VERSION = "2025-06-18"
+CLIENT_INFO = {"name": "bench", "version": "1"}
+AGENT = "bench"
+VALUE = "v" * 100
+KEY = "bench:k"
+BENCH_DIR = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.prefix) / "bin"  # run this script with the venv's python
+DAEMON_START_TIMEOUT_S = 60.0
+DAEMON_STOP_TIMEOUT_S = 30.0
+REPLY_TIMEOUT_S = 30.0
+COLD_START_DISCARDED = 3
+
+TARGET_COLD_START_MEDIAN_MS = 60.0
+TARGET_GET_VIA_SHIM_P50_MS = 1.5
+
+
+# --------------------------------------------------------------------------------------------
+# Series: what to call. Add new ones here.
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One measured kind of call. ``build(i)`` gives the i-th call, so a series may alternate
+    tools (e.g. lock_acquire on even i, lock_release on odd i)."""
+
+    name: str
+    build: Callable[[int], ToolCall]
+    setup: tuple[ToolCall, ...] = ()
+    cleanup: tuple[ToolCall, ...] = ()
+
+
+SERIES: tuple[Series, ...] = (
+    Series("redis_set", lambda i: ToolCall("redis_set", {"key": KEY, "value": VALUE})),
+    Series(
+        "redis_get",
+        lambda i: ToolCall("redis_get", {"key": KEY}),
+        setup=(ToolCall("redis_set", {"key": KEY, "value": VALUE}),),
+        cleanup=(ToolCall("redis_del", {"keys": [KEY]}),),
+    ),
+)
+SERIES_BY_NAME = {series.name: series for series in SERIES}
+
+
+# --------------------------------------------------------------------------------------------
+# Transports and a minimal MCP client.
+
+
+class Channel(Protocol):
+    def send(self, data: bytes) -> None: ...
+    def readline(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class ShimChannel:
+    """An editor's view: a ``coordinatord shim`` process on pipes."""
+
+    def __init__(self, command: Sequence[str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+        if self.proc.stdin is None or self.proc.stdout is None:  # cannot happen with PIPE
+            raise BenchError("shim started without pipes")
+        self._stdin = self.proc.stdin
+        self._stdout = self.proc.stdout
+
+    def send(self, data: bytes) -> None:
+        self._stdin.write(data)
+        self._stdin.flush()
+
+    def readline(self) -> bytes:
+        return self._stdout.readline()
+
+    def close(self) -> None:
+        """Close stdin (the shim half-closes the socket), drain, and insist on exit code 0."""
+        self._stdin.close()
+        self._stdout.read()
+        code = self.proc.wait(timeout=REPLY_TIMEOUT_S)
+        if code != 0:
+            raise BenchError(f"shim exited with {code}")
+
+
+class SocketChannel:
+    """A raw client on the daemon's socket: no preamble, so the default project."""
+
+    def __init__(self, path: str) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(REPLY_TIMEOUT_S)
+        self._sock.connect(path)
+        self._reader = self._sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def readline(self) -> bytes:
+        return self._reader.readline()
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+
+class BenchError(Exception):
+    pass
+
+
+def request_line(request_id: int, method: str, params: dict[str, Any]) -> bytes:
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+INITIALIZE_PARAMS: dict[str, Any] = {
+    "protocolVersion": PROTOCOL_VERSION,
+    "capabilities": {},
+    "clientInfo": CLIENT_INFO,
+}
+
+
+def read_reply(channel: Channel, request_id: int) -> dict[str, Any]:
+    """The reply to ``request_id``, skipping notifications the server sends in between."""
+    while True:
+        line = channel.readline()
+        if not line:
+            raise BenchError(f"connection closed while waiting for reply {request_id}")
+        message = json.loads(line)
+        if isinstance(message, dict) and message.get("id") == request_id:
+            return message
+
+
+class McpClient:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._next_id = 0
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request_id = self._id()
+        self.channel.send(request_line(request_id, method, params))
+        return checked(read_reply(self.channel, request_id), method)
+
+    def initialize(self) -> None:
+        self.request("initialize", INITIALIZE_PARAMS)
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        self.channel.send(json.dumps(note).encode() + b"\n")
+
+    def call(self, call: ToolCall) -> dict[str, Any]:
+        return self.request("tools/call", {"name": call.name, "arguments": call.arguments})
+
+    def timed_call(self, call: ToolCall) -> float:
+        """Seconds from writing the request to having parsed its reply."""
+        request_id = self._id()
+        line = request_line(request_id, "tools/call", {"name": call.name, "arguments": call.arguments})
+        started = time.perf_counter()
+        self.channel.send(line)
+        reply = read_reply(self.channel, request_id)
+        elapsed = time.perf_counter() - started
+        checked(reply, call.name)
+        return elapsed
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def checked(reply: dict[str, Any], what: str) -> dict[str, Any]:
+    if "error" in reply:
+        raise BenchError(f"{what}: JSON-RPC error {reply['error']}")
+    result = reply.get("result")
+    if isinstance(result, dict) and result.get("isError"):
+        raise BenchError(f"{what}: tool error {result.get('content')}")
+    return reply
+
+
+# --------------------------------------------------------------------------------------------
+# Figures.
+
+
+@dataclass
+class StartupFigure:
+    name: str
+    n: int
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+
+
+@dataclass
+class LatencyFigure:
+    name: str
+    transport: str
+    series: str
+    clients: int
+    n: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    calls_per_s: float
+
+
+def percentile(sorted_ms: Sequence[float], pct: int) -> float:
+    if len(sorted_ms) == 1:
+        return sorted_ms[0]
+    return statistics.quantiles(sorted_ms, n=100, method="inclusive")[pct - 1]
+
+
+def startup_figure(name: str, seconds: Sequence[float]) -> StartupFigure:
+    ms = sorted(s * 1000 for s in seconds)
+    return StartupFigure(name, len(ms), statistics.median(ms), percentile(ms, 90), ms[0], ms[-1])
+
+
+def latency_figure(
+    series: str, transport: str, clients: int, seconds: Sequence[float], wall_s: float
+) -> LatencyFigure:
+    ms = sorted(s * 1000 for s in seconds)
+    name = f"{series} via {transport}" + (f" x{clients} clients" if clients > 1 else "")
+    return LatencyFigure(
+        name=name,
+        transport=transport,
+        series=series,
+        clients=clients,
+        n=len(ms),
+        p50_ms=percentile(ms, 50),
+        p90_ms=percentile(ms, 90),
+        p99_ms=percentile(ms, 99),
+        mean_ms=statistics.fmean(ms),
+        min_ms=ms[0],
+        max_ms=ms[-1],
+        calls_per_s=len(ms) / wall_s,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The daemon under test.
+
+
+@dataclass
+class Target:
+    socket: str
+    workdir: Path
+    backend: str
+    daemon: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    ready_event: dict[str, Any] | None = None
+
+
+def daemon_env(redis_url: str | None, workdir: Path) -> dict[str, str]:
+    """Our environment without anything that would point the daemon elsewhere."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COORDINATORD_", "UPSTASH_")) and key != "REDIS_URL"
+    }
+    env["XDG_CONFIG_HOME"] = str(workdir / "config")  # no user config.toml
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def start_daemon(workdir: Path, redis_url: str | None) -> Target:
+    if not (VENV_BIN / "coordinatord").exists():
+        raise BenchError(f"no coordinatord in {VENV_BIN}: run this script with the project venv's python")
+    sock = str(workdir / "c.sock")
+    log_path = workdir / "daemon.out"
+    command = [
+        str(VENV_BIN / "coordinatord"),
+        "serve",
+        "--socket",
+        sock,
+        "--state-dir",
+        str(workdir / "state"),
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=workdir, env=daemon_env(redis_url, workdir), stdout=log, stderr=subprocess.STDOUT
+        )
+    backend = mask_url(redis_url) if redis_url else "embedded valkey"
+    target = Target(sock, workdir, backend, proc, log_path)
+    try:
+        wait_until_serving(target)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    target.ready_event = daemon_ready_event(workdir / "state" / "coordinatord.log")
+    return target
+
+
+def daemon_ready_event(log_file: Path) -> dict[str, Any] | None:
+    """The daemon's own ``daemon_ready`` log record: the backend it really uses, its start-up time."""
+    with contextlib.suppress(OSError):
+        for line in reversed(log_file.read_text(errors="replace").splitlines()):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("event") == "daemon_ready":
+                    return record
+    return None
+
+
+def wait_until_serving(target: Target) -> None:
+    """Poll until the socket accepts a client and ``redis_ping`` answers (the backend is up)."""
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if target.daemon is not None and target.daemon.poll() is not None:
+            raise BenchError(f"daemon exited early with {target.daemon.returncode}:\n{log_tail(target)}")
+        try:
+            ping(target.socket)
+            return
+        except (OSError, BenchError) as exc:
+            last_error = str(exc)
+        time.sleep(0.05)
+    raise BenchError(
+        f"daemon did not serve on {target.socket} within {DAEMON_START_TIMEOUT_S} s "
+        f"(last: {last_error})\n{log_tail(target)}"
+    )
+
+
+def ping(sock: str) -> None:
+    client = McpClient(SocketChannel(sock))
+    try:
+        client.initialize()
+        client.call(ToolCall("redis_ping", {}))
+    finally:
+        client.close()
+
+
+def stop_daemon(target: Target) -> None:
+    if target.daemon is None:
+        return
+    target.daemon.send_signal(signal.SIGTERM)
+    try:
+        code = target.daemon.wait(timeout=DAEMON_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        target.daemon.kill()
+        target.daemon.wait()
+        raise BenchError(f"daemon ignored SIGTERM for {DAEMON_STOP_TIMEOUT_S} s") from None
+    if code != 0:
+        raise BenchError(f"daemon exited with {code} after SIGTERM:\n{log_tail(target)}")
+
+
+def log_tail(target: Target, lines: int = 20) -> str:
+    """The end of the daemon's output and of its log file (console logging is off on a pipe)."""
+    tails = []
+    for path in (target.log_path, target.workdir / "state" / "coordinatord.log"):
+        if path is not None and path.is_file():
+            text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if text:
+                tails.append(f"--- {path}\n{text}")
+    return "\n".join(tails)
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements.
+
+
+def shim_command(sock: str) -> list[str]:
+    return [str(VENV_BIN / "coordinatord"), "shim", "--socket", sock, "--agent", AGENT]
+
+
+def time_shim_start(target: Target) -> float:
+    """Spawn a shim, send ``initialize``, and time until its reply line arrives."""
+    started = time.perf_counter()
+    channel = ShimChannel(shim_command(target.socket), target.workdir)
+    channel.send(request_line(1, "initialize", INITIALIZE_PARAMS))
+    line = channel.readline()
+    elapsed = time.perf_counter() - started
+    if not line:
+        raise BenchError("shim closed stdout before answering initialize")
+    checked(json.loads(line), "initialize")
+    channel.close()
+    return elapsed
+
+
+def time_python_floor() -> float:
+    started = time.perf_counter()
+    subprocess.run([str(VENV_BIN / "python"), "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def measure_startup(target: Target, starts: int) -> list[StartupFigure]:
+    for _ in range(COLD_START_DISCARDED):  # page cache and the daemon's first-connection paths
+        time_shim_start(target)
+        time_python_floor()
+    shim = [time_shim_start(target) for _ in range(starts)]
+    floor = [time_python_floor() for _ in range(starts)]
+    return [
+        startup_figure("shim cold start (spawn -> initialize reply)", shim),
+        startup_figure("python -c pass (interpreter floor)", floor),
+    ]
+
+
+def open_client(target: Target, transport: str) -> McpClient:
+    channel: Channel
+    if transport == "shim":
+        channel = ShimChannel(shim_command(target.socket), target.workdir)
+    else:
+        channel = SocketChannel(target.socket)
+    client = McpClient(channel)
+    client.initialize()
+    return client
+
+
+def run_calls(client: McpClient, series: Series, calls: int) -> tuple[list[float], float]:
+    """Latencies (s) of ``calls`` sequential calls, and the wall time of the whole loop."""
+    started = time.perf_counter()
+    latencies = [client.timed_call(series.build(i)) for i in range(calls)]
+    return latencies, time.perf_counter() - started
+
+
+def measure_series(
+    client: McpClient, series: Series, transport: str, calls: int, warmup: int
+) -> LatencyFigure:
+    for call in series.setup:
+        client.call(call)
+    run_calls(client, series, warmup)
+    latencies, wall = run_calls(client, series, calls)
+    for call in series.cleanup:
+        client.call(call)
+    return latency_figure(series.name, transport, 1, latencies, wall)
+
+
+def measure_transport(target: Target, transport: str, calls: int, warmup: int) -> list[LatencyFigure]:
+    client = open_client(target, transport)
+    try:
+        return [measure_series(client, series, transport, calls, warmup) for series in SERIES]
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrency: K worker processes of this script, each with its own shim.
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """Worker mode: open a shim, warm up, say ``ready``, wait for ``go``, run, print results."""
+    series = SERIES_BY_NAME[args.concurrent_series]
+    target = Target(args.socket, Path(args.workdir), "")
+    client = open_client(target, "shim")
+    for call in series.setup:
+        client.call(call)
+    run_calls(client, series, args.warmup)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    start = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes on Linux
+    latencies, _ = run_calls(client, series, args.calls)
+    end = time.monotonic()
+    client.close()
+    print(json.dumps({"start": start, "end": end, "latencies": latencies}), flush=True)
+    return 0
+
+
+def measure_concurrent(
+    target: Target, series: Series, clients: int, calls: int, warmup: int
+) -> LatencyFigure:
+    per_client = max(1, calls // clients)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--socket",
+        target.socket,
+        "--workdir",
+        str(target.workdir),
+        "--concurrent-series",
+        series.name,
+        "--calls",
+        str(per_client),
+        "--warmup",
+        str(warmup),
+    ]
+    workers = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=target.workdir)
+        for _ in range(clients)
+    ]
+    with contextlib.ExitStack() as stack:
+        for worker in workers:
+            stack.callback(reap, worker)
+        for worker in workers:
+            expect_line(worker, "ready")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(b"go\n")
+            worker.stdin.flush()
+        results = [json.loads(expect_line(worker, None)) for worker in workers]
+    cleanup(target, series)  # only now: a worker's cleanup would change what the others measure
+    latencies = [s for result in results for s in result["latencies"]]
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return latency_figure(series.name, "shim", clients, latencies, wall)
+
+
+def cleanup(target: Target, series: Series) -> None:
+    """Run the series' cleanup in the workers' project (a shim started in the same directory)."""
+    client = open_client(target, "shim")
+    try:
+        for call in series.cleanup:
+            client.call(call)
+    finally:
+        client.close()
+
+
+def expect_line(worker: subprocess.Popen[bytes], expected: str | None) -> str:
+    assert worker.stdout is not None
+    line = worker.stdout.readline().decode().strip()
+    if not line or (expected is not None and line != expected):
+        raise BenchError(f"worker {worker.pid} said {line!r} instead of {expected or 'its results'!r}")
+    return line
+
+
+def reap(worker: subprocess.Popen[bytes]) -> None:
+    if worker.stdin is not None:
+        worker.stdin.close()
+    try:
+        code = worker.wait(timeout=REPLY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        raise BenchError(f"worker {worker.pid} did not exit") from None
+    if code != 0:
+        raise BenchError(f"worker {worker.pid} exited with {code}")
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+
+
+@dataclass
+class Report:
+    startup: list[StartupFigure] = field(default_factory=list)
+    latency: list[LatencyFigure] = field(default_factory=list)
+
+    def find_latency(self, name: str) -> LatencyFigure | None:
+        return next((figure for figure in self.latency if figure.name == name), None)
+
+
+def target_checks(report: Report) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    if report.startup:
+        value = report.startup[0].median_ms
+        checks.append(check("shim cold start median", value, TARGET_COLD_START_MEDIAN_MS))
+    get = report.find_latency("redis_get via shim")
+    if get is not None:
+        checks.append(check("redis_get via shim p50", get.p50_ms, TARGET_GET_VIA_SHIM_P50_MS))
+    return checks
+
+
+def check(name: str, value_ms: float, limit_ms: float) -> dict[str, Any]:
+    return {"name": name, "value_ms": value_ms, "limit_ms": limit_ms, "pass": value_ms <= limit_ms}
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def render(report: Report, checks: Sequence[dict[str, Any]]) -> str:
+    parts: list[str] = []
+    if report.startup:
+        rows = [
+            [f.name, str(f.n), f"{f.median_ms:.1f}", f"{f.p90_ms:.1f}", f"{f.min_ms:.1f}"]
+            for f in report.startup
+        ]
+        parts.append(format_table(["start-up", "n", "median ms", "p90 ms", "min ms"], rows))
+    if report.latency:
+        rows = [
+            [
+                f.name,
+                str(f.n),
+                f"{f.p50_ms:.3f}",
+                f"{f.p99_ms:.3f}",
+                f"{f.mean_ms:.3f}",
+                f"{f.calls_per_s:.0f}",
+            ]
+            for f in report.latency
+        ]
+        parts.append(format_table(["series", "n", "p50 ms", "p99 ms", "mean ms", "calls/s"], rows))
+    if checks:
+        rows = [
+            [c["name"], f"{c['value_ms']:.2f}", f"<= {c['limit_ms']:g}", "PASS" if c["pass"] else "MISS"]
+            for c in checks
+        ]
+        parts.append(format_table(["target", "ms", "limit ms", "result"], rows))
+    return "\n\n".join(parts)
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "platform": platform.platform(),
+    }
+
+
+def cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def source_info() -> dict[str, Any]:
+    """Which code was measured: coordinatord's version and the git commit (dirty or not)."""
+    info: dict[str, Any] = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        version = subprocess.run(
+            [str(VENV_BIN / "coordinatord"), "--version"], capture_output=True, text=True, check=True
+        )
+        info["coordinatord"] = version.stdout.strip()
+    git = shutil.which("git")
+    if git:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            head = subprocess.run([git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+            dirty = subprocess.run([git, "status", "--porcelain"], capture_output=True, text=True, check=True)
+            info["git_commit"] = head.stdout.strip()
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    return info
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Driver.
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark coordinatord: shim cold start and per-call latency (see bench/README.md)."
+    )
+    parser.add_argument("--socket", help="benchmark this running daemon instead of starting one")
+    parser.add_argument("--redis-url", help="start the daemon with this REDIS_URL (default: embedded Valkey)")
+    parser.add_argument("--calls", type=int, default=5000, help="measured calls per series (default 5000)")
+    parser.add_argument("--starts", type=int, default=30, help="measured shim cold starts (default 30)")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls before each series")
+    parser.add_argument(
+        "--clients", type=int, default=0, help="also run K concurrent shim clients, N/K calls each (0: skip)"
+    )
+    parser.add_argument(
+        "--concurrent-series",
+        default="redis_get",
+        choices=sorted(SERIES_BY_NAME),
+        help="series for --clients",
+    )
+    parser.add_argument("--json", type=Path, help="results file (default bench/results/bench-<UTC>.json)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.calls < 1 or args.starts < 1 or args.warmup < 0 or args.clients < 0:
+        parser.error("--calls and --starts must be positive; --warmup and --clients not negative")
+    if args.socket and args.redis_url:
+        parser.error("--redis-url only applies to a daemon this script starts; drop it with --socket")
+    return args
+
+
+@contextlib.contextmanager
+def daemon_under_test(args: argparse.Namespace) -> Iterator[Target]:
+    """The daemon to measure: ``--socket``'s, or one started here and stopped (SIGTERM) after."""
+    workdir = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
+    target: Target | None = None
+    ok = False
+    try:
+        if args.socket:
+            target = Target(args.socket, workdir, "existing daemon at " + args.socket)
+            wait_until_serving(target)
+        else:
+            target = start_daemon(workdir, args.redis_url)
+        yield target
+        ok = True
+    finally:
+        try:
+            if target is not None:
+                stop_daemon(target)
+        finally:
+            if ok:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                print(f"bench: kept {workdir} for inspection", file=sys.stderr)
+
+
+def run_benchmark(args: argparse.Namespace, target: Target) -> Report:
+    report = Report()
+    progress(f"shim cold start x{args.starts}")
+    report.startup = measure_startup(target, args.starts)
+    for transport in ("shim", "socket"):
+        progress(f"{', '.join(s.name for s in SERIES)} via {transport}, {args.calls} calls each")
+        report.latency += measure_transport(target, transport, args.calls, args.warmup)
+    if args.clients:
+        series = SERIES_BY_NAME[args.concurrent_series]
+        progress(
+            f"{series.name} via {args.clients} concurrent shims, {args.calls // args.clients} calls each"
+        )
+        report.latency.append(measure_concurrent(target, series, args.clients, args.calls, args.warmup))
+    return report
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    stamp = datetime.now(UTC)
+    try:
+        with daemon_under_test(args) as target:
+            report = run_benchmark(args, target)
+            backend, ready_event = target.backend, target.ready_event
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    checks = target_checks(report)
+    print(render(report, checks))
+    out = args.json or BENCH_DIR / "results" / f"bench-{stamp:%Y%m%dT%H%M%SZ}.json"
+    write_json(
+        out,
+        {
+            "timestamp": stamp.isoformat(),
+            "backend": backend,
+            "daemon_ready": ready_event,
+            "machine": machine_info(),
+            "source": source_info(),
+            "options": {k: v for k, v in vars(args).items() if k not in ("worker", "workdir", "json")},
+            "startup": [asdict(f) for f in report.startup],
+            "latency": [asdict(f) for f in report.latency],
+            "targets": checks,
+        },
+    )
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The shim's identity preamble."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinatord import preamble
+
+
+def test_round_trip() -> None:
+    """What the shim encodes, the daemon parses back."""
+    line = preamble.Preamble(agent="kilocode", project="/home/me/app", pid=42).encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    parsed = preamble.parse(line.strip())
+    assert parsed is not None
+    assert (parsed.agent, parsed.project, parsed.pid) == ("kilocode", "/home/me/app", 42)
+
+
+@pytest.mark.parametrize("line", [b'{"jsonrpc":"2.0","id":1,"method":"initialize"}', b"garbage", b"[1]"])
+def test_other_lines_are_not_preambles(line: bytes) -> None:
+    """MCP traffic or garbage as a first line means: no preamble (served anonymously)."""
+    assert preamble.parse(line) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"type":"coordinatord-preamble","v":0}', "version"),
+        ('{"type":"coordinatord-preamble","v":1,"agent":""}', "agent"),
+        ('{"type":"coordinatord-preamble","v":1,"project":"relative/dir"}', "absolute path"),
+        ('{"type":"coordinatord-preamble","v":1,"pid":-3}', "pid"),
+    ],
+)
+def test_malformed_preambles_are_refused(body: str, message: str) -> None:
+    """A line that claims to be a preamble but is malformed is refused with a reason."""
+    with pytest.raises(ValueError, match=message):
+        preamble.parse(body.encode())

@@ -1,0 +1,136 @@
+"""Settings: precedence, config file discovery, errors that name setting, value and source."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from coordinatord.errors import ConfigError
+from coordinatord.settings import effective_settings, load_settings
+from tests.support import COORDINATORD
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_precedence_cli_over_env_over_seed_env_over_file_over_default(tmp_path: Path) -> None:
+    """Each source overrides the ones below it, setting by setting."""
+    config = write(
+        tmp_path / "c.toml",
+        'socket = "/file.sock"\nstate_dir = "/file-state"\n'
+        '[backend]\nurl = "redis://file:6379/0"\nretries = 7\nconnect_timeout_s = 9.0\n',
+    )
+    env = {
+        "COORDINATORD_SOCKET": "/env.sock",
+        "COORDINATORD_BACKEND__RETRIES": "5",
+        "REDIS_URL": "redis://seed:6379/1",
+    }
+    settings = load_settings({"socket": "/cli.sock"}, config_file=str(config), environ=env)
+    assert settings.socket == Path("/cli.sock")  # CLI beats env and file
+    assert settings.backend.retries == 5  # env beats file
+    assert settings.backend.url.get_secret_value() == "redis://seed:6379/1"  # REDIS_URL beats file
+    assert settings.state_dir == Path("/file-state")  # file beats default
+    assert settings.backend.connect_timeout_s == 9.0
+    assert settings.backend.timeout_s == 3.0  # default
+
+
+def test_prefixed_env_beats_seed_env() -> None:
+    """COORDINATORD_BACKEND__URL wins over the seed's unprefixed REDIS_URL."""
+    env = {"REDIS_URL": "redis://seed:6379/1", "COORDINATORD_BACKEND__URL": "redis://mine:6379/2"}
+    settings = load_settings({}, environ=env)
+    assert settings.backend.url.get_secret_value() == "redis://mine:6379/2"
+
+
+def test_defaults_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Socket and state dir default to the XDG runtime and state dirs."""
+    monkeypatch.chdir(tmp_path)
+    env = {"XDG_RUNTIME_DIR": "/run/user/7", "XDG_STATE_HOME": "/st", "XDG_CONFIG_HOME": str(tmp_path)}
+    settings = load_settings({}, environ=env)
+    assert settings.socket == Path("/run/user/7/coordinatord/coordinatord.sock")
+    assert settings.state_dir == Path("/st/coordinatord")
+    assert settings.uses_embedded_backend
+
+
+def test_config_file_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config, then $COORDINATORD_CONFIG, then ./config.toml, then $XDG_CONFIG_HOME's."""
+    monkeypatch.chdir(tmp_path)
+    xdg = tmp_path / "xdg"
+    (xdg / "coordinatord").mkdir(parents=True)
+    write(xdg / "coordinatord" / "config.toml", "[backend]\nretries = 1\n")
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    assert load_settings({}, environ=env).backend.retries == 1
+    write(tmp_path / "config.toml", "[backend]\nretries = 2\n")
+    assert load_settings({}, environ=env).backend.retries == 2
+    named = write(tmp_path / "named.toml", "[backend]\nretries = 3\n")
+    assert load_settings({}, environ={**env, "COORDINATORD_CONFIG": str(named)}).backend.retries == 3
+    flag = write(tmp_path / "flag.toml", "[backend]\nretries = 4\n")
+    env_named = {**env, "COORDINATORD_CONFIG": str(named)}
+    assert load_settings({}, config_file=str(flag), environ=env_named).backend.retries == 4
+
+
+def test_invalid_values_name_setting_value_and_source(tmp_path: Path) -> None:
+    """Every bad value is reported with its dotted name, the value, and where it came from."""
+    config = write(tmp_path / "c.toml", '[limits]\nmax_key_bytes = 5\ntypo = 1\n[backend]\ntimeout_s = "x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config_file=str(config), environ={"COORDINATORD_BACKEND__RETRIES": "many"})
+    message = str(caught.value)
+    assert f"limits.max_key_bytes = 5 (from config file {config})" in message
+    assert "limits.typo = 1" in message and "no such setting" in message
+    assert "backend.timeout_s = 'x'" in message
+    assert "backend.retries = 'many' (from environment variable COORDINATORD_BACKEND__RETRIES)" in message
+
+
+def test_bad_url_scheme_is_reported_without_revealing_it() -> None:
+    """A REDIS_URL with an unknown scheme is refused, its value hidden (it may hold a password)."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, environ={"REDIS_URL": "http://user:hunter2@host"})
+    message = str(caught.value)
+    assert "backend.url = <hidden> (from environment variable REDIS_URL)" in message
+    assert "hunter2" not in message
+
+
+def test_missing_and_broken_config_files(tmp_path: Path) -> None:
+    """A named config file that is missing, or not TOML, stops start-up with its path."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, config_file=str(tmp_path / "nope.toml"), environ={})
+    broken = write(tmp_path / "broken.toml", "[backend\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, config_file=str(broken), environ={})
+
+
+def test_effective_settings_mask_secrets() -> None:
+    """The printed settings never show passwords or tokens."""
+    settings = load_settings(
+        {}, environ={"REDIS_URL": "rediss://u:pa55@h:6380/2", "UPSTASH_REDIS_REST_TOKEN": "tok"}
+    )
+    shown = json.dumps(effective_settings(settings))
+    assert "pa55" not in shown and 'tok"' not in shown
+    assert "rediss://u:***@h:6380/2" in shown
+
+
+def test_config_command_prints_settings_and_fails_on_bad_ones(tmp_path: Path) -> None:
+    """`coordinatord config` prints the effective settings; a bad value exits 2 with the reason."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COORDINATORD_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "none.toml").touch()
+    ok = subprocess.run(
+        [COORDINATORD, "config", "--socket", "/x.sock"], env=env, capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["socket"] == "/x.sock"
+    bad = subprocess.run(
+        [COORDINATORD, "config"],
+        env={**env, "COORDINATORD_SERVER__MAX_CONNECTIONS": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert (
+        "server.max_connections = '0' (from environment variable COORDINATORD_SERVER__MAX_CONNECTIONS)"
+        in bad.stderr
+    )
