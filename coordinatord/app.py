@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from coordinatord.clock import Clock, system_clock
 from coordinatord.keyspace import DEFAULT_PROJECT_ID, KeyRules, Namespace, TtlPolicy, project_id_for
+from coordinatord.presence import Presence
+from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
+from coordinatord.services.locks import LockService
+from coordinatord.services.ratelimits import RateLimitService
+from coordinatord.services.sessions import SessionService
+from coordinatord.services.tasks import TaskService
 from coordinatord.settings import Settings
 from coordinatord.store import Store
 
@@ -28,6 +35,7 @@ class Peer:
     peer_uid: int | None
     groups: frozenset[str]
     namespace: Namespace = field(init=False)
+    present_as: str | None = None  # the agent name this connection counts as present for
 
     def __post_init__(self) -> None:
         project_id = project_id_for(self.project_root) if self.project_root else DEFAULT_PROJECT_ID
@@ -37,6 +45,11 @@ class Peer:
 @dataclass
 class Services:
     kv: KvService
+    sessions: SessionService
+    tasks: TaskService
+    agents: AgentService
+    locks: LockService
+    ratelimits: RateLimitService
 
 
 class InFlight:
@@ -64,15 +77,23 @@ class InFlight:
 class App:
     """The daemon's shared state: one store, one set of services, one registry."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Clock = system_clock) -> None:
         from coordinatord.tools import build_registry
 
         self.settings = settings
         self.store = store
+        self.presence = Presence()
         limits = settings.limits
         rules = KeyRules(limits.max_key_bytes, limits.max_value_bytes, limits.max_keys_per_call)
         ttl = TtlPolicy(settings.ttl.default_s, settings.ttl.max_s, settings.ttl.prefixes)
-        self.services = Services(kv=KvService(store, rules, ttl, limits.keys_result_max))
+        self.services = Services(
+            kv=KvService(store, rules, ttl, limits.keys_result_max),
+            sessions=SessionService(store, settings.sessions, clock),
+            tasks=TaskService(store, settings.tasks, clock),
+            agents=AgentService(store, settings.agents, self.presence, clock),
+            locks=LockService(store, settings.locks, clock),
+            ratelimits=RateLimitService(store, settings.ratelimits),
+        )
         self.registry = build_registry()
         unknown = set(settings.tools.groups) - self.registry.groups
         if unknown:
@@ -84,6 +105,17 @@ class App:
             )
         self.default_groups = frozenset(settings.tools.groups)
         self.in_flight = InFlight()
+
+    def mark_present(self, peer: Peer, agent: str) -> None:
+        """The connection's agent counts as present (once known: preamble or first call)."""
+        if peer.present_as is None:
+            peer.present_as = agent
+            self.presence.enter(peer.namespace.project_id, agent)
+
+    def connection_closed(self, peer: Peer) -> None:
+        if peer.present_as is not None:
+            self.presence.leave(peer.namespace.project_id, peer.present_as)
+            peer.present_as = None
 
 
 @dataclass

@@ -54,11 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     shim.add_argument(
         "--project", metavar="DIR", help="project root (default: git root of the cwd, else the cwd)"
     )
+    shim.add_argument(
+        "--tools",
+        metavar="GROUPS",
+        help="comma-separated tool groups this editor sees, e.g. kv,locks (default: tools.groups)",
+    )
 
     config = commands.add_parser(
         "config",
-        help="print the effective settings (secrets masked) and where they come from",
-        description="Print the settings the daemon would run with, as TOML-like JSON, secrets masked.",
+        help="print the effective settings (secrets masked)",
+        description="Print the settings the daemon would run with, as JSON, secrets masked.",
         epilog="example:\n  REDIS_URL=redis://localhost:6379/0 coordinatord config",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -77,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "shim":
         from coordinatord import paths, shim
 
-        return shim.run(paths.shim_socket_path(args.socket), args.agent, args.project)
+        tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
+        return shim.run(paths.shim_socket_path(args.socket), args.agent, args.project, tools)
     cli_settings: dict[str, Any] = {"socket": args.socket, "state_dir": args.state_dir}
     if args.command == "config":
         return _config(cli_settings, args.config)

@@ -10,7 +10,10 @@
     │   └── BackendUnavailableError   it could not be reached within the timeout
     └── ToolError                     a tool call was refused; the message goes to the agent
         ├── InvalidArgumentError      an argument is missing, of the wrong type or out of range
-        └── LimitExceededError        a key, value or count is above a configured limit
+        ├── LimitExceededError        a key, value or count is above a configured limit
+        ├── NotFoundError             the session, task, lock… named does not exist
+        └── ConflictError             the state changed under the call (e.g. a held lock, a
+                                      version that moved on) and the call cannot go ahead
 
 Only the tool layer turns these into MCP results; everything below it raises them with a
 message a person can act on (it names the key, argument, setting or address involved).
@@ -53,3 +56,11 @@ class InvalidArgumentError(ToolError):
 
 class LimitExceededError(ToolError):
     """A key, value or count is above a configured limit."""
+
+
+class NotFoundError(ToolError):
+    """The session, task, agent or lock named by the call does not exist."""
+
+
+class ConflictError(ToolError):
+    """The call conflicts with the current state (another holder, a newer version, ...)."""

@@ -159,3 +159,57 @@ class TtlPolicy:
                 f"argument {argument!r} is {seconds} s; the limit is ttl.max_s = {self.max_s}"
             )
         return seconds
+
+
+# --- Names of the coordination services' keys, inside a project namespace --------------------
+# The seed's patterns hold the documents (so `redis_get` shows what the tools manage); indexes
+# and counters live under "_idx:" and "_seq:", which the seed's patterns never use.
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+SESSIONS_INDEX = "_idx:sessions"
+TASKS_INDEX = "_idx:tasks"
+AGENTS_INDEX = "_idx:agents"
+LOCKS_INDEX = "_idx:locks"
+FENCING_COUNTER = "_seq:fencing"
+
+
+def check_id(value: str, argument: str) -> str:
+    """Ids that become part of key names and file names: 1-128 of ``A-Z a-z 0-9 . _ -``,
+    starting with a letter or digit (so never ``..``, a slash, a colon or a glob character).
+    """
+    if not _ID.fullmatch(value):
+        raise InvalidArgumentError(
+            f"argument {argument!r} must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit; got {value[:80]!r}"
+        )
+    return value
+
+
+def session_key(session_id: str) -> str:
+    return f"agent:context:{session_id}"
+
+
+def session_history_key(session_id: str) -> str:
+    return f"agent:context:{session_id}:history"
+
+
+def task_key(task_id: str) -> str:
+    return f"task:progress:{task_id}"
+
+
+def agent_status_key(agent: str) -> str:
+    return f"agent:status:{agent}"
+
+
+def lock_key(resource: str) -> str:
+    return f"lock:{resource}"
+
+
+def ratelimit_key(service: str, window_s: int) -> str:
+    return f"ratelimit:{service}:{window_s}"
+
+
+def ratelimit_windows_key(service: str) -> str:
+    """The set of window lengths in use for a service, so a reset finds them without SCAN."""
+    return f"_idx:ratelimit:{service}"

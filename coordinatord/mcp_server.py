@@ -52,6 +52,7 @@ def build_server(app: App) -> Server[Peer]:
         if spec is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         call = CallContext(app, peer, _agent_of(ctx))
+        app.mark_present(peer, call.agent)
         started = time.perf_counter()
         outcome = "ok"
         try:

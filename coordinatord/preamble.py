@@ -18,18 +18,25 @@ class Preamble:
     """Who is on the other end of a connection. (Not a dataclass: importing dataclasses
     costs the shim ~13 ms.)"""
 
-    __slots__ = ("agent", "pid", "project", "version")
+    __slots__ = ("agent", "pid", "project", "tools", "version")
 
     def __init__(
-        self, agent: str | None, project: str | None, pid: int | None, version: int = VERSION
+        self,
+        agent: str | None,
+        project: str | None,
+        pid: int | None,
+        tools: list[str] | None = None,
+        version: int = VERSION,
     ) -> None:
         self.agent = agent
         self.project = project
         self.pid = pid
+        self.tools = tools
         self.version = version
 
     def __repr__(self) -> str:
-        return f"Preamble(agent={self.agent!r}, project={self.project!r}, pid={self.pid!r})"
+        fields = f"agent={self.agent!r}, project={self.project!r}, pid={self.pid!r}, tools={self.tools!r}"
+        return f"Preamble({fields})"
 
     def encode(self) -> bytes:
         body = {
@@ -38,6 +45,7 @@ class Preamble:
             "agent": self.agent,
             "project": self.project,
             "pid": self.pid,
+            "tools": self.tools,
         }
         return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
@@ -54,14 +62,23 @@ def parse(line: bytes) -> Preamble | None:
     if not isinstance(data, dict) or data.get("type") != MARKER:
         return None
     agent, project, pid, version = data.get("agent"), data.get("project"), data.get("pid"), data.get("v")
+    tools = data.get("tools")
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"preamble version must be a positive integer, got {version!r}")
-    if agent is not None and (not isinstance(agent, str) or not agent.strip() or len(agent) > 128):
-        raise ValueError("preamble agent must be a non-empty string of at most 128 characters")
+    if agent is not None and (
+        not isinstance(agent, str) or not agent.strip() or len(agent) > 128 or not agent.isprintable()
+    ):
+        raise ValueError("preamble agent must be a non-empty printable string of at most 128 characters")
     if project is not None and (
         not isinstance(project, str) or not project.startswith("/") or "\0" in project
     ):
         raise ValueError("preamble project must be an absolute path")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
         raise ValueError("preamble pid must be a positive integer")
-    return Preamble(agent=agent.strip() if agent else None, project=project, pid=pid, version=version)
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools)
+    ):
+        raise ValueError("preamble tools must be a list of tool group names")
+    return Preamble(
+        agent=agent.strip() if agent else None, project=project, pid=pid, tools=tools, version=version
+    )

@@ -271,6 +271,16 @@ class ConnectionServer:
         except ValueError as exc:
             await sender.send(error_line(INVALID_REQUEST, f"bad coordinatord preamble: {exc}"))
             return
+        groups = self._app.default_groups
+        if identity is not None and identity.tools is not None:
+            unknown = sorted(set(identity.tools) - self._app.registry.groups)
+            if unknown:
+                known = ", ".join(sorted(self._app.registry.groups))
+                message = f"unknown tool group(s) {', '.join(unknown)} in --tools; known groups: {known}"
+                await sender.send(error_line(INVALID_REQUEST, message))
+                log.warning("connection_refused_unknown_groups", conn=conn_id, groups=unknown)
+                return
+            groups = frozenset(identity.tools)
         peer = Peer(
             conn_id=conn_id,
             agent=identity.agent if identity else None,
@@ -278,7 +288,7 @@ class ConnectionServer:
             shim_pid=identity.pid if identity else None,
             peer_pid=creds.pid if creds else None,
             peer_uid=creds.uid if creds else None,
-            groups=self._app.default_groups,
+            groups=groups,
         )
         log.info(
             "connection_opened",
@@ -288,17 +298,22 @@ class ConnectionServer:
             root=peer.project_root,
             pid=peer.shim_pid or peer.peer_pid,
         )
+        if peer.agent:
+            self._app.mark_present(peer, peer.agent)
         pending = None if identity else first
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
         outstanding = _Outstanding()
-        async with anyio.create_task_group() as tg:
-            drain = self._settings.drain_timeout_s
-            tg.start_soon(_read_frames, lines, read_send, sender, outstanding, pending, drain)
-            tg.start_soon(_write_frames, write_recv, sender, stream, outstanding)
-            await serve_dual_era_loop(
-                self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
-            )
+        try:
+            async with anyio.create_task_group() as tg:
+                drain = self._settings.drain_timeout_s
+                tg.start_soon(_read_frames, lines, read_send, sender, outstanding, pending, drain)
+                tg.start_soon(_write_frames, write_recv, sender, stream, outstanding)
+                await serve_dual_era_loop(
+                    self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
+                )
+        finally:
+            self._app.connection_closed(peer)
         log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
 
 

@@ -138,7 +138,41 @@ class LoggingSettings(_Section):
 
 
 class ToolSettings(_Section):
-    groups: tuple[str, ...] = ("kv",)
+    groups: tuple[str, ...] = ("kv", "sessions", "tasks", "agents", "locks", "ratelimit")
+
+
+class SessionSettings(_Section):
+    ttl_s: int = Field(default=86_400, ge=60, description="session TTL, refreshed on every write")
+    max_turns: int = Field(default=5_000, ge=1, le=1_000_000)
+    max_message_bytes: int = Field(default=64 * 1024, ge=16, le=64 * 1024 * 1024)
+    max_context_bytes: int = Field(default=1024 * 1024, ge=16, le=512 * 1024 * 1024)
+    archive_dir: str = Field(default=".kilocode/sessions", description="relative to the project root")
+
+
+class TaskSettings(_Section):
+    ttl_s: int = Field(default=172_800, ge=60)
+    max_steps: int = Field(default=200, ge=1, le=10_000)
+    max_step_name_bytes: int = Field(default=256, ge=8, le=64 * 1024)
+
+
+class AgentSettings(_Section):
+    heartbeat_window_s: int = Field(
+        default=300, ge=1, description="active while the last heartbeat is this recent"
+    )
+    forget_after_s: int = Field(
+        default=3_600, ge=1, description="status kept this long after the last heartbeat"
+    )
+
+
+class LockSettings(_Section):
+    default_ttl_s: int = Field(default=60, ge=1)
+    max_ttl_s: int = Field(default=3_600, ge=1)
+    max_wait_ms: int = Field(default=30_000, ge=0, description="cap on lock_acquire's wait_ms")
+
+
+class RateLimitSettings(_Section):
+    max_window_s: int = Field(default=31 * 86_400, ge=1)
+    max_limit: int = Field(default=100_000, ge=1, description="largest limit per window (memory is O(limit))")
 
 
 class Settings(BaseSettings):
@@ -160,6 +194,11 @@ class Settings(BaseSettings):
     ttl: TtlSettings = TtlSettings()
     logging: LoggingSettings = LoggingSettings()
     tools: ToolSettings = ToolSettings()
+    sessions: SessionSettings = SessionSettings()
+    tasks: TaskSettings = TaskSettings()
+    agents: AgentSettings = AgentSettings()
+    locks: LockSettings = LockSettings()
+    ratelimits: RateLimitSettings = RateLimitSettings()
 
     @property
     def log_file(self) -> Path:

@@ -26,7 +26,7 @@ CHUNK = 256 * 1024
 NO_DAEMON_CODE = -32000
 
 
-def run(socket_path: Path, agent: str | None, project: str | None) -> int:
+def run(socket_path: Path, agent: str | None, project: str | None, tools: list[str] | None = None) -> int:
     """Relay until the daemon closes the connection. Returns the process exit code."""
     root = str(Path(project).resolve()) if project else str(paths.project_root(Path.cwd()))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -36,7 +36,7 @@ def run(socket_path: Path, agent: str | None, project: str | None) -> int:
         sock.close()
         return _serve_errors(no_daemon_message(socket_path), exc)
     with sock:
-        sock.sendall(Preamble(agent=agent, project=root, pid=os.getpid()).encode())
+        sock.sendall(Preamble(agent=agent, project=root, pid=os.getpid(), tools=tools).encode())
         stdin_done = threading.Event()
         pump = threading.Thread(target=_stdin_to_socket, args=(sock, stdin_done), daemon=True)
         pump.start()

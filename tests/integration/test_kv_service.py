@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy
+from coordinatord.keyspace import KeyRules, TtlPolicy
 from coordinatord.services.kv import KvService
 from coordinatord.settings import DEFAULT_TTL_PREFIXES
 from coordinatord.store import Store
+from tests.support import fresh_namespace
 
 pytestmark = pytest.mark.anyio
 
@@ -18,10 +17,6 @@ pytestmark = pytest.mark.anyio
 def make_service(store: Store, keys_result_max: int = 1000) -> KvService:
     rules = KeyRules(max_key_bytes=256, max_value_bytes=1024, max_keys_per_call=100)
     return KvService(store, rules, TtlPolicy(86_400, 30 * 86_400, DEFAULT_TTL_PREFIXES), keys_result_max)
-
-
-def fresh_namespace() -> Namespace:
-    return Namespace(f"test-{uuid.uuid4().hex[:12]}")
 
 
 async def test_set_get_round_trip_with_default_ttl(store: Store) -> None:
