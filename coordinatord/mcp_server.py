@@ -2,27 +2,21 @@
 
 This and :mod:`coordinatord.server` are the only modules that import the MCP SDK. Tool errors
 become ``isError`` results the agent can read and correct; only an unknown tool is a protocol
-error. Every call is logged once, with its agent, project, tool, key, duration and outcome —
-never a value.
+error. The call itself runs in :func:`coordinatord.calls.invoke`.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import structlog
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolRequestParams, ListToolsResult, PaginatedRequestParams, Tool
 
 from coordinatord import __version__
-from coordinatord.app import ANONYMOUS_AGENT, App, CallContext, Peer
-from coordinatord.errors import BackendError, ToolError
-from coordinatord.tools.registry import ToolReply
-
-log = structlog.get_logger("coordinatord.calls")
+from coordinatord.app import ANONYMOUS_AGENT, App, Peer
+from coordinatord.calls import invoke
 
 Ctx = ServerRequestContext[Peer, Any]
 
@@ -48,35 +42,9 @@ def build_server(app: App) -> Server[Peer]:
 
     async def call_tool(ctx: Ctx, params: CallToolRequestParams) -> HandlerResult:
         peer = ctx.lifespan_context
-        spec = app.registry.get(params.name, peer.groups)
-        if spec is None:
+        reply = await invoke(app, peer, _agent_of(ctx), params.name, params.arguments)
+        if reply is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        call = CallContext(app, peer, _agent_of(ctx))
-        app.mark_present(peer, call.agent)
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            reply = await spec.handler(call, spec.parse_arguments(params.arguments))
-        except ToolError as exc:
-            outcome = "refused"
-            reply = ToolReply(texts=(f"{params.name}: {exc}",), is_error=True)
-        except BackendError as exc:
-            outcome = "backend_error"
-            reply = ToolReply(texts=(f"{params.name}: {exc}",), is_error=True)
-        except Exception:
-            # A bug, not the caller's fault: keep the trace in the log, not in the agent's context.
-            log.exception("tool_crashed", tool=params.name, agent=call.agent)
-            outcome = "internal_error"
-            reply = ToolReply(texts=(f"{params.name}: internal error; see the daemon's log",), is_error=True)
-        log.info(
-            "tool_call",
-            agent=call.agent,
-            project=peer.namespace.project_id,
-            tool=params.name,
-            key=call.log_key,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            outcome=outcome,
-        )
         wire = reply.to_wire()
         # The 2026-07-28 era requires resultType on every result; the handshake era ignores it.
         wire["resultType"] = "complete"

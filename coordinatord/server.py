@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from coordinatord import preamble
 from coordinatord.app import App, Peer
 from coordinatord.errors import AlreadyRunningError, DaemonError
+from coordinatord.fastpath import FastPath
 
 log = structlog.get_logger("coordinatord.server")
 
@@ -224,6 +225,7 @@ class ConnectionServer:
         self._init_options: InitializationOptions = mcp.create_initialization_options()
         self._ids = itertools.count(1)
         self._settings = app.settings.server
+        self._fast_path = app.settings.server.fast_path
         self.open_connections = 0
 
     async def accept_forever(self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
@@ -300,15 +302,15 @@ class ConnectionServer:
         )
         if peer.agent:
             self._app.mark_present(peer, peer.agent)
-        pending = None if identity else first
+        relay = _Relay(
+            self._app, peer, lines, sender, stream, self._settings.drain_timeout_s, self._fast_path
+        )
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
-        outstanding = _Outstanding()
         try:
             async with anyio.create_task_group() as tg:
-                drain = self._settings.drain_timeout_s
-                tg.start_soon(_read_frames, lines, read_send, sender, outstanding, pending, drain)
-                tg.start_soon(_write_frames, write_recv, sender, stream, outstanding)
+                tg.start_soon(relay.read_frames, read_send, None if identity else first, tg)
+                tg.start_soon(relay.write_frames, write_recv)
                 await serve_dual_era_loop(
                     self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
                 )
@@ -369,68 +371,101 @@ class _LineSender:
             await self._stream.send(data)
 
 
-async def _read_frames(
-    lines: LineReader,
-    out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
-    sender: _LineSender,
-    outstanding: _Outstanding,
-    pending: bytes | None,
-    drain_timeout_s: float,
-) -> None:
-    async with out:
-        if pending is not None:
-            await _dispatch(pending, out, sender, outstanding)
-        while True:
-            try:
-                line = await lines.next_line()
-            except LineTooLong as exc:
-                await sender.send(error_line(INVALID_REQUEST, str(exc)))
-                continue
-            if line is None:
-                break
-            if line.strip():
-                await _dispatch(line, out, sender, outstanding)
-        with anyio.move_on_after(drain_timeout_s):
-            await outstanding.wait_empty()
+class _Relay:
+    """Moves one connection's frames between the socket and the SDK's loop (or the fast path)."""
 
+    def __init__(
+        self,
+        app: App,
+        peer: Peer,
+        lines: LineReader,
+        sender: _LineSender,
+        stream: anyio.abc.SocketStream,
+        drain_timeout_s: float,
+        fast_path: bool,
+    ) -> None:
+        self._lines = lines
+        self._sender = sender
+        self._stream = stream
+        self._drain_timeout_s = drain_timeout_s
+        self._outstanding = _Outstanding()
+        self._fast = FastPath(app, peer, self._send_fast_reply) if fast_path else None
 
-async def _dispatch(
-    line: bytes,
-    out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
-    sender: _LineSender,
-    outstanding: _Outstanding,
-) -> None:
-    frame = decode_frame(line)
-    if isinstance(frame, bytes):
-        log.warning("bad_frame", size=len(line))
-        await sender.send(frame)
-        return
-    if isinstance(frame.message, JSONRPCRequest):
-        outstanding.add(frame.message.id)
-    await out.send(frame)
+    async def read_frames(
+        self,
+        out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
+        pending: bytes | None,
+        tg: anyio.abc.TaskGroup,
+    ) -> None:
+        async with out:
+            if pending is not None:
+                await self._dispatch(pending, out, tg)
+            while True:
+                try:
+                    line = await self._lines.next_line()
+                except LineTooLong as exc:
+                    await self._sender.send(error_line(INVALID_REQUEST, str(exc)))
+                    continue
+                if line is None:
+                    break
+                if line.strip():
+                    await self._dispatch(line, out, tg)
+            with anyio.move_on_after(self._drain_timeout_s):
+                await self._outstanding.wait_empty()
 
+    async def _dispatch(
+        self,
+        line: bytes,
+        out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
+        tg: anyio.abc.TaskGroup,
+    ) -> None:
+        fast = self._fast
+        if fast is not None:
+            call = fast.parse_call(line)
+            if call is not None:
+                self._outstanding.add(call[0])
+                tg.start_soon(fast.serve, *call)
+                return
+            fast.cancel(line)
+        frame = decode_frame(line)
+        if isinstance(frame, bytes):
+            log.warning("bad_frame", size=len(line))
+            await self._sender.send(frame)
+            return
+        message = frame.message
+        if isinstance(message, JSONRPCRequest):
+            self._outstanding.add(message.id)
+            if fast is not None and message.method == "initialize":
+                fast.saw_initialize(message.id, message.params)
+        await out.send(frame)
 
-async def _write_frames(
-    frames: anyio.abc.ObjectReceiveStream[SessionMessage],
-    sender: _LineSender,
-    stream: anyio.abc.SocketStream,
-    outstanding: _Outstanding,
-) -> None:
-    async with frames:
+    async def _send_fast_reply(self, request_id: str | int, data: bytes | None) -> None:
         try:
-            async for frame in frames:
-                message = frame.message
-                data = message.model_dump_json(by_alias=True, exclude_unset=True)
-                await sender.send(data.encode() + b"\n")
-                if isinstance(message, JSONRPCResponse | JSONRPCError):
-                    outstanding.discard(message.id)
-            # Half-close once every reply is out: the shim sees EOF and exits cleanly.
-            with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send_eof()
+            if data is not None:
+                await self._sender.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
-            # The peer went away; drain so the MCP loop never blocks on a dead connection.
-            async for _ in frames:
-                pass
+            pass  # the client left; its reply has nowhere to go
+        finally:
+            self._outstanding.discard(request_id)
+
+    async def write_frames(self, frames: anyio.abc.ObjectReceiveStream[SessionMessage]) -> None:
+        async with frames:
+            try:
+                async for frame in frames:
+                    message = frame.message
+                    data = message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await self._sender.send(data.encode() + b"\n")
+                    if isinstance(message, JSONRPCResponse | JSONRPCError):
+                        self._outstanding.discard(message.id)
+                        if self._fast is not None:
+                            self._fast.saw_reply(message.id, ok=isinstance(message, JSONRPCResponse))
+                # Half-close once every reply is out: the shim sees EOF and exits cleanly.
+                with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await self._stream.send_eof()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+                # The peer went away; drain so the MCP loop never blocks on a dead connection.
+                async for _ in frames:
+                    pass
 
 
 @contextlib.asynccontextmanager

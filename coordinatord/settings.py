@@ -104,6 +104,7 @@ class ServerSettings(_Section):
     preamble_timeout_s: float = Field(default=5.0, gt=0, le=120)
     drain_timeout_s: float = Field(default=10.0, ge=0, le=600)
     max_connections: int = Field(default=256, ge=1, le=100_000)
+    fast_path: bool = Field(default=True, description="answer tools/call without the SDK once initialised")
 
 
 class LimitSettings(_Section):

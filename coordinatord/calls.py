@@ -1,0 +1,54 @@
+"""Running one tool call: look it up, check its arguments, call it, log it.
+
+Shared by the SDK's ``tools/call`` handler and the server's fast path, so both give the same
+results, the same errors and the same log event. No MCP here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from coordinatord.app import App, CallContext, Peer
+from coordinatord.errors import BackendError, ToolError
+from coordinatord.tools.registry import ToolReply
+
+log = structlog.get_logger("coordinatord.calls")
+
+
+async def invoke(
+    app: App, peer: Peer, agent: str, name: str, arguments: dict[str, Any] | None
+) -> ToolReply | None:
+    """The tool's reply (``is_error`` for refusals and failures), or ``None`` for an unknown tool."""
+    spec = app.registry.get(name, peer.groups)
+    if spec is None:
+        return None
+    app.mark_present(peer, agent)
+    call = CallContext(app, peer, agent)
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        reply = await spec.handler(call, spec.parse_arguments(arguments))
+    except ToolError as exc:
+        outcome = "refused"
+        reply = ToolReply(texts=(f"{name}: {exc}",), is_error=True)
+    except BackendError as exc:
+        outcome = "backend_error"
+        reply = ToolReply(texts=(f"{name}: {exc}",), is_error=True)
+    except Exception:
+        # A bug, not the caller's fault: keep the trace in the log, not in the agent's context.
+        log.exception("tool_crashed", tool=name, agent=agent)
+        outcome = "internal_error"
+        reply = ToolReply(texts=(f"{name}: internal error; see the daemon's log",), is_error=True)
+    log.info(
+        "tool_call",
+        agent=agent,
+        project=peer.namespace.project_id,
+        tool=name,
+        key=call.log_key,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        outcome=outcome,
+    )
+    return reply

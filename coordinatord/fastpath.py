@@ -1,0 +1,111 @@
+"""The fast path: ``tools/call`` on an initialised handshake-era connection, without the SDK.
+
+Profiling showed most of a call's time in the SDK's generic machinery (validating the whole
+message, the dispatcher's task and streams, per-request context and session objects, validating
+and re-dumping the result), not in the tool. Once a connection has completed the ``initialize``
+handshake, a well-formed ``tools/call`` is answered here instead: parsed with :mod:`json`, run
+by the same :func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
+Everything else — the handshake, the 2026-07-28 era, ``tools/list``, malformed calls — still goes
+through the SDK, which stays the reference for what is valid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from coordinatord.app import ANONYMOUS_AGENT, App, Peer
+from coordinatord.calls import invoke
+
+UNKNOWN_TOOL = -32602
+
+
+class FastPath:
+    """Per-connection state: whether the handshake is done, and the calls running here."""
+
+    def __init__(
+        self, app: App, peer: Peer, send: Callable[[str | int, bytes | None], Awaitable[None]]
+    ) -> None:
+        self._app = app
+        self._peer = peer
+        self._send = send
+        self._initialize_id: str | int | None = None
+        self._client_name: str | None = None
+        self.enabled = False
+        self._running: dict[str | int, anyio.CancelScope] = {}
+
+    def saw_initialize(self, request_id: str | int, params: Any) -> None:
+        """The client's ``initialize`` request went to the SDK; remember who the client is."""
+        self._initialize_id = request_id
+        info = params.get("clientInfo") if isinstance(params, dict) else None
+        name = info.get("name") if isinstance(info, dict) else None
+        self._client_name = name if isinstance(name, str) and name else None
+
+    def saw_reply(self, request_id: str | int | None, ok: bool) -> None:
+        """The SDK answered a request; a successful ``initialize`` answer opens the fast path."""
+        if ok and request_id is not None and request_id == self._initialize_id:
+            self.enabled = True
+
+    def parse_call(self, line: bytes) -> tuple[str | int, str, dict[str, Any] | None] | None:
+        """``(id, tool, arguments)`` for a well-formed ``tools/call``; ``None`` for anything else."""
+        if not self.enabled or b'"tools/call"' not in line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None
+        if (
+            not isinstance(message, dict)
+            or message.get("method") != "tools/call"
+            or message.get("jsonrpc") != "2.0"
+        ):
+            return None
+        request_id, params = message.get("id"), message.get("params")
+        if (
+            isinstance(request_id, bool)
+            or not isinstance(request_id, str | int)
+            or not isinstance(params, dict)
+        ):
+            return None
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
+            return None
+        if "_meta" in params or "task" in params:
+            return None  # progress tokens, tasks: the SDK's business
+        return request_id, name, arguments
+
+    def cancel(self, line: bytes) -> None:
+        """Apply a ``notifications/cancelled`` to a fast-path call (the SDK never saw it)."""
+        if not self._running or b'"notifications/cancelled"' not in line:
+            return
+        try:
+            params = json.loads(line).get("params") or {}
+        except (ValueError, AttributeError):
+            return
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        scope = self._running.get(request_id) if isinstance(request_id, str | int) else None
+        if scope is not None:
+            scope.cancel()
+
+    async def serve(self, request_id: str | int, name: str, arguments: dict[str, Any] | None) -> None:
+        agent = self._peer.agent or self._client_name or ANONYMOUS_AGENT
+        in_flight = self._app.in_flight
+        in_flight.enter()
+        data: bytes | None = None  # a cancelled call gets no reply, as the protocol asks
+        try:
+            with anyio.CancelScope() as scope:
+                self._running[request_id] = scope
+                reply = await invoke(self._app, self._peer, agent, name, arguments)
+                if reply is None:
+                    error = {"code": UNKNOWN_TOOL, "message": f"Unknown tool: {name}"}
+                    body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "error": error}
+                else:
+                    body = {"jsonrpc": "2.0", "id": request_id, "result": reply.to_wire()}
+                data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        finally:
+            self._running.pop(request_id, None)
+            in_flight.leave()
+        await self._send(request_id, data)
