@@ -19,7 +19,7 @@ import structlog
 
 from coordinatord import __version__, logs
 from coordinatord.app import App
-from coordinatord.errors import CoordinatordError
+from coordinatord.errors import ConfigError, CoordinatordError
 from coordinatord.mcp_server import build_server
 from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening
 from coordinatord.settings import Settings
@@ -42,7 +42,8 @@ def run_daemon(settings: Settings) -> int:
         log.error("daemon_failed", error=str(exc))
         if not logs.console_enabled():
             print(f"coordinatord: {exc}", flush=True)
-        return 1
+        # 2 for settings, as for invalid values: a supervisor should not retry those.
+        return 2 if isinstance(exc, ConfigError) else 1
     return 0
 
 

@@ -138,7 +138,9 @@ class TtlPolicy:
         """The TTL a key gets when the caller names none."""
         if user_key.startswith(RATELIMIT_PREFIX):
             period = user_key.rsplit(":", 1)[-1].lower()
-            seconds = PERIOD_SECONDS.get(period)
+            # A period word ("daily") as in the seed, or a window in seconds ("60") as
+            # ratelimit_hit writes it.
+            seconds = int(period) if period.isdigit() and 0 < len(period) < 10 else PERIOD_SECONDS.get(period)
             if seconds is not None:
                 return min(seconds, self.max_s)
         ordered: tuple[tuple[str, int], ...] = object.__getattribute__(self, "_ordered")

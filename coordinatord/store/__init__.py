@@ -41,6 +41,11 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             finally:
                 await store.aclose()
         return
+    if settings.backend.upstash_url:
+        log.warning(
+            "upstash_ignored",
+            reason="the Upstash REST backend is not supported yet; using backend.url (REDIS_URL) instead",
+        )
     store = RedisStore.from_url(settings.backend.url.get_secret_value(), settings.backend)
     try:
         try:
