@@ -12,8 +12,10 @@
         ├── InvalidArgumentError      an argument is missing, of the wrong type or out of range
         ├── LimitExceededError        a key, value or count is above a configured limit
         ├── NotFoundError             the session, task, lock… named does not exist
+        ├── ArchiveError              a session archive file cannot be written or read
         └── ConflictError             the state changed under the call (e.g. a held lock, a
-                                      version that moved on) and the call cannot go ahead
+            │                         version that moved on) and the call cannot go ahead
+            └── OlderStateError       an archive already holds a later state of the session
 
 Only the tool layer turns these into MCP results; everything below it raises them with a
 message a person can act on (it names the key, argument, setting or address involved).
@@ -64,3 +66,11 @@ class NotFoundError(ToolError):
 
 class ConflictError(ToolError):
     """The call conflicts with the current state (another holder, a newer version, ...)."""
+
+
+class ArchiveError(ToolError):
+    """A session archive could not be written or read; the message names the path and reason."""
+
+
+class OlderStateError(ConflictError):
+    """The archive file already holds a later state of the session; it was left as it is."""

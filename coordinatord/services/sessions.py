@@ -1,10 +1,386 @@
-"""Placeholder: being written."""
+"""Sessions: an agent's saved context plus its conversation history, resumable and archivable.
+
+Keys (inside the project namespace, names from :mod:`coordinatord.keyspace`):
+
+- ``agent:context:<id>`` — the context document, a JSON string (``redis_get`` shows it)::
+
+      {"sessionId": "s1", "version": 3, "ttl": 86400,
+       "createdAt": "2026-02-13T04:00:00.000Z", "updatedAt": "…",
+       "createdBy": "kilocode", "lastAgent": "cline", "context": {…}}
+
+  ``version`` rises by one with every ``session_save``; ``updatedAt``/``lastAgent`` describe the
+  last save; ``ttl`` is the session's own TTL (the last ``ttl`` given to ``session_save``, else
+  ``sessions.ttl_s``), which every later write refreshes. The service always writes the fields
+  in this order, so a script can read ``ttl`` from the document's first bytes (``GETRANGE``).
+  A document written by hand in the seed's style (a plain JSON object) is read as a context at
+  version 0 and converted on the next save.
+- ``agent:context:<id>:history`` — a LIST of turns, JSON ``{"role", "message", "ts", "agent"}``,
+  oldest first. ``session_append`` is one ``RPUSH``: the document is never rewritten.
+- ``_idx:sessions`` — a ZSET, member = session id, score = last save/append (ms), for
+  ``session_list``; entries whose document has gone are dropped lazily when listing.
+
+A session exists while its document exists. Every write refreshes the TTL of the document, the
+history and (never shortening it) the index, in the same script.
+
+Atomicity:
+
+- ``session_save`` merges in Python — Lua's cjson would turn ``[]`` into ``{}`` and round big
+  integers to 14 digits (checked on Redis 7.0 and Valkey) — and writes with a compare-and-set:
+  the script replaces the document only if its SHA-1 is still that of the document the merge
+  started from (or it is still absent), else the service re-reads and retries (bounded, with
+  jittered backoff; :class:`ConflictError` when it keeps losing). Nested values pass through
+  Python's ``json`` untouched: arrays, empty objects, unicode and big integers survive.
+- ``session_append`` checks the turn limit, creates the session if absent (the seed's
+  ``addConversationTurn`` returned null there; an agent's first turn should not be lost) and
+  pushes, in one script. Past ``sessions.max_turns`` it refuses and says to call
+  ``session_end``: history is never dropped silently.
+- ``session_end`` reads document and whole history in one script, writes the archive (see
+  :mod:`coordinatord.services.archive` for the format and the durability argument), then deletes
+  by compare-and-delete: only if the document's SHA-1 and the history length are still those
+  archived (history only grows while a session lives, so equal length means equal history).
+  If the session changed meanwhile it archives again (the newer state may replace the older
+  file) — up to :data:`END_ATTEMPTS` times, then :class:`ConflictError` with nothing deleted.
+  If the archive cannot be written, nothing is deleted.
+- ``session_restore`` writes the document, the whole history and the index entry in one
+  script; it refuses when the session is live unless ``force``, which replaces it. The
+  archive file is kept; ending the session again replaces it with the later state.
+
+Timestamps (``ts``, ``createdAt``, ``updatedAt``, index scores) come from the service's clock,
+so tests can move time; expiry is Redis's own TTL.
+"""
 
 from __future__ import annotations
 
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict
+
 from coordinatord.clock import Clock, system_clock
+from coordinatord.errors import (
+    ArchiveError,
+    ConflictError,
+    InvalidArgumentError,
+    LimitExceededError,
+    NotFoundError,
+)
+from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
+from coordinatord.services.archive import FORMAT, read_archive, write_archive
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Store
+
+ROLES = ("user", "assistant", "system", "tool")
+MAX_TTL_S = 30 * 86_400  # ceiling on a session's ttl (the seed's longest class); see the report
+SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
+END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
+LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
+HEAD_BYTES = 256  # covers '{"sessionId":"<128 chars>","version":N,"ttl":N,' with room to spare
+
+# Python's twin of the pattern in session_append.lua.
+_HEAD = re.compile(r'^\{"sessionId":"[^"]*","version":(\d+),"ttl":(\d+)[,}]')
+
+_LUA_DIR = Path(__file__).with_name("lua")
+
+
+def _lua(name: str) -> str:
+    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+# --- Results --------------------------------------------------------------------------------
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SaveResult(_Result):
+    session_id: str
+    version: int
+    expires_in: int
+
+
+class LoadResult(_Result):
+    session_id: str
+    found: bool
+    context: dict[str, Any]
+    version: int
+    history_length: int
+    expires_in: int  # seconds; 0 when not found, -1 if the document was given no expiry
+
+
+class AppendResult(_Result):
+    session_id: str
+    history_length: int
+    expires_in: int
+
+
+class Turn(_Result):
+    role: str
+    message: str
+    ts: str
+    agent: str | None = None
+
+
+class HistoryResult(_Result):
+    session_id: str
+    turns: list[Turn]
+
+
+class SessionSummary(_Result):
+    session_id: str
+    last_activity: str
+    expires_in: int
+    version: int | None  # None for a document not written by the session tools
+    history_length: int
+
+
+class ListResult(_Result):
+    sessions: list[SessionSummary]
+    truncated: bool  # more than LIST_LIMIT sessions: the least recently active were left out
+
+
+class EndResult(_Result):
+    session_id: str
+    archived_to: str
+    version: int
+    history_length: int
+
+
+class RestoreResult(_Result):
+    session_id: str
+    version: int
+    history_length: int
+    restored_from: str
+    expires_in: int
+
+
+# --- Pure logic -----------------------------------------------------------------------------
+
+
+def merge_context(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level merge: fields in ``patch`` replace those in ``current``; ``None`` removes one.
+
+    Nested values are taken whole, never merged, so a nested ``null`` stays a ``null``.
+    """
+    merged = dict(current)
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def iso_timestamp(seconds: float) -> str:
+    """UTC, millisecond precision, ``Z`` suffix: what JavaScript's ``toISOString()`` gives."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON that is always valid UTF-8 (a lone surrogate is kept as a ``\\u`` escape)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # NaN or Infinity: not JSON
+        raise InvalidArgumentError(f"value is not valid JSON: {exc}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text
+
+
+def encode_turn(role: str, message: str, ts: str, agent: str | None) -> str:
+    return dumps({"role": role, "message": message, "ts": ts, "agent": agent})
+
+
+def turn_record(raw: str) -> dict[str, Any]:
+    """A stored turn as a dict; a malformed entry is kept whole as the message, not dropped."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and all(isinstance(value.get(f), str) for f in ("role", "message", "ts")):
+        return value
+    return {"role": "unknown", "message": raw, "ts": "", "agent": None}
+
+
+def turn_of(record: Mapping[str, Any]) -> Turn:
+    agent = record.get("agent")
+    return Turn(
+        role=record["role"],
+        message=record["message"],
+        ts=record["ts"],
+        agent=agent if isinstance(agent, str) else None,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class SessionDocument:
+    """The context document at ``agent:context:<id>``."""
+
+    session_id: str
+    version: int
+    ttl: int | None  # None: the default (sessions.ttl_s)
+    created_at: str | None
+    updated_at: str | None
+    created_by: str | None
+    last_agent: str | None
+    context: dict[str, Any]
+
+    @classmethod
+    def parse(cls, raw: str, session_id: str) -> SessionDocument:
+        """The stored document; a plain JSON object (the seed's style) is a version-0 context."""
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise ConflictError(
+                f"{session_key(session_id)} holds a value that is not a JSON object (written with "
+                "redis_set?); the session tools cannot use it — remove it with redis_del or use "
+                "another session_id"
+            )
+        version, context, ttl = value.get("version"), value.get("context"), value.get("ttl")
+        if not (isinstance(version, int) and not isinstance(version, bool) and isinstance(context, dict)):
+            return cls(session_id, 0, None, None, None, None, None, value)
+        return cls(
+            session_id=session_id,
+            version=version,
+            ttl=ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else None,
+            created_at=_str_or_none(value.get("createdAt")),
+            updated_at=_str_or_none(value.get("updatedAt")),
+            created_by=_str_or_none(value.get("createdBy")),
+            last_agent=_str_or_none(value.get("lastAgent")),
+            context=context,
+        )
+
+    def encode(self, default_ttl: int) -> tuple[str, int]:
+        """The document's JSON (fields in the order the append script relies on) and the size
+        of its context in bytes.
+        """
+        head = dumps(
+            {
+                "sessionId": self.session_id,
+                "version": self.version,
+                "ttl": self.ttl if self.ttl is not None else default_ttl,
+                "createdAt": self.created_at,
+                "updatedAt": self.updated_at,
+                "createdBy": self.created_by,
+                "lastAgent": self.last_agent,
+            }
+        )
+        context = dumps(self.context)
+        return f'{head[:-1]},"context":{context}}}', len(context.encode("utf-8"))
+
+
+def next_document(
+    current: SessionDocument | None,
+    session_id: str,
+    patch: Mapping[str, Any],
+    ttl: int | None,
+    now: str,
+    agent: str | None,
+) -> SessionDocument:
+    """The document after a ``session_save`` of ``patch`` (``ttl`` None keeps the session's)."""
+    if current is None:
+        return SessionDocument(session_id, 1, ttl, now, now, agent, agent, merge_context({}, patch))
+    return replace(
+        current,
+        version=current.version + 1,
+        ttl=ttl if ttl is not None else current.ttl,
+        created_at=current.created_at or now,
+        updated_at=now,
+        created_by=current.created_by or agent,
+        last_agent=agent,
+        context=merge_context(current.context, patch),
+    )
+
+
+def archive_data(
+    doc: SessionDocument,
+    history: Sequence[Mapping[str, Any]],
+    project_id: str,
+    archived_at: str,
+    archived_by: str | None,
+    default_ttl: int,
+) -> dict[str, Any]:
+    """The ``coordinatord.session/1`` archive of a session (see :mod:`.archive`)."""
+    return {
+        "format": FORMAT,
+        "session_id": doc.session_id,
+        "project_id": project_id,
+        "archived_at": archived_at,
+        "archived_by": archived_by,
+        "version": doc.version,
+        "ttl": doc.ttl if doc.ttl is not None else default_ttl,
+        "createdAt": doc.created_at,
+        "updatedAt": doc.updated_at,
+        "createdBy": doc.created_by,
+        "lastAgent": doc.last_agent,
+        "context": doc.context,
+        "history": list(history),
+    }
+
+
+def document_from_archive(data: Mapping[str, Any]) -> SessionDocument:
+    return SessionDocument(
+        session_id=data["session_id"],
+        version=data["version"],
+        ttl=data.get("ttl"),
+        created_at=_str_or_none(data.get("createdAt")),
+        updated_at=_str_or_none(data.get("updatedAt")),
+        created_by=_str_or_none(data.get("createdBy")),
+        last_agent=_str_or_none(data.get("lastAgent")),
+        context=data["context"],
+    )
+
+
+def archive_path(project_root: str | None, archive_dir: str, session_id: str) -> Path:
+    """``<project root>/<archive_dir>/<session_id>.json``, checked to stay inside the root.
+
+    Resolves symlinks, so it touches the filesystem: call it off the event loop.
+    """
+    if project_root is None:
+        raise InvalidArgumentError(
+            "this connection has no project root (an anonymous socket client), so there is no "
+            f"project folder to archive session {session_id!r} into; connect through the shim "
+            "(`coordinatord shim --project DIR`)"
+        )
+    root = Path(project_root).resolve()
+    if not root.is_dir():
+        raise ArchiveError(f"the project root {root} is not a directory, so session archives cannot go there")
+    directory = (root / archive_dir).resolve()
+    if not directory.is_relative_to(root):
+        raise ArchiveError(
+            f"the session archive directory sessions.archive_dir = {archive_dir!r} resolves to "
+            f"{directory}, which is outside the project root {root}; archives stay inside the project"
+        )
+    return directory / f"{check_id(session_id, 'session_id')}.json"
+
+
+# --- The service ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    exists: bool
+    document: str
+    sha: str
+    length: int
+    ttl: int
+    turns: list[str]
 
 
 class SessionService:
@@ -12,3 +388,271 @@ class SessionService:
         self._store = store
         self._settings = settings
         self._clock = clock
+        self._max_ttl = max(MAX_TTL_S, settings.ttl_s)
+        self._read = store.script(_lua("session_read"))
+        self._save = store.script(_lua("session_save"))
+        self._append = store.script(_lua("session_append"))
+        self._end = store.script(_lua("session_end"))
+        self._restore = store.script(_lua("session_restore"))
+        self._prune = store.script(_lua("session_prune"))
+
+    # -- helpers --
+
+    @staticmethod
+    def _keys(ns: Namespace, session_id: str) -> list[str]:
+        check_id(session_id, "session_id")
+        return [
+            ns.key(session_key(session_id)),
+            ns.key(session_history_key(session_id)),
+            ns.key(SESSIONS_INDEX),
+        ]
+
+    def _now(self) -> tuple[str, int, int]:
+        """Now as an ISO timestamp, in ms (the index score), and the index's prune threshold."""
+        seconds = self._clock()
+        ms = int(seconds * 1000)
+        return iso_timestamp(seconds), ms, ms - self._max_ttl * 1000
+
+    def check_ttl(self, ttl_s: int) -> int:
+        if ttl_s <= 0:
+            raise InvalidArgumentError(
+                f"argument 'ttl' must be a positive number of seconds, got {ttl_s}; every session "
+                "expires (use session_end to archive and remove one)"
+            )
+        if ttl_s > self._max_ttl:
+            raise LimitExceededError(
+                f"argument 'ttl' is {ttl_s} s; the limit for a session is {self._max_ttl} s"
+            )
+        return ttl_s
+
+    async def _snapshot(
+        self, keys: list[str], *, with_doc: bool, start: str = "", stop: str = ""
+    ) -> _Snapshot:
+        exists, document, sha, length, ttl, turns = await self._read(
+            keys[:2], ["1" if with_doc else "0", start, stop]
+        )
+        return _Snapshot(bool(exists), document, sha, int(length), int(ttl), list(turns))
+
+    @staticmethod
+    def _not_found(session_id: str) -> NotFoundError:
+        return NotFoundError(
+            f"session {session_id!r} not found in this project (never saved, ended with session_end, "
+            "or expired); session_list shows the live ones"
+        )
+
+    # -- operations --
+
+    async def save(
+        self,
+        ns: Namespace,
+        session_id: str,
+        context: Mapping[str, Any],
+        ttl_s: int | None = None,
+        agent: str | None = None,
+    ) -> SaveResult:
+        """Merge ``context`` into the session's context (``None`` removes a field), creating it."""
+        keys = self._keys(ns, session_id)
+        if not isinstance(context, Mapping):
+            raise InvalidArgumentError("argument 'context' must be an object")
+        ttl = None if ttl_s is None else self.check_ttl(ttl_s)
+        limit = self._settings.max_context_bytes
+        for attempt in range(SAVE_ATTEMPTS):
+            snap = await self._snapshot(keys, with_doc=True)
+            current = SessionDocument.parse(snap.document, session_id) if snap.exists else None
+            now, now_ms, prune_before = self._now()
+            doc = next_document(current, session_id, context, ttl, now, agent)
+            text, size = doc.encode(self._settings.ttl_s)
+            if size > limit:
+                raise LimitExceededError(
+                    f"session {session_id!r}: the merged context would be {size} bytes; the limit is "
+                    f"sessions.max_context_bytes = {limit} (remove fields by setting them to null)"
+                )
+            effective_ttl = doc.ttl if doc.ttl is not None else self._settings.ttl_s
+            applied = int(
+                await self._save(keys, [snap.sha, text, effective_ttl, session_id, now_ms, prune_before])
+            )
+            if applied >= 0:
+                return SaveResult(session_id=session_id, version=doc.version, expires_in=applied)
+            # Another save landed between our read and our write: merge again onto it.
+            await anyio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+        raise ConflictError(
+            f"session {session_id!r} was changed by other writers {SAVE_ATTEMPTS} times while saving; "
+            "nothing was written — try again"
+        )
+
+    async def load(self, ns: Namespace, session_id: str) -> LoadResult:
+        """The session's context and counts; ``found=False`` (not an error) when there is none."""
+        keys = self._keys(ns, session_id)
+        snap = await self._snapshot(keys, with_doc=True)
+        if not snap.exists:
+            return LoadResult(
+                session_id=session_id, found=False, context={}, version=0, history_length=0, expires_in=0
+            )
+        doc = SessionDocument.parse(snap.document, session_id)
+        return LoadResult(
+            session_id=session_id,
+            found=True,
+            context=doc.context,
+            version=doc.version,
+            history_length=snap.length,
+            expires_in=snap.ttl,
+        )
+
+    async def append(
+        self, ns: Namespace, session_id: str, role: str, message: str, agent: str | None = None
+    ) -> AppendResult:
+        """Append one turn in O(1), creating the session if absent; refuses past the turn limit."""
+        keys = self._keys(ns, session_id)
+        if role not in ROLES:
+            raise InvalidArgumentError(
+                f"argument 'role' must be one of {', '.join(ROLES)}; got {role[:40]!r}"
+            )
+        size = len(message.encode("utf-8", "surrogatepass"))
+        if size > self._settings.max_message_bytes:
+            raise LimitExceededError(
+                f"argument 'message' is {size} bytes; the limit is sessions.max_message_bytes = "
+                f"{self._settings.max_message_bytes}"
+            )
+        now, now_ms, prune_before = self._now()
+        turn = encode_turn(role, message, now, agent)
+        fresh, _ = SessionDocument(session_id, 1, None, now, now, agent, agent, {}).encode(
+            self._settings.ttl_s
+        )
+        max_turns = self._settings.max_turns
+        reply = await self._append(
+            keys, [turn, max_turns, self._settings.ttl_s, fresh, session_id, now_ms, prune_before]
+        )
+        if int(reply[0]) < 0:
+            raise LimitExceededError(
+                f"session {session_id!r} has {reply[1]} turns, the limit (sessions.max_turns = {max_turns}); "
+                "end it with session_end (which archives it to the project) and continue in a new "
+                "session — history is never dropped silently"
+            )
+        return AppendResult(session_id=session_id, history_length=int(reply[0]), expires_in=int(reply[1]))
+
+    async def history(self, ns: Namespace, session_id: str, last: int = 50) -> HistoryResult:
+        """The last ``last`` turns, oldest first."""
+        keys = self._keys(ns, session_id)
+        if last < 1:
+            raise InvalidArgumentError(f"argument 'last' must be at least 1, got {last}")
+        snap = await self._snapshot(keys, with_doc=False, start=str(-last), stop="-1")
+        if not snap.exists:
+            raise self._not_found(session_id)
+        return HistoryResult(session_id=session_id, turns=[turn_of(turn_record(t)) for t in snap.turns])
+
+    async def list_sessions(self, ns: Namespace) -> ListResult:
+        """Live sessions, most recently active first, from the index (expired entries dropped)."""
+        index = ns.key(SESSIONS_INDEX)
+        flat = await self._store.execute("ZREVRANGE", index, 0, LIST_LIMIT, "WITHSCORES")
+        entries = _score_pairs(flat)
+        truncated = len(entries) > LIST_LIMIT
+        entries = entries[:LIST_LIMIT]
+        if not entries:
+            return ListResult(sessions=[], truncated=False)
+        commands: list[list[str | int]] = []
+        for session_id, _ in entries:
+            doc_key = ns.key(session_key(session_id))
+            commands += [
+                ["TTL", doc_key],
+                ["GETRANGE", doc_key, 0, HEAD_BYTES - 1],
+                ["LLEN", ns.key(session_history_key(session_id))],
+            ]
+        replies = await self._store.batch(commands)
+        sessions: list[SessionSummary] = []
+        gone: list[str] = []
+        for position, (session_id, score) in enumerate(entries):
+            ttl, head, length = replies[3 * position : 3 * position + 3]
+            if int(ttl) == -2:
+                gone.append(session_id)
+                continue
+            match = _HEAD.match(head)
+            sessions.append(
+                SessionSummary(
+                    session_id=session_id,
+                    last_activity=iso_timestamp(score / 1000),
+                    expires_in=int(ttl),
+                    version=int(match.group(1)) if match else None,
+                    history_length=int(length),
+                )
+            )
+        if gone:
+            await self._prune([index, *(ns.key(session_key(s)) for s in gone)], gone)
+        return ListResult(sessions=sessions, truncated=truncated)
+
+    async def end(
+        self, ns: Namespace, session_id: str, project_root: str | None, agent: str | None = None
+    ) -> EndResult:
+        """Archive the session to the project folder, then remove it from the store."""
+        keys = self._keys(ns, session_id)
+        path = await anyio.to_thread.run_sync(
+            archive_path, project_root, self._settings.archive_dir, session_id
+        )
+        archived: EndResult | None = None
+        for _ in range(END_ATTEMPTS):
+            snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
+            if not snap.exists:
+                if archived is None:
+                    raise self._not_found(session_id)
+                # Gone after our archive was written (ended elsewhere, or expired): done.
+                return archived
+            doc = SessionDocument.parse(snap.document, session_id)
+            now, _, _ = self._now()
+            history = [turn_record(t) for t in snap.turns]
+            data = archive_data(doc, history, ns.project_id, now, agent, self._settings.ttl_s)
+            await anyio.to_thread.run_sync(write_archive, path, data)
+            archived = EndResult(
+                session_id=session_id, archived_to=str(path), version=doc.version, history_length=len(history)
+            )
+            outcome = int(await self._end(keys, [snap.sha, snap.length, session_id]))
+            if outcome >= 0:
+                return archived
+        raise ConflictError(
+            f"session {session_id!r} kept changing while it was being archived ({END_ATTEMPTS} attempts); "
+            f"{path} holds its latest archived state but nothing was deleted — call session_end "
+            "again once other agents stop writing to it"
+        )
+
+    async def restore(
+        self, ns: Namespace, session_id: str, project_root: str | None, force: bool = False
+    ) -> RestoreResult:
+        """Load an archive back: context, version, history and TTL; a live session only with ``force``."""
+        keys = self._keys(ns, session_id)
+        path = await anyio.to_thread.run_sync(
+            archive_path, project_root, self._settings.archive_dir, session_id
+        )
+        data = await anyio.to_thread.run_sync(read_archive, path)
+        if data["session_id"] != session_id:
+            raise ArchiveError(
+                f"session archive {path} holds session {data['session_id']!r}, not {session_id!r}"
+            )
+        doc = document_from_archive(data)
+        ttl = min(doc.ttl if doc.ttl is not None else self._settings.ttl_s, self._max_ttl)
+        doc = replace(doc, ttl=ttl)
+        text, _ = doc.encode(ttl)
+        turns = [dumps(turn) for turn in data["history"]]
+        _, now_ms, prune_before = self._now()
+        length = int(
+            await self._restore(
+                keys, ["1" if force else "0", text, ttl, session_id, now_ms, prune_before, *turns]
+            )
+        )
+        if length < 0:
+            raise ConflictError(
+                f"session {session_id!r} is live in this project; restoring {path} would replace it — "
+                "pass force=true to replace it with the archive, or session_end it first"
+            )
+        return RestoreResult(
+            session_id=session_id,
+            version=doc.version,
+            history_length=length,
+            restored_from=str(path),
+            expires_in=ttl,
+        )
+
+
+def _score_pairs(flat: Any) -> list[tuple[str, float]]:
+    """``[(member, score)]`` from a WITHSCORES reply, flat or already paired by the client."""
+    items = list(flat)
+    if items and isinstance(items[0], list | tuple):
+        return [(str(member), float(score)) for member, score in items]
+    return [(str(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]

@@ -1,0 +1,215 @@
+"""Session archive files: written atomically and durably, read back with clear errors.
+
+Plain functions over the filesystem (no Redis, no event loop): ``session_end`` and
+``session_restore`` call them from a worker thread, and a scheduled archiver can call them too.
+
+Format ``coordinatord.session/1`` — one UTF-8 JSON object per file,
+``<project root>/<sessions.archive_dir>/<session_id>.json``::
+
+    {
+      "format": "coordinatord.session/1",
+      "session_id": "s1",            # the id the session had (and has again when restored)
+      "project_id": "app-1a2b3c4d5e",# the namespace it lived in (informational)
+      "archived_at": "2026-02-13T04:00:00.000Z",
+      "archived_by": "kilocode",     # the agent that ended it, or null
+      "version": 7,                  # the context document's version when archived
+      "ttl": 86400,                  # the session's TTL in seconds (restored with it)
+      "createdAt": "...", "updatedAt": "...", "createdBy": "...", "lastAgent": "...",
+      "context": {...},              # the saved context, exactly as stored
+      "history": [{"role": "user", "message": "...", "ts": "...", "agent": "..."}, ...]
+    }
+
+Durability: the JSON goes to a temp file in the same directory (created 0600: sessions hold
+conversation text), which is flushed and fsynced, renamed over the target, and then the
+directory is fsynced, so after a crash the file is either the old one or the new one, whole.
+
+An archive is never replaced by an older state: states are ordered by ``(version, number of
+turns)`` — a session's context version only rises and its history only grows while it lives —
+and :func:`write_archive` refuses (:class:`OlderStateError`) to replace a file holding a later
+state. Writers on this host are serialised by an exclusive ``flock`` on the archive directory,
+so the check and the rename cannot interleave with another writer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from coordinatord.errors import ArchiveError, NotFoundError, OlderStateError
+
+FORMAT = "coordinatord.session/1"
+FORMAT_FAMILY = "coordinatord.session/"
+DIR_MODE = 0o700  # new archive directories: conversation text is private to the user
+
+
+def archive_order(data: Mapping[str, Any]) -> tuple[int, int]:
+    """Where a session state stands in its lifetime: ``(version, number of turns)``."""
+    version = data.get("version")
+    history = data.get("history")
+    return (
+        version if isinstance(version, int) and not isinstance(version, bool) else 0,
+        len(history) if isinstance(history, list) else 0,
+    )
+
+
+def encode_archive(data: Mapping[str, Any]) -> bytes:
+    """The file's bytes: indented UTF-8 JSON (lone surrogates kept as ``\\u`` escapes)."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False)
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate cannot be UTF-8; ASCII escapes keep it, losslessly.
+        return (json.dumps(data, ensure_ascii=True, indent=2, allow_nan=False) + "\n").encode("ascii")
+
+
+def write_archive(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically and durably, unless ``path`` holds a later state.
+
+    Raises :class:`OlderStateError` when the existing file is later than ``data`` and
+    :class:`ArchiveError` when the directory or file cannot be written (or the existing file
+    cannot be understood, which is never overwritten). On any failure ``path`` is unchanged
+    and no temp file is left behind.
+    """
+    if data.get("format") != FORMAT:
+        raise ValueError(f"archive data must have format {FORMAT!r}")
+    payload = encode_archive(data)
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    except OSError as exc:
+        raise ArchiveError(
+            f"cannot create the archive directory {directory}: {_reason(exc)}; nothing was changed"
+        ) from None
+    with _locked_directory(directory) as dir_fd:
+        existing = _existing_state(path)
+        new = archive_order(data)
+        if existing is not None and existing > new:
+            raise OlderStateError(
+                f"archive {path} already holds a later state of this session (version {existing[0]}, "
+                f"{existing[1]} turns) than the one being written (version {new[0]}, {new[1]} turns); "
+                "an archive is never replaced by an older state, so it was left as it is"
+            )
+        _replace_durably(path, payload, dir_fd)
+
+
+def read_archive(path: Path) -> dict[str, Any]:
+    """The archive at ``path``, checked for the format this version understands."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no session archive at {path}") from None
+    except OSError as exc:
+        raise ArchiveError(f"cannot read session archive {path}: {_reason(exc)}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ArchiveError(f"session archive {path} is not valid UTF-8 JSON: {exc}") from None
+    return validate_archive(data, str(path))
+
+
+def validate_archive(data: Any, where: str) -> dict[str, Any]:
+    """``data`` if it is a well-formed ``coordinatord.session/1`` archive; else an error naming
+    ``where`` and the first field that is wrong.
+    """
+    if not isinstance(data, dict):
+        raise ArchiveError(f"session archive {where} is not a JSON object")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        if isinstance(fmt, str) and fmt.startswith(FORMAT_FAMILY):
+            raise ArchiveError(
+                f"session archive {where} has format {fmt!r}, which this coordinatord does not read "
+                f"(it reads {FORMAT!r}); was it written by a newer version?"
+            )
+        raise ArchiveError(f"session archive {where} has format {fmt!r}; expected {FORMAT!r}")
+    if not isinstance(data.get("session_id"), str) or not data["session_id"]:
+        raise ArchiveError(f"session archive {where}: 'session_id' must be a non-empty string")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ArchiveError(f"session archive {where}: 'version' must be a non-negative integer")
+    if not isinstance(data.get("context"), dict):
+        raise ArchiveError(f"session archive {where}: 'context' must be an object")
+    history = data.get("history")
+    if not isinstance(history, list):
+        raise ArchiveError(f"session archive {where}: 'history' must be an array")
+    for index, turn in enumerate(history):
+        if not isinstance(turn, dict) or not all(
+            isinstance(turn.get(field), str) for field in ("role", "message", "ts")
+        ):
+            raise ArchiveError(
+                f"session archive {where}: history[{index}] must be an object with string "
+                "'role', 'message' and 'ts'"
+            )
+    ttl = data.get("ttl")
+    if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
+        raise ArchiveError(f"session archive {where}: 'ttl' must be a positive integer when present")
+    return data
+
+
+def _existing_state(path: Path) -> tuple[int, int] | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ArchiveError(f"cannot read the existing archive {path}: {_reason(exc)}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        validate_archive(data, str(path))
+    except (UnicodeDecodeError, ValueError, ArchiveError) as exc:
+        raise ArchiveError(
+            f"{path} exists but is not a session archive this version can read ({exc}); it was left "
+            "as it is — move it away to archive this session"
+        ) from None
+    return archive_order(data)
+
+
+@contextlib.contextmanager
+def _locked_directory(directory: Path) -> Iterator[int]:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ArchiveError(f"cannot open the archive directory {directory}: {_reason(exc)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(path: Path, payload: bytes, dir_fd: int) -> None:
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(payload)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise ArchiveError(
+            f"cannot write session archive {path}: {_reason(exc)}; the previous file (if any) "
+            "was left as it is"
+        ) from None
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+    try:
+        # The rename is durable only once the directory entry is on disk.
+        os.fsync(dir_fd)
+    except OSError as exc:
+        raise ArchiveError(
+            f"session archive {path} was written, but its directory could not be synced to disk: "
+            f"{_reason(exc)}"
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
