@@ -1,11 +1,86 @@
-"""Placeholder: being written."""
+"""Which agents work on a project, what they are doing, and which files they have open.
+
+Keys (inside the project namespace):
+    ``agent:status:<agent>``  JSON in the seed's shape ``{agent, mode, capabilities,
+                              currentTask, filesOpen, startedAt, lastHeartbeat}``
+    ``_idx:agents``           zset agent → last heartbeat (ms); what ``agent_list`` reads
+
+Activity and memory are two different clocks. An agent is *active* while its last heartbeat
+is within ``agents.heartbeat_window_s`` (default 300 s, the seed's TTL) or while it has a
+connection open to this daemon (:class:`~coordinatord.presence.Presence`): an editor whose shim
+is connected is present whether or not its agent remembers to heartbeat. The document and the
+index entry, however, live ``agents.forget_after_s`` (default 1 h) after the last write rather
+than the seed's 300 s, so that ``agent_list(include_inactive=true)`` can still say who was
+here recently and what they were doing; expiry decides forgetting, never activity. Presence
+is this daemon's knowledge: agents connected to another daemon sharing the Redis are seen
+through their heartbeats only. "Now" comes from the injected clock, so tests move time.
+
+The calling agent is always the connection's identity: nobody can register, heartbeat or
+unregister for another agent. A heartbeat without a prior register registers implicitly
+(mode null, no capabilities), unlike the seed, which failed: an agent that lost its status to
+expiry should not have to notice and start over.
+
+Atomicity: every write is one Lua script that writes the document and its index entry
+together; a heartbeat's merge (keep mode, capabilities and startedAt; replace what the call
+gives) happens inside that script, so two connections of one agent cannot lose each other's
+fields. ``agent_list`` reads the index (ZRANGEBYSCORE) and then all documents in one batched
+MGET: no SCAN, and a stray ``agent:status:*`` key written by hand is never listed. Index
+entries older than ``forget_after_s`` are pruned by the next write; an entry whose document
+is gone is skipped.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
 from coordinatord.clock import Clock, system_clock
+from coordinatord.errors import InvalidArgumentError, LimitExceededError
+from coordinatord.keyspace import AGENTS_INDEX, Namespace, agent_status_key
 from coordinatord.presence import Presence
+from coordinatord.services.task_rules import iso
 from coordinatord.settings import AgentSettings
 from coordinatord.store import Store
+
+_LUA = Path(__file__).with_name("lua")
+_WRITE = (_LUA / "agent_write.lua").read_text()
+_UNREGISTER = (_LUA / "agent_unregister.lua").read_text()
+
+MAX_CAPABILITIES = 64
+MAX_FILES_OPEN = 500
+MAX_LABEL_BYTES = 256  # a capability, a mode or a current task
+MAX_PATH_BYTES = 4096  # one open file
+_MGET_CHUNK = 500
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class AgentInfo(BaseModel):
+    """One agent as ``agent_list`` and the agent tools show it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    status: Literal["active", "inactive"]
+    connected: bool  # has a connection open to this daemon now
+    registered: bool  # has a status document (registered or heartbeated, not yet forgotten)
+    last_heartbeat: str | None  # ISO 8601
+    idle_s: int | None  # seconds since the last heartbeat
+    started_at: str | None
+    current_task: str | None
+    files_open: list[str]
+    capabilities: list[str]
+    mode: str | None
+
+
+class AgentList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agents: list[AgentInfo]
 
 
 class AgentService:
@@ -16,3 +91,188 @@ class AgentService:
         self._settings = settings
         self._presence = presence
         self._clock = clock
+        self._write_script = store.script(_WRITE)
+        self._unregister_script = store.script(_UNREGISTER)
+
+    async def register(
+        self, ns: Namespace, agent: str, capabilities: list[str] | None = None, mode: str | None = None
+    ) -> AgentInfo:
+        """Start a fresh status: the given capabilities and mode, no current task, no open files."""
+        caps = _check_list(capabilities or [], "capabilities", MAX_CAPABILITIES, MAX_LABEL_BYTES)
+        if mode is not None:
+            _check_text(mode, "mode", MAX_LABEL_BYTES)
+        fields = [
+            "1",  # startedAt := now
+            *("1", _json(mode)),
+            *("1", _json(caps)),
+            *("1", "null"),
+            *("1", "[]"),
+        ]
+        return await self._write(ns, agent, fields)
+
+    async def heartbeat(
+        self,
+        ns: Namespace,
+        agent: str,
+        current_task: str | None = None,
+        files_open: list[str] | None = None,
+    ) -> AgentInfo:
+        """Say "still here"; ``current_task``/``files_open`` replace the stored ones when given.
+
+        ``None`` keeps what is stored; an empty string clears the current task and an empty
+        list the open files. Registers implicitly when the agent has no status.
+        """
+        task_field = ("0", "")
+        if current_task is not None:
+            if current_task:
+                _check_text(current_task, "current_task", MAX_LABEL_BYTES)
+            task_field = ("1", _json(current_task or None))
+        files_field = ("0", "")
+        if files_open is not None:
+            files = _check_list(files_open, "files_open", MAX_FILES_OPEN, MAX_PATH_BYTES)
+            files_field = ("1", _json(files))
+        fields = ["0", "0", "", "0", "", *task_field, *files_field]
+        return await self._write(ns, agent, fields)
+
+    async def unregister(self, ns: Namespace, agent: str) -> AgentInfo:
+        """Forget the agent's status now; what it was is returned. Unregistering twice is fine.
+
+        The result's ``status`` can still be "active": a connected agent stays present.
+        """
+        _check_agent(agent)
+        raw = await self._unregister_script([ns.key(agent_status_key(agent)), ns.key(AGENTS_INDEX)], [agent])
+        doc = _document(raw)
+        connected = self._presence.is_connected(ns.project_id, agent)
+        return _info(agent, doc, None, self._clock(), self._settings.heartbeat_window_s, connected, False)
+
+    async def list_agents(self, ns: Namespace, include_inactive: bool = False) -> AgentList:
+        """Agents active now (recent heartbeat or open connection), sorted by name; with
+        ``include_inactive``, also those whose status is still remembered.
+        """
+        now = self._clock()
+        now_ms = int(now * 1000)
+        horizon_s = self._settings.forget_after_s if include_inactive else self._settings.heartbeat_window_s
+        reply = await self._store.execute(
+            "ZRANGEBYSCORE", ns.key(AGENTS_INDEX), now_ms - horizon_s * 1000, "+inf", "WITHSCORES"
+        )
+        beats = _score_pairs(reply)
+        connected = self._presence.connected(ns.project_id)
+        names = sorted(set(beats) | connected)
+        # Connected agents whose heartbeat is older than the range read: their scores too.
+        unscored = [name for name in names if name not in beats]
+        keys = [ns.key(agent_status_key(name)) for name in names]
+        commands: list[list[str | int | float]] = [
+            ["MGET", *keys[i : i + _MGET_CHUNK]] for i in range(0, len(keys), _MGET_CHUNK)
+        ]
+        if unscored:
+            commands.append(["ZMSCORE", ns.key(AGENTS_INDEX), *unscored])
+        replies = await self._store.batch(commands) if commands else []
+        if unscored:
+            scores = replies.pop()
+            beats.update({n: float(v) for n, v in zip(unscored, scores, strict=True) if v is not None})
+        raws: list[str | None] = [raw for chunk_reply in replies for raw in chunk_reply]
+        agents: list[AgentInfo] = []
+        window = self._settings.heartbeat_window_s
+        for name, raw in zip(names, raws, strict=True):
+            doc = _document(raw)
+            is_connected = name in connected
+            if doc is None and not is_connected:
+                continue  # an index entry whose document expired or was deleted
+            info = _info(name, doc, beats.get(name), now, window, is_connected, doc is not None)
+            if include_inactive or info.status == "active":
+                agents.append(info)
+        return AgentList(agents=agents)
+
+    async def _write(self, ns: Namespace, agent: str, fields: list[str]) -> AgentInfo:
+        _check_agent(agent)
+        now = self._clock()
+        now_ms = int(now * 1000)
+        ttl_s = self._settings.forget_after_s
+        raw = await self._write_script(
+            [ns.key(agent_status_key(agent)), ns.key(AGENTS_INDEX)],
+            [agent, iso(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields],
+        )
+        connected = self._presence.is_connected(ns.project_id, agent)
+        return _info(agent, _document(raw), now_ms, now, self._settings.heartbeat_window_s, connected, True)
+
+
+def _info(
+    agent: str,
+    doc: dict[str, Any] | None,
+    beat_ms: float | None,
+    now: float,
+    window_s: int,
+    connected: bool,
+    registered: bool,
+) -> AgentInfo:
+    doc = doc or {}
+    idle_s = None if beat_ms is None else max(0, int(now - beat_ms / 1000))
+    recent = beat_ms is not None and now * 1000 - beat_ms <= window_s * 1000
+    return AgentInfo(
+        agent=agent,
+        status="active" if recent or connected else "inactive",
+        connected=connected,
+        registered=registered,
+        last_heartbeat=_text(doc.get("lastHeartbeat")),
+        idle_s=idle_s,
+        started_at=_text(doc.get("startedAt")),
+        current_task=_text(doc.get("currentTask")),
+        files_open=_texts(doc.get("filesOpen")),
+        capabilities=_texts(doc.get("capabilities")),
+        mode=_text(doc.get("mode")),
+    )
+
+
+def _score_pairs(reply: list[Any]) -> dict[str, float]:
+    """A WITHSCORES reply as a mapping: the client may give [[m, s], ...] or [m, s, m, s, ...]."""
+    if reply and isinstance(reply[0], list | tuple):
+        return {str(member): float(score) for member, score in reply}
+    return {str(reply[i]): float(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _document(raw: Any) -> dict[str, Any] | None:
+    """A status document, or None when absent; a hand-written non-object reads as empty."""
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _texts(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _check_agent(agent: str) -> None:
+    # The connection's identity; an empty one would name the key "agent:status:".
+    if not agent:
+        raise InvalidArgumentError("this connection has no agent name; start the shim with --agent NAME")
+
+
+def _check_text(value: str, argument: str, max_bytes: int) -> str:
+    if _CONTROL.search(value):
+        raise InvalidArgumentError(f"argument {argument!r} must not contain control characters")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise LimitExceededError(f"argument {argument!r} is {size} bytes; the limit is {max_bytes}")
+    return value
+
+
+def _check_list(values: list[str], argument: str, max_items: int, max_bytes: int) -> list[str]:
+    if len(values) > max_items:
+        raise LimitExceededError(f"argument {argument!r} has {len(values)} items; the limit is {max_items}")
+    for index, value in enumerate(values):
+        if not value:
+            raise InvalidArgumentError(f"argument '{argument}[{index}]' must not be empty")
+        _check_text(value, f"{argument}[{index}]", max_bytes)
+    return values

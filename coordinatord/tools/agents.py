@@ -1,7 +1,106 @@
-"""Placeholder: being written."""
+"""Agent presence tools. The agent acted for is always the calling connection's own identity:
+no tool here takes an agent name, so no agent can speak for another.
+"""
 
 from __future__ import annotations
 
-from coordinatord.tools.registry import ToolSpec
+from typing import Any
 
-TOOLS: tuple[ToolSpec, ...] = ()
+from coordinatord.app import CallContext
+from coordinatord.services.agents import AgentInfo, AgentList
+from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+
+GROUP = "agents"
+
+
+async def agent_register(call: CallContext, args: dict[str, Any]) -> ToolReply:
+    call.log_key = call.agent
+    info = await call.services.agents.register(call.namespace, call.agent, args["capabilities"], args["mode"])
+    return ToolReply.data(info)
+
+
+async def agent_heartbeat(call: CallContext, args: dict[str, Any]) -> ToolReply:
+    call.log_key = call.agent
+    info = await call.services.agents.heartbeat(
+        call.namespace, call.agent, args["current_task"], args["files_open"]
+    )
+    return ToolReply.data(info)
+
+
+async def agent_unregister(call: CallContext, args: dict[str, Any]) -> ToolReply:
+    call.log_key = call.agent
+    return ToolReply.data(await call.services.agents.unregister(call.namespace, call.agent))
+
+
+async def agent_list(call: CallContext, args: dict[str, Any]) -> ToolReply:
+    return ToolReply.data(await call.services.agents.list_agents(call.namespace, args["include_inactive"]))
+
+
+TOOLS = (
+    ToolSpec(
+        "agent_register",
+        GROUP,
+        "Call when you start work on this project, so other agents can see you and what you can "
+        "do; starts a fresh status (no current task, no open files).",
+        (
+            Param(
+                "capabilities", "string_array", 'What you can do, e.g. ["python", "review"]', required=False
+            ),
+            Param("mode", "string", "Your editor mode, e.g. architect, code, debug", required=False),
+        ),
+        agent_register,
+        idempotent=True,
+        output=AgentInfo,
+    ),
+    ToolSpec(
+        "agent_heartbeat",
+        GROUP,
+        "Announce what you are working on and which files you have open, so other agents avoid "
+        "conflicting edits; call every few minutes (omitted fields keep their value).",
+        (
+            Param(
+                "current_task",
+                "string",
+                'What you are working on now (a task id or a short phrase); "" clears it',
+                required=False,
+            ),
+            Param(
+                "files_open", "string_array", "Files you have open or are editing; [] clears", required=False
+            ),
+        ),
+        agent_heartbeat,
+        idempotent=True,
+        output=AgentInfo,
+    ),
+    ToolSpec(
+        "agent_unregister",
+        GROUP,
+        "Call when you stop working on this project, so others no longer count on you; "
+        "returns the status that was removed.",
+        (),
+        agent_unregister,
+        destructive=True,
+        idempotent=True,
+        output=AgentInfo,
+    ),
+    ToolSpec(
+        "agent_list",
+        GROUP,
+        "Before editing shared files or picking up work, see which other agents are active, "
+        "what they are working on and which files they have open.",
+        (
+            Param(
+                "include_inactive",
+                "boolean",
+                "Also list agents no longer active but seen recently "
+                "(within agents.forget_after_s, 1 h by default)",
+                required=False,
+                default=False,
+            ),
+        ),
+        agent_list,
+        read_only=True,
+        idempotent=True,
+        output=AgentList,
+    ),
+)
