@@ -1,0 +1,22 @@
+-- Release a lock, only for the token that holds it.
+-- KEYS[1] lock:{resource}   KEYS[2] locks index
+-- ARGV[1] token  ARGV[2] resource
+-- Returns {released (0/1), reason, holder, remaining lease (ms; -2: free, -1: no expiry)}
+local lock, index = KEYS[1], KEYS[2]
+local raw = redis.call('GET', lock)
+if not raw then
+  -- Nothing holds it, so no acquisition can race this removal of a stale index entry.
+  redis.call('ZREM', index, ARGV[2])
+  return {0, 'not_held', '', -2}
+end
+local ok, held = pcall(cjson.decode, raw)
+if not (ok and type(held) == 'table' and held.token == ARGV[1]) then
+  local holder = '(unknown: not a lock document)'
+  if ok and type(held) == 'table' and type(held.agent) == 'string' then
+    holder = held.agent
+  end
+  return {0, 'token_mismatch', holder, redis.call('PTTL', lock)}
+end
+redis.call('DEL', lock)
+redis.call('ZREM', index, ARGV[2])
+return {1, 'released', tostring(held.agent or ''), -2}

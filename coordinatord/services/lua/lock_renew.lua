@@ -1,0 +1,28 @@
+-- Set a held lock's lease to end `lease` ms from now, only for the token that holds it.
+-- KEYS[1] lock:{resource}   KEYS[2] locks index
+-- ARGV[1] token  ARGV[2] resource  ARGV[3] lease (ms)
+-- Returns {renewed (0/1), reason, holder, remaining lease (ms; -2: free, -1: no expiry), fencing}
+local lock, index = KEYS[1], KEYS[2]
+local lease = tonumber(ARGV[3])
+local raw = redis.call('GET', lock)
+if not raw then
+  -- A lapsed lease cannot be renewed: another agent may have taken and released it meanwhile.
+  redis.call('ZREM', index, ARGV[2])
+  return {0, 'not_held', '', -2, ''}
+end
+local ok, held = pcall(cjson.decode, raw)
+if not (ok and type(held) == 'table' and held.token == ARGV[1]) then
+  local holder = '(unknown: not a lock document)'
+  if ok and type(held) == 'table' and type(held.agent) == 'string' then
+    holder = held.agent
+  end
+  return {0, 'token_mismatch', holder, redis.call('PTTL', lock), ''}
+end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('PEXPIRE', lock, lease)
+redis.call('ZADD', index, string.format('%d', now_ms + lease), ARGV[2])
+if redis.call('PTTL', index) < lease then
+  redis.call('PEXPIRE', index, lease)
+end
+return {1, 'renewed', tostring(held.agent or ''), lease, string.format('%d', tonumber(held.fencing) or 0)}
