@@ -56,28 +56,83 @@ TARGET_GET_VIA_SHIM_P50_MS = 1.5
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    timed: bool = True  # False for bookkeeping calls inside a series (e.g. re-creating a task)
+
+
+Previous = dict[str, Any] | None  # the previous call's structuredContent
+Builder = Callable[[int, Previous], ToolCall]
 
 
 @dataclass(frozen=True)
 class Series:
-    """One measured kind of call. ``build(i)`` gives the i-th call, so a series may alternate
-    tools (e.g. lock_acquire on even i, lock_release on odd i)."""
+    """One measured kind of call. ``build(i, previous)`` gives the i-th call, seeing the
+    previous reply's structured content, so a series may chain tools (lock_acquire on even i,
+    lock_release of the token it returned on odd i)."""
 
     name: str
-    build: Callable[[int], ToolCall]
+    build: Builder
     setup: tuple[ToolCall, ...] = ()
     cleanup: tuple[ToolCall, ...] = ()
 
 
+LOCK = "bench/resource"
+SESSION_TURNS = 4000  # below sessions.max_turns (5000): each session id takes this many turns
+TASK_STEPS = 10  # a realistic task; the seed's example has 3 steps
+
+
+def lock_pair(i: int, previous: Previous) -> ToolCall:
+    if i % 2 == 0:
+        return ToolCall("lock_acquire", {"resource": LOCK, "ttl": 60})
+    token = (previous or {}).get("token", "")
+    return ToolCall("lock_release", {"resource": LOCK, "token": token})
+
+
+def session_append(i: int, previous: Previous) -> ToolCall:
+    session = f"bench-{i // SESSION_TURNS}"
+    return ToolCall("session_append", {"session_id": session, "role": "user", "message": VALUE})
+
+
+def task_advance(i: int, previous: Previous) -> ToolCall:
+    task = f"bench-task-{i // (TASK_STEPS + 1)}"
+    if i % (TASK_STEPS + 1) == 0:
+        steps = [f"step-{n}" for n in range(TASK_STEPS)]
+        return ToolCall("task_create", {"task_id": task, "steps": steps, "replace": True}, timed=False)
+    return ToolCall("task_advance", {"task_id": task})
+
+
+def raw_keys(*keys: str) -> tuple[ToolCall, ...]:
+    return (ToolCall("redis_del", {"keys": list(keys)}),)
+
+
 SERIES: tuple[Series, ...] = (
-    Series("redis_set", lambda i: ToolCall("redis_set", {"key": KEY, "value": VALUE})),
+    Series("redis_set", lambda i, _: ToolCall("redis_set", {"key": KEY, "value": VALUE})),
     Series(
         "redis_get",
-        lambda i: ToolCall("redis_get", {"key": KEY}),
+        lambda i, _: ToolCall("redis_get", {"key": KEY}),
         setup=(ToolCall("redis_set", {"key": KEY, "value": VALUE}),),
-        cleanup=(ToolCall("redis_del", {"keys": [KEY]}),),
+        cleanup=raw_keys(KEY),
+    ),
+    Series("lock_acquire+lock_release", lock_pair),
+    Series(
+        "ratelimit_hit",
+        lambda i, _: ToolCall("ratelimit_hit", {"service": "bench", "limit": 100_000, "window_s": 10}),
+        cleanup=(ToolCall("ratelimit_reset", {"service": "bench"}),),
+    ),
+    Series(
+        "session_append",
+        session_append,
+        cleanup=raw_keys(
+            *(k for n in range(20) for k in (f"agent:context:bench-{n}", f"agent:context:bench-{n}:history"))
+        ),
+    ),
+    Series(
+        "task_advance",
+        task_advance,
+        cleanup=raw_keys(*(f"task:progress:bench-task-{n}" for n in range(200))),
     ),
 )
+# The issue's target: each coordination call's p50 within this factor of redis_get's.
+TARGET_FACTOR_OF_GET = 2.0
 SERIES_BY_NAME = {series.name: series for series in SERIES}
 
 
@@ -186,8 +241,8 @@ class McpClient:
     def call(self, call: ToolCall) -> dict[str, Any]:
         return self.request("tools/call", {"name": call.name, "arguments": call.arguments})
 
-    def timed_call(self, call: ToolCall) -> float:
-        """Seconds from writing the request to having parsed its reply."""
+    def timed_call(self, call: ToolCall) -> tuple[float, dict[str, Any]]:
+        """Seconds from writing the request to having parsed its reply, and the reply."""
         request_id = self._id()
         line = request_line(request_id, "tools/call", {"name": call.name, "arguments": call.arguments})
         started = time.perf_counter()
@@ -195,7 +250,7 @@ class McpClient:
         reply = read_reply(self.channel, request_id)
         elapsed = time.perf_counter() - started
         checked(reply, call.name)
-        return elapsed
+        return elapsed, reply
 
     def close(self) -> None:
         self.channel.close()
@@ -456,8 +511,15 @@ def open_client(target: Target, transport: str) -> McpClient:
 
 def run_calls(client: McpClient, series: Series, calls: int) -> tuple[list[float], float]:
     """Latencies (s) of ``calls`` sequential calls, and the wall time of the whole loop."""
+    latencies: list[float] = []
+    previous: Previous = None
     started = time.perf_counter()
-    latencies = [client.timed_call(series.build(i)) for i in range(calls)]
+    for i in range(calls):
+        call = series.build(i, previous)
+        elapsed, reply = client.timed_call(call)
+        previous = reply.get("result", {}).get("structuredContent")
+        if call.timed:
+            latencies.append(elapsed)
     return latencies, time.perf_counter() - started
 
 
@@ -595,6 +657,13 @@ def target_checks(report: Report) -> list[dict[str, Any]]:
     get = report.find_latency("redis_get via shim")
     if get is not None:
         checks.append(check("redis_get via shim p50", get.p50_ms, TARGET_GET_VIA_SHIM_P50_MS))
+    socket_get = report.find_latency("redis_get via socket")
+    if socket_get is not None:
+        for series in SERIES:
+            figure = report.find_latency(f"{series.name} via socket")
+            if figure is not None and not series.name.startswith("redis_"):
+                limit = TARGET_FACTOR_OF_GET * socket_get.p50_ms
+                checks.append(check(f"{series.name} via socket p50 (<= 2 x redis_get)", figure.p50_ms, limit))
     return checks
 
 

@@ -26,6 +26,7 @@ async def invoke(
     if spec is None:
         return None
     app.mark_present(peer, agent)
+    log.debug("tool_call_started", agent=agent, project=peer.namespace.project_id, tool=name)
     call = CallContext(app, peer, agent)
     started = time.perf_counter()
     outcome = "ok"

@@ -27,6 +27,9 @@ from coordinatord.store import open_store
 
 log = structlog.get_logger("coordinatord.daemon")
 
+CLOSE_TIMEOUT_S = 2.0
+"""After draining, how long connections get to write their last bytes and close."""
+
 
 def run_daemon(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
@@ -38,6 +41,10 @@ def run_daemon(settings: Settings) -> int:
         return 1
     try:
         anyio.run(serve, settings)
+        # Stopping is under way: a second SIGTERM (systemd, an impatient Ctrl-C) must not turn
+        # a clean exit into a kill while the interpreter winds down.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except CoordinatordError as exc:
         log.error("daemon_failed", error=str(exc))
         if not logs.console_enabled():
@@ -98,6 +105,8 @@ async def _serve(
                     await app.in_flight.wait_idle()
                 if drain.cancelled_caught:
                     log.warning("drain_timed_out", in_flight=app.in_flight.count)
+                with anyio.move_on_after(CLOSE_TIMEOUT_S):
+                    await connections.close_all()
                 conn_tg.cancel_scope.cancel()
     finally:
         claim.release()

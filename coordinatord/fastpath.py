@@ -92,8 +92,6 @@ class FastPath:
 
     async def serve(self, request_id: str | int, name: str, arguments: dict[str, Any] | None) -> None:
         agent = self._peer.agent or self._client_name or ANONYMOUS_AGENT
-        in_flight = self._app.in_flight
-        in_flight.enter()
         data: bytes | None = None  # a cancelled call gets no reply, as the protocol asks
         try:
             with anyio.CancelScope() as scope:
@@ -107,5 +105,4 @@ class FastPath:
                 data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         finally:
             self._running.pop(request_id, None)
-            in_flight.leave()
         await self._send(request_id, data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolRequestParams, ListToolsResult, PaginatedRequestParams, Tool
@@ -56,16 +56,9 @@ def build_server(app: App) -> Server[Peer]:
     server.add_request_handler("tools/list", PaginatedRequestParams, list_tools)
     server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
 
-    async def count_in_flight(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        app.in_flight.enter()
-        try:
-            return await call_next(ctx)
-        finally:
-            app.in_flight.leave()
-
-    # Replaces the SDK's default OpenTelemetry middleware: it is a no-op without an exporter,
-    # and this daemon's calls are traced by its own structured log.
-    server.middleware = [count_in_flight]
+    # Drops the SDK's default OpenTelemetry middleware: it is a no-op without an exporter, and
+    # this daemon's calls are traced by its own structured log.
+    server.middleware = []
     return server
 
 

@@ -32,7 +32,7 @@ from mcp_types import JSONRPCError, JSONRPCRequest, JSONRPCResponse, jsonrpc_mes
 from pydantic import ValidationError
 
 from coordinatord import preamble
-from coordinatord.app import App, Peer
+from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, DaemonError
 from coordinatord.fastpath import FastPath
 
@@ -227,6 +227,9 @@ class ConnectionServer:
         self._settings = app.settings.server
         self._fast_path = app.settings.server.fast_path
         self.open_connections = 0
+        self._relays: set[_Relay] = set()
+        self._all_closed = anyio.Event()
+        self._all_closed.set()
 
     async def accept_forever(self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
         async with listener:
@@ -243,6 +246,8 @@ class ConnectionServer:
 
     async def serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         conn_id = next(self._ids)
+        if self.open_connections == 0:
+            self._all_closed = anyio.Event()
         self.open_connections += 1
         try:
             async with stream:
@@ -252,6 +257,15 @@ class ConnectionServer:
             log.exception("connection_failed", conn=conn_id)
         finally:
             self.open_connections -= 1
+            if self.open_connections == 0:
+                self._all_closed.set()
+
+    async def close_all(self) -> None:
+        """Stop reading on every connection and wait until each has sent its last reply and
+        closed. Call after the in-flight calls have drained; bound it with a timeout."""
+        for relay in list(self._relays):
+            relay.stop_reading()
+        await self._all_closed.wait()
 
     async def _serve(self, conn_id: int, stream: anyio.abc.SocketStream) -> None:
         creds = peer_credentials(stream)
@@ -307,6 +321,7 @@ class ConnectionServer:
         )
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)
+        self._relays.add(relay)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(relay.read_frames, read_send, None if identity else first, tg)
@@ -315,6 +330,8 @@ class ConnectionServer:
                     self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
                 )
         finally:
+            self._relays.discard(relay)
+            relay.close()
             self._app.connection_closed(peer)
         log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
 
@@ -336,24 +353,35 @@ class _Outstanding:
     The SDK's loop answers "Connection closed" to every request still running when its read
     stream ends, so on the client's EOF the reader waits for this set to empty before ending
     the stream: a shim that half-closes right after its last request still gets the reply.
+    The daemon-wide :class:`~coordinatord.app.InFlight` count follows these sets, so a shutdown
+    waits until every request read has been answered, not merely handled.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: InFlight) -> None:
         self._ids: set[str | int] = set()
         self._empty = anyio.Event()
         self._empty.set()
+        self._in_flight = in_flight
 
     def add(self, request_id: str | int) -> None:
         if not self._ids:
             self._empty = anyio.Event()
-        self._ids.add(request_id)
+        if request_id not in self._ids:
+            self._ids.add(request_id)
+            self._in_flight.enter()
 
     def discard(self, request_id: str | int | None) -> None:
-        if request_id is None:
+        if request_id is None or request_id not in self._ids:
             return
         self._ids.discard(request_id)
+        self._in_flight.leave()
         if not self._ids:
             self._empty.set()
+
+    def abandon(self) -> None:
+        """The connection is gone: its unanswered requests no longer hold up a shutdown."""
+        for request_id in list(self._ids):
+            self.discard(request_id)
 
     async def wait_empty(self) -> None:
         await self._empty.wait()
@@ -388,8 +416,12 @@ class _Relay:
         self._sender = sender
         self._stream = stream
         self._drain_timeout_s = drain_timeout_s
-        self._outstanding = _Outstanding()
+        self._outstanding = _Outstanding(app.in_flight)
+        self._reading = anyio.CancelScope()
         self._fast = FastPath(app, peer, self._send_fast_reply) if fast_path else None
+
+    def close(self) -> None:
+        self._outstanding.abandon()
 
     async def read_frames(
         self,
@@ -398,20 +430,26 @@ class _Relay:
         tg: anyio.abc.TaskGroup,
     ) -> None:
         async with out:
-            if pending is not None:
-                await self._dispatch(pending, out, tg)
-            while True:
-                try:
-                    line = await self._lines.next_line()
-                except LineTooLong as exc:
-                    await self._sender.send(error_line(INVALID_REQUEST, str(exc)))
-                    continue
-                if line is None:
-                    break
-                if line.strip():
-                    await self._dispatch(line, out, tg)
+            with self._reading:
+                if pending is not None:
+                    await self._dispatch(pending, out, tg)
+                while True:
+                    try:
+                        line = await self._lines.next_line()
+                    except LineTooLong as exc:
+                        await self._sender.send(error_line(INVALID_REQUEST, str(exc)))
+                        continue
+                    if line is None:
+                        break
+                    if line.strip():
+                        await self._dispatch(line, out, tg)
             with anyio.move_on_after(self._drain_timeout_s):
                 await self._outstanding.wait_empty()
+
+    def stop_reading(self) -> None:
+        """Shutdown: read no more requests. Replies still due are written, then the daemon
+        half-closes, so the client reads every byte before it sees the end."""
+        self._reading.cancel()
 
     async def _dispatch(
         self,

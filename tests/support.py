@@ -180,6 +180,14 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signum)
 
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the daemon to exit by itself (after :meth:`signal`); returns the exit code."""
+        assert self.process is not None
+        self.output += self.process.communicate(timeout=timeout)[0]
+        code = self.process.returncode
+        self.process = None
+        return code
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         if self.process is None:

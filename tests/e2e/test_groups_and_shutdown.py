@@ -1,0 +1,105 @@
+"""Tool groups per connection, and a shutdown that lets in-flight calls finish."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.e2e.conftest import connect
+from tests.support import COORDINATORD, DaemonProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def shim_with_tools(socket_path: Path, project: Path, tools: str) -> StdioServerParameters:
+    args = [
+        "shim",
+        "--socket",
+        str(socket_path),
+        "--agent",
+        "budget",
+        "--project",
+        str(project),
+        "--tools",
+        tools,
+    ]
+    return StdioServerParameters(command=COORDINATORD, args=args)
+
+
+async def test_tools_flag_limits_what_a_connection_sees_and_calls(
+    daemon: DaemonProcess, workdir: Path
+) -> None:
+    """--tools kv,locks lists only those groups' tools, and other tools are unknown to it."""
+    async with Client(shim_with_tools(daemon.socket_path, workdir, "kv,locks"), mode="legacy") as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert names == {
+            "redis_get", "redis_set", "redis_del", "redis_keys", "redis_exists", "redis_ttl",
+            "redis_expire", "redis_ping", "lock_acquire", "lock_release", "lock_renew", "lock_list",
+        }  # fmt: skip
+        with pytest.raises(Exception, match="Unknown tool: task_get"):
+            await client.call_tool("task_get", {"task_id": "t"})
+
+
+async def test_every_group_is_served_by_default(daemon: DaemonProcess, workdir: Path) -> None:
+    """Without --tools a connection sees every group in tools.groups, each tool with a description."""
+    async with connect(daemon.socket_path, project=workdir) as client:
+        tools = (await client.list_tools()).tools
+    prefixes = {tool.name.split("_")[0] for tool in tools}
+    assert prefixes == {"redis", "session", "task", "agent", "lock", "ratelimit"}
+    assert all(tool.description and "\n" not in tool.description for tool in tools)
+    with_schema = {tool.name for tool in tools if tool.output_schema is not None}
+    assert with_schema == {tool.name for tool in tools if not tool.name.startswith("redis_")}
+
+
+def test_unknown_group_is_refused_with_the_known_ones(daemon: DaemonProcess, workdir: Path) -> None:
+    """A misspelt group in --tools gets an error naming it and the groups that exist."""
+    command = [COORDINATORD, "shim", "--socket", str(daemon.socket_path), "--tools", "kv,lcoks"]
+    done = subprocess.run(command, input=b"", capture_output=True, timeout=30, check=False, cwd=workdir)
+    error = json.loads(done.stdout.splitlines()[0])["error"]
+    assert "unknown tool group(s) lcoks" in error["message"]
+    assert "locks" in error["message"] and "kv" in error["message"]
+
+
+async def test_sigterm_lets_an_in_flight_call_finish(workdir: Path) -> None:
+    """A call still running at SIGTERM completes and gets its reply before the daemon exits 0."""
+    daemon = DaemonProcess(workdir, env={"COORDINATORD_LOGGING__LEVEL": "debug"})
+    daemon.start()
+    try:
+        async with (
+            connect(daemon.socket_path, agent="holder", project=workdir) as holder,
+            connect(daemon.socket_path, agent="waiter", project=workdir) as waiter,
+        ):
+            # The client checks results against output schemas, fetching tools/list on first use:
+            # fetch it now, so that nothing but the calls under test runs during the shutdown.
+            await waiter.list_tools()
+            await holder.list_tools()
+            held = await holder.call_tool("lock_acquire", {"resource": "deploy", "ttl": 30})
+            token = held.structured_content["token"]
+            result: dict[str, object] = {}
+
+            async def wait_for_lock() -> None:
+                reply = await waiter.call_tool("lock_acquire", {"resource": "deploy", "wait_ms": 20_000})
+                result.update(reply.structured_content or {})
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_for_lock)
+                # The daemon logs the start of every call at debug level: wait for the waiter's.
+                with anyio.fail_after(10):
+                    while not any(
+                        '"tool_call_started"' in line and '"agent":"waiter"' in line
+                        for line in daemon.log_text().splitlines()
+                    ):
+                        await anyio.sleep(0.02)  # noqa: ASYNC110 - the event is a line another process writes
+                daemon.signal()  # SIGTERM while the waiter's call is still running
+                released = await holder.call_tool("lock_release", {"resource": "deploy", "token": token})
+                assert released.structured_content["released"] is True
+            assert result["acquired"] is True
+        assert daemon.wait() == 0  # the SIGTERM above, and nothing else, ends it
+    finally:
+        daemon.stop()
+    assert '"event":"daemon_stopping"' in daemon.log_text()
