@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -177,13 +177,20 @@ class DaemonProcess:
     def log_events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
 
-    async def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> None:
-        """Wait until the daemon has logged an event that ``match`` accepts.
+    async def wait_for_log(self, event: str, **fields: Any) -> None:
+        """Wait (at most 10 s) until the daemon has logged ``event`` with these fields.
 
         The event happens in another process; its log line is how this one learns of it.
         """
-        with anyio.fail_after(timeout):
-            while not any(match(event) for event in self.log_events()):  # noqa: ASYNC110
+
+        def logged() -> bool:
+            return any(
+                line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+                for line in self.log_events()
+            )
+
+        with anyio.fail_after(10):
+            while not logged():  # noqa: ASYNC110
                 await anyio.sleep(0.02)
 
     def log_text(self) -> str:
