@@ -89,9 +89,7 @@ async def test_sigterm_lets_an_in_flight_call_finish(workdir: Path) -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait_for_lock)
                 # The daemon logs the start of every call at debug level: wait for the waiter's.
-                await daemon.wait_for_log(
-                    lambda event: event.get("event") == "tool_call_started" and event.get("agent") == "waiter"
-                )
+                await daemon.wait_for_log("tool_call_started", agent="waiter")
                 daemon.signal()  # SIGTERM while the waiter's call is still running
                 released = await holder.call_tool("lock_release", {"resource": "deploy", "token": token})
                 assert released.structured_content["released"] is True
