@@ -4,16 +4,20 @@ call know (:class:`Peer`, :class:`CallContext`). No MCP and no Redis types here.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.keyspace import DEFAULT_PROJECT_ID, KeyRules, Namespace, TtlPolicy, project_id_for
 from coordinatord.presence import Presence
+from coordinatord.services.activity import ActivityLog
 from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
+from coordinatord.services.projects import ProjectRegistry
 from coordinatord.services.ratelimits import RateLimitService
 from coordinatord.services.sessions import SessionService
 from coordinatord.services.tasks import TaskService
@@ -21,6 +25,8 @@ from coordinatord.settings import Settings
 from coordinatord.store import Store
 
 ANONYMOUS_AGENT = "anonymous"
+
+ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass
@@ -94,6 +100,8 @@ class App:
             locks=LockService(store, settings.locks, clock),
             ratelimits=RateLimitService(store, settings.ratelimits),
         )
+        self.activity = ActivityLog(store, settings.activity, clock)
+        self.projects = ProjectRegistry(store, settings.projects, clock)
         self.registry = build_registry()
         unknown = set(settings.tools.groups) - self.registry.groups
         if unknown:
@@ -105,6 +113,8 @@ class App:
             )
         self.default_groups = frozenset(settings.tools.groups)
         self.in_flight = InFlight()
+        # Operator commands served over the socket (see coordinatord.control), by name.
+        self.control_handlers: dict[str, ControlHandler] = {}
 
     def mark_present(self, peer: Peer, agent: str) -> None:
         """The connection's agent counts as present (once known: preamble or first call)."""

@@ -43,13 +43,23 @@ async def invoke(
         log.exception("tool_crashed", tool=name, agent=agent)
         outcome = "internal_error"
         reply = ToolReply(texts=(f"{name}: internal error; see the daemon's log",), is_error=True)
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
     log.info(
         "tool_call",
         agent=agent,
         project=peer.namespace.project_id,
         tool=name,
         key=call.log_key,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        duration_ms=duration_ms,
         outcome=outcome,
+    )
+    app.activity.record(
+        peer.namespace,
+        kind="tool",
+        name=name,
+        agent=agent,
+        key=call.log_key,
+        outcome=outcome,
+        duration_ms=duration_ms,
     )
     return reply

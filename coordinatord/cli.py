@@ -17,6 +17,10 @@ EPILOG = """\
 examples:
   coordinatord serve                       run the daemon (embedded Valkey unless REDIS_URL is set)
   coordinatord shim --agent kilocode       what an editor's mcp.json runs
+  coordinatord status                      is the daemon up; connections, jobs, backend health
+  coordinatord tail --follow               agent activity as it happens
+  coordinatord archive                     archive sessions to .kilocode/sessions/ now
+  coordinatord sessions list               sessions of this project, live and archived
   coordinatord config                      print the effective settings, secrets masked
 """
 
@@ -68,6 +72,61 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_settings_flags(config)
+
+    status = commands.add_parser(
+        "status",
+        help="is the daemon up: pid, uptime, backend health, connections, agents, locks, jobs",
+        description="Ask the running daemon for its status. Exits 1 when no daemon answers.",
+        epilog="examples:\n  coordinatord status\n  coordinatord status --json | jq .jobs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a report")
+
+    tail = commands.add_parser(
+        "tail",
+        help="show agent activity (tool calls, job actions) from the Redis stream",
+        description="Print activity events of a project, read from its Redis stream, so it works "
+        "against a shared Redis from any machine.",
+        epilog="examples:\n  coordinatord tail --follow\n  coordinatord tail --agent kilocode --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_settings_flags(tail)
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    tail.add_argument("--agent", metavar="NAME", help="only this agent's events")
+    tail.add_argument(
+        "--project", metavar="DIR_OR_ID", help="project root or id (default: git root of the cwd)"
+    )
+    tail.add_argument(
+        "--lines", "-n", type=int, default=20, metavar="N", help="events to show first (default 20)"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per event")
+
+    archive = commands.add_parser(
+        "archive",
+        help="run the session archiver now",
+        description="Ask the daemon to archive sessions to <project>/.kilocode/sessions/ now.",
+        epilog="examples:\n  coordinatord archive\n  coordinatord archive --project ~/src/app",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    archive.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    archive.add_argument("--project", metavar="DIR", help="only this project (default: every known project)")
+
+    sessions = commands.add_parser(
+        "sessions",
+        help="list sessions, or restore an archived one",
+        description="Sessions of a project: live ones in Redis and archived ones on disk.",
+        epilog=(
+            "examples:\n  coordinatord sessions list\n  coordinatord sessions restore session-2026-02-13-001"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sessions.add_argument("action", choices=["list", "restore"], help="what to do")
+    sessions.add_argument("session_id", nargs="?", help="the session to restore")
+    sessions.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    sessions.add_argument("--project", metavar="DIR", help="project root (default: git root of the cwd)")
+    sessions.add_argument("--force", action="store_true", help="restore over a live session")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -84,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.run(paths.shim_socket_path(args.socket), args.agent, args.project, tools)
+    if args.command in ("status", "tail", "archive", "sessions"):
+        # Each operator command lives in its own module, imported only when it runs.
+        import importlib
+
+        module = importlib.import_module(f"coordinatord.commands.{args.command}")
+        code: int = module.main(args)
+        return code
     cli_settings: dict[str, Any] = {"socket": args.socket, "state_dir": args.state_dir}
     if args.command == "config":
         return _config(cli_settings, args.config)

@@ -17,12 +17,15 @@ from pathlib import Path
 import anyio
 import structlog
 
-from coordinatord import __version__, logs
+from coordinatord import __version__, control_sessions, logs
 from coordinatord.app import App
 from coordinatord.errors import ConfigError, CoordinatordError
+from coordinatord.jobs import Jobs
+from coordinatord.jobs.schedule import register_all
 from coordinatord.mcp_server import build_server
 from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening
 from coordinatord.settings import Settings
+from coordinatord.status import DaemonStatus
 from coordinatord.store import open_store
 
 log = structlog.get_logger("coordinatord.daemon")
@@ -83,9 +86,17 @@ async def _serve(
                 f"another coordinatord daemon (pid {owner}) uses the state dir {settings.state_dir}"
             ),
         )
-        async with open_store(settings) as store:
+        async with open_store(settings) as store, anyio.create_task_group() as background:
             app = App(settings, store)
             connections = ConnectionServer(app, build_server(app))
+            jobs = Jobs(app, app.projects)
+            register_all(jobs, settings.jobs)
+            status = DaemonStatus(app, connections, jobs, started_at=time.time())
+            app.control_handlers.update(status.control_handlers())
+            app.control_handlers.update(control_sessions.handlers(app, jobs))
+            background.start_soon(app.activity.run)
+            if settings.jobs.enabled:
+                background.start_soon(jobs.run)
             async with listening(claim) as listener, anyio.create_task_group() as conn_tg:
                 conn_tg.start_soon(connections.accept_forever, listener, conn_tg)
                 log.info(
@@ -108,6 +119,8 @@ async def _serve(
                 with anyio.move_on_after(CLOSE_TIMEOUT_S):
                     await connections.close_all()
                 conn_tg.cancel_scope.cancel()
+            # After the connections: the activity log's last flush holds their last calls.
+            background.cancel_scope.cancel()
     finally:
         claim.release()
         if state_lock is not None:

@@ -215,3 +215,27 @@ def ratelimit_key(service: str, window_s: int) -> str:
 def ratelimit_windows_key(service: str) -> str:
     """The set of window lengths in use for a service, so a reset finds them without SCAN."""
     return f"_idx:ratelimit:{service}"
+
+
+# --- Keys outside any project namespace (shared by every daemon on one backend) ---------------
+
+PROJECTS_KEY = f"{ROOT}:projects"
+"""Hash: project id → JSON {root, host, last_seen}: the projects shims have announced."""
+
+
+def leader_key(job: str) -> str:
+    """The lease that makes one daemon, of all sharing a backend, run a job's tick."""
+    return f"{ROOT}:leader:{job}"
+
+
+# --- More names inside a project namespace -----------------------------------------------------
+
+ACTIVITY_STREAM = "_activity"
+"""Capped stream of activity events (tool calls and job actions), newest last."""
+AGENTS_ACTIVE = "_idx:agents_active"
+"""Zset of agents counted active (score: last heartbeat ms); the sweep moves agents out of it."""
+MEMORY_BANK_INDEX = "cache:memory-bank:index"
+
+
+def memory_bank_key(file: str) -> str:
+    return f"cache:memory-bank:{file}"

@@ -82,3 +82,26 @@ def parse(line: bytes) -> Preamble | None:
     return Preamble(
         agent=agent.strip() if agent else None, project=project, pid=pid, tools=tools, version=version
     )
+
+
+CONTROL_MARKER = "coordinatord-control"
+
+
+def control_request(command: str, args: dict[str, Any] | None = None) -> bytes:
+    """The one line a control client (``coordinatord status`` …) sends instead of a preamble."""
+    body = {"type": CONTROL_MARKER, "v": VERSION, "command": command, "args": args or {}}
+    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_control(line: bytes) -> tuple[str, dict[str, Any]] | None:
+    """``(command, args)`` when ``line`` is a control request, else ``None``."""
+    try:
+        data: Any = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != CONTROL_MARKER:
+        return None
+    command, args = data.get("command"), data.get("args")
+    if not isinstance(command, str) or not isinstance(args, dict):
+        return ("", {})  # a malformed control request: the daemon answers with an error
+    return command, args

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from coordinatord import preamble
 from coordinatord.app import App, InFlight, Peer
-from coordinatord.errors import AlreadyRunningError, DaemonError
+from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
 
 log = structlog.get_logger("coordinatord.server")
@@ -260,12 +260,46 @@ class ConnectionServer:
             if self.open_connections == 0:
                 self._all_closed.set()
 
+    async def _announce(self, peer: Peer) -> None:
+        """Remember the project for the jobs; a backend that is down only delays that."""
+        assert peer.project_root is not None
+        try:
+            await self._app.projects.announce(peer.namespace.project_id, peer.project_root)
+        except CoordinatordError as exc:
+            log.warning("project_announce_failed", project=peer.namespace.project_id, error=str(exc))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The open MCP connections: who and which project (for ``coordinatord status``)."""
+        return [relay.describe() for relay in sorted(self._relays, key=lambda r: r.peer.conn_id)]
+
     async def close_all(self) -> None:
         """Stop reading on every connection and wait until each has sent its last reply and
         closed. Call after the in-flight calls have drained; bound it with a timeout."""
         for relay in list(self._relays):
             relay.stop_reading()
         await self._all_closed.wait()
+
+    async def _answer_control(
+        self, conn_id: int, sender: _LineSender, command: str, args: dict[str, Any]
+    ) -> None:
+        """One operator command (``coordinatord status`` …): one JSON line back, then close."""
+        handler = self._app.control_handlers.get(command)
+        if handler is None:
+            known = ", ".join(sorted(self._app.control_handlers))
+            reply: dict[str, Any] = {
+                "ok": False,
+                "error": f"unknown control command {command!r}; known: {known}",
+            }
+        else:
+            try:
+                reply = {"ok": True, "result": await handler(args)}
+            except CoordinatordError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            except Exception:
+                log.exception("control_command_failed", conn=conn_id, command=command)
+                reply = {"ok": False, "error": f"{command} failed; see the daemon's log"}
+        log.info("control_command", conn=conn_id, command=command, ok=reply["ok"])
+        await sender.send(json.dumps(reply, default=str).encode() + b"\n")
 
     async def _serve(self, conn_id: int, stream: anyio.abc.SocketStream) -> None:
         creds = peer_credentials(stream)
@@ -281,6 +315,10 @@ class ConnectionServer:
         with anyio.move_on_after(self._settings.preamble_timeout_s):
             first = await _first_line(lines, sender)
         if first is None:
+            return
+        control = preamble.parse_control(first)
+        if control is not None:
+            await self._answer_control(conn_id, sender, *control)
             return
         try:
             identity = preamble.parse(first)
@@ -324,6 +362,8 @@ class ConnectionServer:
         self._relays.add(relay)
         try:
             async with anyio.create_task_group() as tg:
+                if peer.project_root:
+                    tg.start_soon(self._announce, peer)
                 tg.start_soon(relay.read_frames, read_send, None if identity else first, tg)
                 tg.start_soon(relay.write_frames, write_recv)
                 await serve_dual_era_loop(
@@ -412,6 +452,7 @@ class _Relay:
         drain_timeout_s: float,
         fast_path: bool,
     ) -> None:
+        self.peer = peer
         self._lines = lines
         self._sender = sender
         self._stream = stream
@@ -422,6 +463,16 @@ class _Relay:
 
     def close(self) -> None:
         self._outstanding.abandon()
+
+    def describe(self) -> dict[str, Any]:
+        peer = self.peer
+        return {
+            "conn": peer.conn_id,
+            "agent": peer.present_as or peer.agent,
+            "project": peer.namespace.project_id,
+            "root": peer.project_root,
+            "pid": peer.shim_pid or peer.peer_pid,
+        }
 
     async def read_frames(
         self,

@@ -171,6 +171,38 @@ class LockSettings(_Section):
     max_wait_ms: int = Field(default=30_000, ge=0, description="cap on lock_acquire's wait_ms")
 
 
+class JobSettings(_Section):
+    heartbeat_sweep_s: float = Field(default=30.0, gt=0, description="how often agents are swept")
+    lock_reap_s: float = Field(default=60.0, gt=0, description="how often stale locks are reaped")
+    archive_s: float = Field(default=300.0, gt=0, description="how often sessions are archived")
+    archive_idle_s: int = Field(default=7_200, ge=1, description="archive sessions idle this long")
+    archive_margin_s: int = Field(
+        default=600, ge=0, description="archive sessions expiring before the next run + this"
+    )
+    memory_bank_refresh_s: float = Field(
+        default=60.0, gt=0, description="how often memory-bank files are re-read"
+    )
+    batch_size: int = Field(
+        default=1_000, ge=10, le=100_000, description="keys per SCAN/pipeline step of a job"
+    )
+    enabled: bool = Field(default=True, description="run the scheduled jobs in this daemon")
+
+
+class ActivitySettings(_Section):
+    stream_max_len: int = Field(default=10_000, ge=100, le=10_000_000, description="events kept per project")
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="events are written in batches")
+
+
+class MemoryBankSettings(_Section):
+    directory: str = Field(default=".kilocode/rules/memory-bank", description="relative to the project root")
+    ttl_s: int = Field(default=3_600, ge=1, description="cache TTL, as the seed's table says")
+    max_file_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+
+
+class ProjectEntry(_Section):
+    root: Path = Field(description="absolute path of a project root the daemon should know about")
+
+
 class RateLimitSettings(_Section):
     max_window_s: int = Field(default=31 * 86_400, ge=1)
     max_limit: int = Field(default=100_000, ge=1, description="largest limit per window (memory is O(limit))")
@@ -200,6 +232,10 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     locks: LockSettings = LockSettings()
     ratelimits: RateLimitSettings = RateLimitSettings()
+    jobs: JobSettings = JobSettings()
+    activity: ActivitySettings = ActivitySettings()
+    memory_bank: MemoryBankSettings = MemoryBankSettings()
+    projects: tuple[ProjectEntry, ...] = ()
 
     @property
     def log_file(self) -> Path:

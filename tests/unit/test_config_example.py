@@ -21,6 +21,7 @@ COMMENTED = {
     "backend.tls_ca_file",
     "backend.tls_cert_file",
     "backend.tls_key_file",
+    "projects",
 }
 
 
@@ -51,9 +52,11 @@ def test_every_setting_is_in_the_example() -> None:
     present = set(flatten(tomllib.loads(text)))
     missing = setting_names(Settings) - present - COMMENTED
     assert missing == set()
-    for name in COMMENTED:
+    assert "projects" in setting_names(Settings)
+    for name in COMMENTED - {"projects"}:
         key = name.rsplit(".", 1)[-1]
         assert re.search(rf"^#\s*{key}\s*=", text, re.MULTILINE), f"{name} should be shown commented out"
+    assert re.search(r"^# \[\[projects\]\]\n# root = ", text, re.MULTILINE)
 
 
 def test_example_values_are_the_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,202 @@
+"""Scheduled jobs: APScheduler 3's ``AsyncIOScheduler`` on the daemon's own event loop.
+
+Every job is an ``async`` function ``(JobContext) -> dict[str, int]`` (its counts, e.g.
+``{"projects": 3, "inactive": 12}``) registered with :meth:`Jobs.add`. The runner gives every
+job the same guarantees:
+
+- it never overlaps itself (``max_instances=1`` and a per-job lock shared with "run now"),
+  misfired ticks coalesce into one;
+- when several daemons share one backend, each tick runs under a leader lease
+  (``coord:leader:<job>``, a ``SET NX PX`` renewed by its holder), so one daemon does the work;
+- a failing run logs its exception and the job runs again at its next tick;
+- every run logs one ``job_run`` event with its duration, outcome and counts, and its state
+  (last run, outcome, counts, next run) is kept for ``coordinatord status``.
+
+Job actions (an agent going inactive, a lock reaped …) are reported with
+:meth:`JobContext.action`: one structured log event and one activity event each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from coordinatord.app import App
+from coordinatord.errors import BackendError
+from coordinatord.keyspace import Namespace, leader_key
+from coordinatord.services.projects import KnownProject, ProjectRegistry
+
+log = structlog.get_logger("coordinatord.jobs")
+
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+JobFunc = Callable[["JobContext"], Awaitable[dict[str, int]]]
+
+
+@dataclass
+class JobContext:
+    """What a job run gets: the app (services, store, settings), the projects, and a reporter."""
+
+    app: App
+    projects: ProjectRegistry
+    job: str
+
+    async def known_projects(self) -> list[KnownProject]:
+        return await self.projects.known()
+
+    def action(self, ns: Namespace, action: str, *, key: str | None = None, agent: str | None = None) -> None:
+        """Report one thing the job did (``agent_inactive``, ``lock_reaped`` …)."""
+        log.info(action, job=self.job, project=ns.project_id, key=key, agent=agent)
+        self.app.activity.record(ns, kind="job", name=self.job, agent=agent, key=key, outcome=action)
+
+
+@dataclass
+class JobState:
+    name: str
+    interval_s: float
+    runs: int = 0
+    last_started: float | None = None
+    last_duration_ms: float | None = None
+    last_outcome: str | None = None  # ok, failed, not_leader
+    last_counts: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+    next_run: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "interval_s": self.interval_s,
+            "runs": self.runs,
+            "last_started": self.last_started,
+            "last_duration_ms": self.last_duration_ms,
+            "last_outcome": self.last_outcome,
+            "last_counts": self.last_counts,
+            "last_error": self.last_error,
+            "next_run": self.next_run,
+        }
+
+
+@dataclass
+class _Job:
+    func: JobFunc
+    state: JobState
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+class Jobs:
+    """The daemon's scheduler and the record of every job's runs."""
+
+    def __init__(self, app: App, projects: ProjectRegistry) -> None:
+        self._app = app
+        self._projects = projects
+        self._jobs: dict[str, _Job] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._lease = app.store.script(_LEASE)
+        self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    def add(self, name: str, interval_s: float, func: JobFunc) -> None:
+        self._jobs[name] = _Job(func, JobState(name, interval_s))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._jobs)
+
+    async def run(self) -> None:
+        """Schedule every job until cancelled."""
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+        for name, job in self._jobs.items():
+            interval = job.state.interval_s
+            scheduler.add_job(
+                self._tick,
+                "interval",
+                seconds=interval,
+                args=[name],
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval)),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=min(interval, 5.0)),
+            )
+        self._scheduler = scheduler
+        scheduler.start()
+        log.info(
+            "jobs_started", jobs={n: j.state.interval_s for n, j in self._jobs.items()}, daemon=self.daemon_id
+        )
+        try:
+            await anyio.sleep_forever()
+        finally:
+            # Cancels runs in progress; a job must leave Redis consistent at any await.
+            scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    async def run_now(self, name: str) -> JobState:
+        """Run a job at once (``coordinatord archive``, tests), under the same rules as a tick."""
+        if name not in self._jobs:
+            raise KeyError(name)
+        await self._tick(name)
+        return self._jobs[name].state
+
+    def status(self) -> list[dict[str, Any]]:
+        states = []
+        for name, job in self._jobs.items():
+            scheduled = self._scheduler.get_job(name) if self._scheduler is not None else None
+            next_time = scheduled.next_run_time if scheduled is not None else None
+            job.state.next_run = next_time.timestamp() if next_time is not None else None
+            states.append(job.state.as_dict())
+        return states
+
+    async def _tick(self, name: str) -> None:
+        job = self._jobs[name]
+        state = job.state
+        async with job.lock:
+            started = time.time()
+            clock = time.perf_counter()
+            try:
+                if not await self._lead(name, state.interval_s):
+                    state.last_outcome = "not_leader"
+                    log.debug("job_skipped_not_leader", job=name)
+                    return
+                counts = await job.func(JobContext(self._app, self._projects, name))
+            except Exception as exc:
+                # One bad run must not stop the job: log it, run again at the next tick.
+                duration = round((time.perf_counter() - clock) * 1000, 3)
+                state.runs += 1
+                state.last_started, state.last_duration_ms = started, duration
+                state.last_outcome, state.last_error, state.last_counts = "failed", str(exc), {}
+                if isinstance(exc, BackendError):
+                    log.warning("job_run", job=name, outcome="failed", duration_ms=duration, error=str(exc))
+                else:
+                    log.exception("job_run", job=name, outcome="failed", duration_ms=duration)
+                return
+            duration = round((time.perf_counter() - clock) * 1000, 3)
+            state.runs += 1
+            state.last_started, state.last_duration_ms = started, duration
+            state.last_outcome, state.last_error, state.last_counts = "ok", None, dict(counts)
+            log.info("job_run", job=name, outcome="ok", duration_ms=duration, **counts)
+
+    async def _lead(self, name: str, interval_s: float) -> bool:
+        """Take or renew this job's leader lease; the lease outlives two missed ticks."""
+        lease_ms = int(max(interval_s * 2.5, 5.0) * 1000)
+        return bool(await self._lease([leader_key(name)], [self.daemon_id, lease_ms]))
