@@ -25,6 +25,20 @@ from coordinatord.settings import Settings
 from coordinatord.store import Store
 
 ANONYMOUS_AGENT = "anonymous"
+MAX_AGENT_NAME = 128
+
+
+def agent_name(*candidates: str | None) -> str:
+    """The first usable name: the shim's ``--agent`` (checked by the preamble), else the MCP
+    client's ``clientInfo.name`` (anything a client sends: made printable and bounded, since it
+    ends up in key names and lock holders), else ``anonymous``."""
+    for candidate in candidates:
+        if candidate:
+            cleaned = "".join(ch if ch.isprintable() else "?" for ch in candidate.strip())[:MAX_AGENT_NAME]
+            if cleaned:
+                return cleaned
+    return ANONYMOUS_AGENT
+
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 

@@ -48,13 +48,28 @@ def run_daemon(settings: Settings) -> int:
         # a clean exit into a kill while the interpreter winds down.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except CoordinatordError as exc:
-        log.error("daemon_failed", error=str(exc))
+    except (CoordinatordError, BaseExceptionGroup) as raised:
+        # Start-up errors can surface wrapped in a task group's exception group.
+        error = _coordinatord_error(raised)
+        if error is None:
+            raise
+        log.error("daemon_failed", error=str(error))
         if not logs.console_enabled():
-            print(f"coordinatord: {exc}", flush=True)
+            print(f"coordinatord: {error}", flush=True)
         # 2 for settings, as for invalid values: a supervisor should not retry those.
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2 if isinstance(error, ConfigError) else 1
     return 0
+
+
+def _coordinatord_error(raised: BaseException) -> CoordinatordError | None:
+    if isinstance(raised, CoordinatordError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        for inner in raised.exceptions:
+            found = _coordinatord_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _prepare_state_dir(path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from coordinatord.app import ANONYMOUS_AGENT, App, Peer
+from coordinatord.app import App, Peer, agent_name
 from coordinatord.calls import invoke
 
 UNKNOWN_TOOL = -32602
@@ -91,7 +91,7 @@ class FastPath:
             scope.cancel()
 
     async def serve(self, request_id: str | int, name: str, arguments: dict[str, Any] | None) -> None:
-        agent = self._peer.agent or self._client_name or ANONYMOUS_AGENT
+        agent = agent_name(self._peer.agent, self._client_name)
         data: bytes | None = None  # a cancelled call gets no reply, as the protocol asks
         try:
             with anyio.CancelScope() as scope:

@@ -141,6 +141,7 @@ class TtlPolicy:
             # A period word ("daily") as in the seed, or a window in seconds ("60") as
             # ratelimit_hit writes it.
             seconds = int(period) if period.isdigit() and 0 < len(period) < 10 else PERIOD_SECONDS.get(period)
+            seconds = seconds or None  # "ratelimit:x:0" has no period: fall back to the table
             if seconds is not None:
                 return min(seconds, self.max_s)
         ordered: tuple[tuple[str, int], ...] = object.__getattribute__(self, "_ordered")

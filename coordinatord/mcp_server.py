@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolRequestParams, ListToolsResult, PaginatedRequestParams, Tool
 
 from coordinatord import __version__
-from coordinatord.app import ANONYMOUS_AGENT, App, Peer
+from coordinatord.app import App, Peer, agent_name
 from coordinatord.calls import invoke
 
 Ctx = ServerRequestContext[Peer, Any]
@@ -64,10 +64,5 @@ def build_server(app: App) -> Server[Peer]:
 
 def _agent_of(ctx: Ctx) -> str:
     """The shim's ``--agent``, else the MCP client's name, else ``anonymous``."""
-    agent = ctx.lifespan_context.agent
-    if agent:
-        return agent
     client = ctx.session.client_params
-    if client is not None and client.client_info.name:
-        return client.client_info.name
-    return ANONYMOUS_AGENT
+    return agent_name(ctx.lifespan_context.agent, client.client_info.name if client is not None else None)

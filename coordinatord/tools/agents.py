@@ -49,7 +49,7 @@ TOOLS = (
             Param("mode", "string", "Your editor mode, e.g. architect, code, debug", required=False),
         ),
         agent_register,
-        idempotent=True,
+        idempotent=False,  # re-registering starts the status afresh (startedAt)
         output=AgentInfo,
     ),
     ToolSpec(
@@ -69,7 +69,7 @@ TOOLS = (
             ),
         ),
         agent_heartbeat,
-        idempotent=True,
+        idempotent=False,  # each call moves lastHeartbeat on
         output=AgentInfo,
     ),
     ToolSpec(

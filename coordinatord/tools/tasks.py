@@ -82,7 +82,7 @@ TOOLS = (
             Param("status", "string", "The step's new status", choices=STATUSES),
         ),
         task_update,
-        idempotent=True,
+        idempotent=False,  # each call moves version and updatedAt on
         output=TaskState,
     ),
     ToolSpec(

@@ -64,6 +64,7 @@ def test_rate_limit_keys_live_as_long_as_their_period() -> None:
     assert POLICY.ttl_for("ratelimit:firecrawl:hourly") == 3_600
     assert POLICY.ttl_for("ratelimit:firecrawl:minute") == 60
     assert POLICY.ttl_for("ratelimit:firecrawl:90") == 90
+    assert POLICY.ttl_for("ratelimit:firecrawl:0") == DEFAULT_TTL_PREFIXES["ratelimit:"]
     assert POLICY.ttl_for("ratelimit:firecrawl:fortnight") == DEFAULT_TTL_PREFIXES["ratelimit:"]
 
 
