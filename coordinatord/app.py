@@ -17,6 +17,7 @@ from coordinatord.services.activity import ActivityLog
 from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
+from coordinatord.services.memory_bank import MemoryBankService
 from coordinatord.services.projects import ProjectRegistry
 from coordinatord.services.ratelimits import RateLimitService
 from coordinatord.services.sessions import SessionService
@@ -70,6 +71,7 @@ class Services:
     agents: AgentService
     locks: LockService
     ratelimits: RateLimitService
+    memory_bank: MemoryBankService
 
 
 class InFlight:
@@ -113,6 +115,7 @@ class App:
             agents=AgentService(store, settings.agents, self.presence, clock),
             locks=LockService(store, settings.locks, clock),
             ratelimits=RateLimitService(store, settings.ratelimits),
+            memory_bank=MemoryBankService(store, settings.memory_bank),
         )
         self.activity = ActivityLog(store, settings.activity, clock)
         self.projects = ProjectRegistry(store, settings.projects, clock)

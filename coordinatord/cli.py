@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     archive.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
-    archive.add_argument("--project", metavar="DIR", help="only this project (default: every known project)")
+    archive.add_argument(
+        "--project", metavar="DIR_OR_ID", help="only this project (default: every known project on this host)"
+    )
+    archive.add_argument("--json", action="store_true", help="print JSON instead of a report")
 
     sessions = commands.add_parser(
         "sessions",
@@ -124,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("action", choices=["list", "restore"], help="what to do")
     sessions.add_argument("session_id", nargs="?", help="the session to restore")
     sessions.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
-    sessions.add_argument("--project", metavar="DIR", help="project root (default: git root of the cwd)")
+    sessions.add_argument(
+        "--project", metavar="DIR_OR_ID", help="project root or id (default: git root of the cwd)"
+    )
     sessions.add_argument("--force", action="store_true", help="restore over a live session")
     sessions.add_argument("--json", action="store_true", help="print JSON")
     return parser

@@ -1,10 +1,172 @@
-"""Placeholder: operator commands for sessions (``coordinatord sessions …``, ``archive``)."""
+"""Operator commands about sessions, served over the daemon's socket (see
+:mod:`coordinatord.control`): what ``coordinatord archive`` and ``coordinatord sessions`` ask.
+
+- ``archive_plan`` ``{}`` → ``{"projects": [{project_id, root}]}``: the known projects whose
+  folder is on this host, so that the client can archive them one by one and show progress.
+- ``archive`` ``{project?}`` → ``{"projects": [{project_id, root, archived, unchanged, failed}],
+  "totals": {...}}``: run the session archiver now, for one project (root or id) or for every
+  local known project. Runs beside the scheduled job rather than through it: the job's tick
+  yields to whichever daemon holds its leader lease, while an operator asks *this* daemon about
+  a folder on *this* host; two runs at once are safe (archive writes are idempotent and
+  serialised per folder).
+- ``sessions_list`` ``{project}`` → the live sessions (as ``session_list`` gives them) and the
+  archives on disk.
+- ``sessions_restore`` ``{project, session_id, force?}`` → ``session_restore``'s result.
+
+A project is named by its root (an absolute path, as the shim sends it) or its id; a root no
+shim has announced yet is accepted when it is a folder on this host.
+"""
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
 from coordinatord.app import App, ControlHandler
-from coordinatord.jobs import Jobs
+from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError
+from coordinatord.jobs import JobContext, Jobs, archiver
+from coordinatord.jobs.schedule import SESSION_ARCHIVER
+from coordinatord.keyspace import project_id_for
+from coordinatord.services.archive import read_archive
+from coordinatord.services.projects import KnownProject
+
+log = structlog.get_logger("coordinatord.control_sessions")
+
+ARCHIVES_LISTED = 1_000
+"""Most archive files ``sessions_list`` reads (the most recently written first)."""
 
 
 def handlers(app: App, jobs: Jobs) -> dict[str, ControlHandler]:
-    return {}
+    control = SessionControl(app)
+    return {
+        "archive_plan": control.archive_plan,
+        "archive": control.archive,
+        "sessions_list": control.sessions_list,
+        "sessions_restore": control.sessions_restore,
+    }
+
+
+class SessionControl:
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def _context(self) -> JobContext:
+        return JobContext(self._app, self._app.projects, SESSION_ARCHIVER)
+
+    async def archive_plan(self, args: dict[str, Any]) -> dict[str, Any]:
+        projects = await archiver.local_projects(self._context())
+        return {"projects": [{"project_id": p.project_id, "root": p.root} for p in projects]}
+
+    async def archive(self, args: dict[str, Any]) -> dict[str, Any]:
+        ctx = self._context()
+        if args.get("project") is None:
+            projects = await archiver.local_projects(ctx)
+        else:
+            projects = [await self._local_project(args.get("project"))]
+        results = []
+        totals: Counter[str] = Counter(dict.fromkeys(archiver.COUNTS, 0))
+        for project in projects:
+            counts = await archiver.archive_project(ctx, project)
+            totals.update(counts)
+            results.append({"project_id": project.project_id, "root": project.root, **counts})
+        log.info("archive_requested", **totals)
+        return {"projects": results, "totals": dict(totals)}
+
+    async def sessions_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        project = await self._project(args.get("project"))
+        sessions = self._app.services.sessions
+        live = await sessions.list_sessions(project.namespace)
+        reply: dict[str, Any] = {
+            "project_id": project.project_id,
+            "root": project.root,
+            "live": [s.model_dump(mode="json") for s in live.sessions],
+            "live_truncated": live.truncated,
+            "archive_dir": None,
+            "archived": [],
+            "archived_truncated": False,
+        }
+        if await self._is_local(project):
+            directory = await anyio.to_thread.run_sync(sessions.archive_directory, project.root)
+            archived, truncated = await anyio.to_thread.run_sync(list_archives, directory)
+            reply.update(archive_dir=str(directory), archived=archived, archived_truncated=truncated)
+        return reply
+
+    async def sessions_restore(self, args: dict[str, Any]) -> dict[str, Any]:
+        project = await self._local_project(args.get("project"))
+        session_id = args.get("session_id")
+        if not isinstance(session_id, str):
+            raise InvalidArgumentError("argument 'session_id' must be a string")
+        force = args.get("force", False)
+        if not isinstance(force, bool):
+            raise InvalidArgumentError("argument 'force' must be true or false")
+        result = await self._app.services.sessions.restore(project.namespace, session_id, project.root, force)
+        log.info("session_restored", project=project.project_id, key=session_id, force=force)
+        return result.model_dump(mode="json")
+
+    async def _project(self, value: Any) -> KnownProject:
+        if not isinstance(value, str) or not value:
+            raise InvalidArgumentError("argument 'project' must be a project root (an absolute path) or id")
+        known = await self._app.projects.known()
+        for project in known:
+            if value in (project.project_id, project.root):
+                return project
+        if os.path.isabs(value):
+            return KnownProject(
+                project_id=project_id_for(value),
+                root=value,
+                host=self._app.projects.host,
+                last_seen=None,
+                source="command",
+            )
+        names = ", ".join(f"{p.project_id} ({p.root})" for p in known) or "none yet"
+        raise NotFoundError(f"no known project {value!r}; known projects: {names}")
+
+    async def _local_project(self, value: Any) -> KnownProject:
+        project = await self._project(value)
+        if not await self._is_local(project):
+            raise InvalidArgumentError(
+                f"project {project.project_id} lives in {project.root} on host {project.host}, "
+                f"which is not a folder on this host ({self._app.projects.host}); run the command "
+                "on the machine that has it"
+            )
+        return project
+
+    async def _is_local(self, project: KnownProject) -> bool:
+        return await anyio.to_thread.run_sync(project.is_local, self._app.projects.host)
+
+
+def list_archives(directory: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The session archives in ``directory``, most recently written first. Blocking."""
+    try:
+        entries = [
+            (entry.stat().st_mtime, Path(entry.path))
+            for entry in os.scandir(directory)
+            if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file()
+        ]
+    except FileNotFoundError:
+        return [], False
+    entries.sort(key=lambda item: item[0], reverse=True)
+    listed: list[dict[str, Any]] = []
+    for _, path in entries[:ARCHIVES_LISTED]:
+        try:
+            data = read_archive(path)
+        except (ArchiveError, NotFoundError) as exc:
+            listed.append({"session_id": path.stem, "path": str(path), "error": str(exc)})
+            continue
+        listed.append(
+            {
+                "session_id": data["session_id"],
+                "path": str(path),
+                "version": data["version"],
+                "history_length": len(data["history"]),
+                "archived_at": data.get("archived_at"),
+                "archived_by": data.get("archived_by"),
+                "updated_at": data.get("updatedAt"),
+            }
+        )
+    return listed, len(entries) > ARCHIVES_LISTED

@@ -240,3 +240,12 @@ MEMORY_BANK_INDEX = "cache:memory-bank:index"
 
 def memory_bank_key(file: str) -> str:
     return f"cache:memory-bank:{file}"
+
+
+# --- Heartbeat sweep and lock reaper (jobs/sweep.py, jobs/reaper.py) -------------------------
+
+AGENTS_INACTIVE = "_idx:agents_inactive"
+"""Zset of agents the sweep reported inactive and not yet gone (score: last heartbeat ms)."""
+AGENTS_GONE = "_idx:agents_gone"
+"""Zset of agents the sweep found gone whose locks are still to be released (score: server time
+ms of the finding; only locks taken before it are released). Emptied as the locks are walked."""

@@ -12,11 +12,25 @@ from typing import Any
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolRequestParams, ListToolsResult, PaginatedRequestParams, Tool
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    ListResourcesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    TextResourceContents,
+    Tool,
+)
 
 from coordinatord import __version__
 from coordinatord.app import App, Peer, agent_name
 from coordinatord.calls import invoke
+from coordinatord.errors import BackendError, NotFoundError, ToolError
+from coordinatord.services import memory_bank
 
 Ctx = ServerRequestContext[Peer, Any]
 
@@ -55,11 +69,60 @@ def build_server(app: App) -> Server[Peer]:
     # plain dict result, which skips building and dumping a CallToolResult model per call.
     server.add_request_handler("tools/list", PaginatedRequestParams, list_tools)
     server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
+    _add_memory_bank_resources(app, server)
 
     # Drops the SDK's default OpenTelemetry middleware: it is a no-op without an exporter, and
     # this daemon's calls are traced by its own structured log.
     server.middleware = []
     return server
+
+
+def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
+    """The connection's project's memory-bank files as ``memory-bank://<file>`` resources.
+
+    Served to every connection whatever its tool groups (resources cost no tool budget), with
+    the same cache and the same confinement to the folder as the memory_bank tools.
+    """
+
+    async def list_resources(ctx: Ctx, params: PaginatedRequestParams | None) -> HandlerResult:
+        peer = ctx.lifespan_context
+        if peer.project_root is None:
+            return ListResourcesResult(resources=[])
+        try:
+            index = await app.services.memory_bank.index(peer.namespace, peer.project_root)
+        except NotFoundError:
+            return ListResourcesResult(resources=[])  # no memory-bank folder: nothing to list
+        except (ToolError, BackendError) as exc:
+            raise _resource_error(exc) from None
+        resources = [
+            Resource(
+                uri=memory_bank.file_uri(name),
+                name=name,
+                title=f"Memory bank: {name}",
+                mime_type=memory_bank.MIME_TYPE,
+                size=index.sizes.get(name),
+            )
+            for name in index.files
+        ]
+        return ListResourcesResult(resources=resources)
+
+    async def read_resource(ctx: Ctx, params: ReadResourceRequestParams) -> HandlerResult:
+        peer = ctx.lifespan_context
+        try:
+            name = memory_bank.file_from_uri(params.uri)
+            result = await app.services.memory_bank.get(peer.namespace, peer.project_root, name)
+        except (ToolError, BackendError) as exc:
+            raise _resource_error(exc) from None
+        content = TextResourceContents(uri=params.uri, mime_type=memory_bank.MIME_TYPE, text=result.content)
+        return ReadResourceResult(contents=[content])
+
+    server.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
+    server.add_request_handler("resources/read", ReadResourceRequestParams, read_resource)
+
+
+def _resource_error(exc: ToolError | BackendError) -> MCPError:
+    code = INTERNAL_ERROR if isinstance(exc, BackendError) else INVALID_PARAMS
+    return MCPError(code=code, message=str(exc))
 
 
 def _agent_of(ctx: Ctx) -> str:

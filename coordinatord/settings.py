@@ -139,7 +139,16 @@ class LoggingSettings(_Section):
 
 
 class ToolSettings(_Section):
-    groups: tuple[str, ...] = ("kv", "sessions", "tasks", "agents", "locks", "ratelimit")
+    groups: tuple[str, ...] = (
+        "kv",
+        "sessions",
+        "tasks",
+        "agents",
+        "locks",
+        "ratelimit",
+        "activity",
+        "memory_bank",
+    )
 
 
 class SessionSettings(_Section):

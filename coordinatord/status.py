@@ -3,6 +3,11 @@
 Served over the daemon's socket by :mod:`coordinatord.control`. Every part is gathered
 separately, so a dead backend still leaves the daemon's own facts (pid, uptime, connections,
 jobs) visible, with the backend reported unhealthy.
+
+Projects (active agents, held locks) are read only when the backend answered the ping, for at
+most :data:`MAX_PROJECTS` projects (most recently seen first) and :data:`MAX_LISTED` agents and
+locks each, within :data:`PROJECTS_BUDGET_S`: ``status`` must stay quick with a large keyspace
+and must answer while the backend is failing.
 """
 
 from __future__ import annotations
@@ -11,11 +16,18 @@ import os
 import time
 from typing import Any
 
+import anyio
+
 from coordinatord import __version__
 from coordinatord.app import App, ControlHandler
 from coordinatord.errors import BackendError, InvalidArgumentError
 from coordinatord.jobs import Jobs
 from coordinatord.server import ConnectionServer
+from coordinatord.services.projects import KnownProject
+
+MAX_PROJECTS = 50
+MAX_LISTED = 20
+PROJECTS_BUDGET_S = 5.0
 
 
 class DaemonStatus:
@@ -37,6 +49,9 @@ class DaemonStatus:
             backend.update(healthy=True, ping_ms=round((time.perf_counter() - started) * 1000, 3))
         except BackendError as exc:
             backend.update(healthy=False, error=str(exc))
+        projects: dict[str, Any] = {"shown": [], "total": None}
+        if backend["healthy"]:
+            projects = await self._projects()
         return {
             "daemon": {
                 "pid": os.getpid(),
@@ -48,7 +63,42 @@ class DaemonStatus:
             },
             "backend": backend,
             "connections": self._connections.describe(),
+            "projects": projects,
             "jobs": self._jobs.status(),
+        }
+
+    async def _projects(self) -> dict[str, Any]:
+        """Active agents and held locks per known project; an error ends the walk, keeping
+        what was read."""
+        shown: list[dict[str, Any]] = []
+        total: int | None = None
+        result: dict[str, Any] = {"shown": shown, "total": None}
+        with anyio.move_on_after(PROJECTS_BUDGET_S) as scope:
+            try:
+                known = await self._app.projects.known()
+                total = len(known)
+                for project in sorted(known, key=_recent_first)[:MAX_PROJECTS]:
+                    shown.append(await self._project(project))
+            except BackendError as exc:
+                result["error"] = str(exc)
+        if scope.cancelled_caught:
+            result["error"] = f"stopped after {PROJECTS_BUDGET_S:g} s"
+        result["total"] = total
+        return result
+
+    async def _project(self, project: KnownProject) -> dict[str, Any]:
+        services = self._app.services
+        agents = await services.agents.summary(project.namespace, MAX_LISTED)
+        locks = await services.locks.summary(project.namespace, MAX_LISTED)
+        return {
+            "project": project.project_id,
+            "root": project.root,
+            "host": project.host,
+            "last_seen": project.last_seen,
+            "active_agents": agents.active,
+            "agents": [agent.model_dump() for agent in agents.agents],
+            "held_locks": locks.held,
+            "locks": [lock.model_dump() for lock in locks.locks],
         }
 
     async def run_job(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -57,3 +107,8 @@ class DaemonStatus:
             raise InvalidArgumentError(f"no job named {name!r}; jobs: {', '.join(self._jobs.names)}")
         state = await self._jobs.run_now(str(name))
         return state.as_dict()
+
+
+def _recent_first(project: KnownProject) -> float:
+    # Configured projects no shim announced yet (last_seen None) come last.
+    return -(project.last_seen or 0.0)

@@ -1,9 +1,332 @@
-"""Placeholder: being written."""
+"""``coordinatord tail``: a project's activity, read straight from its Redis stream.
+
+It asks no daemon: it loads the same settings the daemon would (``--config``, environment,
+``REDIS_URL``) to find the backend — the configured URL, or the embedded Valkey's Unix socket in
+the state dir — so it works from any machine that can reach a shared Redis. The project is a root
+directory (as a shim would be given it) or a project id; by default the git root of the cwd.
+
+It prints the newest ``-n`` events, then with ``--follow`` polls ``XREAD`` (no ``BLOCK``: not every
+backend has blocking reads) from the last id it printed, pausing briefly between empty polls.
+One readable line per event, coloured on a terminal; ``--json`` prints one object per line.
+Exit codes: 0 (including Ctrl-C and SIGTERM), 1 backend unreachable, 2 bad settings or arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from coordinatord.errors import ConfigError
+from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
+from coordinatord.paths import project_root
+from coordinatord.services.activity import event_from_fields, iso_timestamp
+from coordinatord.settings import BackendSettings, Settings, load_settings, mask_url
+from coordinatord.store.embedded import embedded_socket_path
+
+POLL_INTERVAL_S = 0.25
+"""Pause after a poll that found nothing (pacing: the daemon writes events in batches anyway)."""
+RETRY_MAX_S = 2.0
+"""Longest pause between polls while the backend is unreachable during ``--follow``."""
+READ_COUNT = 500
+"""Entries per XREAD/XREVRANGE round trip."""
+
+_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# ANSI SGR codes; no dependency needed for a handful of colours.
+_RESET = "\x1b[0m"
+_DIM, _BOLD = "2", "1"
+_RED, _GREEN, _YELLOW, _BLUE, _MAGENTA, _CYAN = "31", "32", "33", "34", "35", "36"
+_OUTCOME_COLOURS = {"ok": _GREEN, "refused": _YELLOW, "backend_error": _RED, "internal_error": _RED}
+
+_unreachable = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class TailError(Exception):
+    """A problem the user can fix; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("not implemented yet")
+    # SIGTERM (a supervisor, a test) ends the tail as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    out = sys.stdout
+    try:
+        try:
+            return _run(args, out)
+        except TailError as exc:
+            sys.stderr.write(f"coordinatord tail: {exc}\n")
+            return exc.code
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (`tail | head`): nothing more to say, and nothing to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, out: IO[str]) -> int:
+    if args.lines < 0:
+        raise TailError(f"-n/--lines must be 0 or more, got {args.lines}", 2)
+    try:
+        settings = load_settings(
+            {"socket": args.socket, "state_dir": args.state_dir}, config_file=args.config
+        )
+    except ConfigError as exc:
+        raise TailError(str(exc), 2) from None
+    project_id, root = resolve_project(args.project, Path.cwd())
+    url, backend_name = backend_url(settings)
+    key = Namespace(project_id).key(ACTIVITY_STREAM)
+    colour = not args.json and _wants_colour(out)
+    if sys.stderr.isatty():
+        shown = f"{project_id} ({root})" if root else project_id
+        sys.stderr.write(f"activity of project {shown} on {backend_name}\n")
+
+    def emit(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            if args.agent is None or event["agent"] == args.agent:
+                out.write((format_json(event) if args.json else format_line(event, colour=colour)) + "\n")
+        out.flush()
+
+    client = make_client(url, settings.backend)
+    try:
+        try:
+            events, last_id = last_events(client, key, args.lines, args.agent)
+        except _unreachable as exc:
+            raise TailError(f"cannot reach the backend {backend_name}: {exc}", 1) from None
+        emit(events)
+        if args.follow:
+            for batch in follow(client, key, last_id, backend_name):
+                emit(batch)
+    except RedisError as exc:
+        # Not a lost connection (follow() waits those out): e.g. the key is not a stream.
+        raise TailError(f"the backend {backend_name} refused to read {key}: {exc}", 1) from None
+    finally:
+        client.close()
+    return 0
+
+
+def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
+    """The project id to read, and its root when known.
+
+    ``value`` is a directory (taken as the root exactly as a shim's ``--project`` is), or a
+    project id such as ``app-3f2a9c1d0b`` (what the daemon's log and ``status`` show); by default
+    the git root of ``cwd``, as the shim finds it.
+    """
+    if value is None:
+        root = project_root(cwd)
+        return project_id_for(str(root)), str(root)
+    path = (cwd / value).expanduser()
+    if path.is_dir():
+        root = path.resolve()
+        return project_id_for(str(root)), str(root)
+    if _PROJECT_ID.fullmatch(value) and "/" not in value:
+        return value, None
+    raise TailError(f"--project {value!r} is neither a directory nor a project id", 2)
+
+
+def backend_url(settings: Settings) -> tuple[str, str]:
+    """The URL to read from and how to name it in messages (password masked)."""
+    url = settings.backend.url.get_secret_value()
+    if url:
+        return url, mask_url(url)
+    if settings.backend.upstash_url:
+        raise TailError(
+            "backend.upstash_url (UPSTASH_REDIS_REST_URL) is set, but the Upstash REST backend is not "
+            "supported yet; set REDIS_URL to the daemon's redis:// or rediss:// URL",
+            2,
+        )
+    socket_path = embedded_socket_path(settings.state_dir)
+    if not socket_path.exists():
+        raise TailError(
+            f"the daemon's embedded backend is not running (no socket {socket_path}); start it with "
+            "`coordinatord serve`, pass the daemon's --state-dir, or set REDIS_URL for a shared Redis",
+            1,
+        )
+    return f"unix://{socket_path}", f"the embedded valkey-server at {socket_path}"
+
+
+def make_client(url: str, backend: BackendSettings) -> redis.Redis:
+    """A synchronous client with the daemon's timeouts and TLS options."""
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": backend.connect_timeout_s,
+        "socket_timeout": backend.timeout_s,
+        "retry": Retry(
+            ExponentialBackoff(cap=backend.retry_backoff_cap_s, base=backend.retry_backoff_base_s),
+            backend.retries,
+            supported_errors=(RedisConnectionError, RedisTimeoutError),
+        ),
+        "decode_responses": True,
+        "encoding_errors": "replace",
+    }
+    if urlsplit(url).scheme == "rediss":
+        kwargs["ssl_check_hostname"] = backend.tls_check_hostname
+        if backend.tls_ca_file:
+            kwargs["ssl_ca_certs"] = str(backend.tls_ca_file)
+        if backend.tls_cert_file:
+            kwargs["ssl_certfile"] = str(backend.tls_cert_file)
+        if backend.tls_key_file:
+            kwargs["ssl_keyfile"] = str(backend.tls_key_file)
+    client: redis.Redis = redis.Redis.from_url(url, **kwargs)
+    return client
+
+
+def last_events(
+    client: redis.Redis, key: str, count: int, agent: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """The newest ``count`` events (of ``agent``), oldest first, and the stream's newest id.
+
+    Following starts after that id whatever the filter, so nothing is shown twice; an empty
+    stream gives ``0-0``, so its first event is shown.
+    """
+    wanted: list[dict[str, Any]] = []
+    newest = "0-0"
+    upper = "+"
+    page_size = max(READ_COUNT, count) if agent is not None else max(count, 1)
+    while True:
+        page: Any = client.xrevrange(key, upper, "-", count=page_size)
+        if not page:
+            break
+        if newest == "0-0":
+            newest = str(page[0][0])
+        for entry_id, fields in page:
+            if len(wanted) == count:
+                break
+            event = event_from_fields(str(entry_id), fields)
+            if agent is None or event["agent"] == agent:
+                wanted.append(event)
+        if len(wanted) == count or len(page) < page_size:
+            break
+        upper = "(" + str(page[-1][0])
+    wanted.reverse()
+    return wanted, newest
+
+
+def follow(client: redis.Redis, key: str, last_id: str, backend_name: str) -> Iterator[list[dict[str, Any]]]:
+    """Every new event after ``last_id``, batch by batch, until interrupted.
+
+    A backend that goes away (a daemon restarting its embedded Valkey, a network blip) is waited
+    for, with one line on stderr when it goes and one when it is back.
+    """
+    pause = POLL_INTERVAL_S
+    lost = False
+    while True:
+        try:
+            entries = stream_entries(client.xread({key: last_id}, count=READ_COUNT))
+        except _unreachable as exc:
+            if not lost:
+                sys.stderr.write(f"coordinatord tail: lost the backend {backend_name} ({exc}); retrying\n")
+                lost = True
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+            continue
+        if lost:
+            sys.stderr.write("coordinatord tail: backend reachable again\n")
+            lost = False
+        pause = POLL_INTERVAL_S
+        if entries:
+            last_id = entries[-1][0]
+            yield [event_from_fields(entry_id, fields) for entry_id, fields in entries]
+        if len(entries) < READ_COUNT:
+            time.sleep(POLL_INTERVAL_S)
+
+
+def stream_entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """The entries of a one-stream XREAD reply, in RESP2 (list) or RESP3 (map) shape."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        (value,) = reply.values()
+        # RESP3 wraps the one stream's entries in a list of its own.
+        entries = value[0] if value and isinstance(value[0], list) else value
+    else:
+        entries = reply[0][1]
+    return [(str(entry_id), fields) for entry_id, fields in entries]
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def format_json(event: dict[str, Any]) -> str:
+    """One event as a JSON line: the stream id, ``ts`` in ISO 8601 and the event's fields."""
+    ts = event.get("ts")
+    shown = {**event, "ts": iso_timestamp(ts) if isinstance(ts, float) else None}
+    return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
+
+
+def format_line(event: dict[str, Any], *, colour: bool, tz: tzinfo | None = None) -> str:
+    """One event as a readable line: time, agent, kind and name, outcome, duration, key.
+
+    The key comes last because it is the one column of unbounded width. Control characters in
+    any field are escaped, so an odd key or agent name cannot drive the terminal.
+    """
+    ts = event.get("ts")
+    when = (
+        datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        if isinstance(ts, float)
+        else "-" * 23
+    )
+    agent = _clean(event.get("agent") or "-")
+    kind = _clean(event.get("kind") or "?")
+    name = _clean(event.get("name") or "?")
+    outcome = _clean(event.get("outcome") or "?")
+    duration = event.get("duration_ms")
+    took = f"{duration:.1f} ms" if isinstance(duration, float) else "-"
+    key = _clean(event.get("key") or "-")
+
+    def paint(text: str, *codes: str) -> str:
+        return f"\x1b[{';'.join(codes)}m{text}{_RESET}" if colour and codes else text
+
+    job = kind == "job"
+    outcome_colour = _MAGENTA if job else _OUTCOME_COLOURS.get(outcome, _RED)
+    return "  ".join(
+        (
+            paint(when, _DIM),
+            paint(f"{agent:<12}", _BOLD, _CYAN),
+            paint(f"{kind:<4} {name:<20}", _MAGENTA if job else _BLUE),
+            paint(f"{outcome:<16}", outcome_colour),
+            f"{took:>9}",
+            key,
+        )
+    )
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _wants_colour(out: IO[str]) -> bool:
+    # https://no-color.org; a dumb terminal shows escape codes as garbage.
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return out.isatty()
+    except ValueError:
+        return False

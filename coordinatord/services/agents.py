@@ -27,6 +27,19 @@ fields. ``agent_list`` reads the index (ZRANGEBYSCORE) and then all documents in
 MGET: no SCAN, and a stray ``agent:status:*`` key written by hand is never listed. Index
 entries older than ``forget_after_s`` are pruned by the next write; an entry whose document
 is gone is skipped.
+
+The heartbeat sweep (:mod:`coordinatord.jobs.sweep`) keeps three more indexes, so that it
+reports each change once and never misses one to an expiry:
+    ``_idx:agents_active``    zset agent → last heartbeat (ms): every write adds the agent
+    ``_idx:agents_inactive``  zset agent → last heartbeat (ms): moved here by the sweep once the
+                              heartbeat is outside the window and no connection is open
+    ``_idx:agents_gone``      zset agent → when the sweep found it gone (server ms): moved here
+                              ``forget_after_s`` after the last heartbeat, kept until the locks
+                              it took before that moment are released (LockService)
+The active and inactive indexes live ``forget_after_s`` + :data:`SWEEP_INDEX_GRACE_S` (a
+sweep must still see an agent whose document has expired); a write takes the agent out of
+the inactive and gone indexes in the same script, so a sweep step, which re-checks the score
+inside its own script, can never act on an agent that heartbeated since it was read.
 """
 
 from __future__ import annotations
@@ -40,7 +53,14 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import AGENTS_INDEX, Namespace, agent_status_key
+from coordinatord.keyspace import (
+    AGENTS_ACTIVE,
+    AGENTS_GONE,
+    AGENTS_INACTIVE,
+    AGENTS_INDEX,
+    Namespace,
+    agent_status_key,
+)
 from coordinatord.presence import Presence
 from coordinatord.services.task_rules import iso
 from coordinatord.settings import AgentSettings
@@ -49,12 +69,21 @@ from coordinatord.store import Store
 _LUA = Path(__file__).with_name("lua")
 _WRITE = (_LUA / "agent_write.lua").read_text()
 _UNREGISTER = (_LUA / "agent_unregister.lua").read_text()
+_SWEEP_INACTIVE = (_LUA / "agent_sweep_inactive.lua").read_text()
+_SWEEP_GONE = (_LUA / "agent_sweep_gone.lua").read_text()
 
 MAX_CAPABILITIES = 64
 MAX_FILES_OPEN = 500
 MAX_LABEL_BYTES = 256  # a capability, a mode or a current task
 MAX_PATH_BYTES = 4096  # one open file
 _MGET_CHUNK = 500
+SWEEP_INDEX_GRACE_S = 86_400
+"""The sweep's active/inactive indexes outlive the documents by this much: a daemon that was
+down (or a sweep that was disabled) for less than a day still reports who went away."""
+GONE_REMEMBER_S = 86_400
+"""A gone mark whose locks were never walked (no sweep or reap finished since) is dropped after
+this long; by then every lease the agent held has ended (locks.max_ttl_s is at most an hour by
+default, and a gone agent renews nothing)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -83,6 +112,32 @@ class AgentList(BaseModel):
     agents: list[AgentInfo]
 
 
+class SweepBatch(BaseModel):
+    """One step of the heartbeat sweep: the agents it changed, and where the next step starts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agents: list[str]
+    next_offset: int | None  # None: no candidates left in this project
+
+
+class AgentBrief(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    connected: bool
+    idle_s: int | None  # seconds since the last heartbeat; None when it never heartbeated
+
+
+class AgentSummary(BaseModel):
+    """What ``coordinatord status`` shows of a project's agents: how many are active, and a few."""
+
+    model_config = ConfigDict(frozen=True)
+
+    active: int
+    agents: list[AgentBrief]  # the most recent heartbeats first, then connected ones
+
+
 class AgentService:
     def __init__(
         self, store: Store, settings: AgentSettings, presence: Presence, clock: Clock = system_clock
@@ -93,6 +148,8 @@ class AgentService:
         self._clock = clock
         self._write_script = store.script(_WRITE)
         self._unregister_script = store.script(_UNREGISTER)
+        self._sweep_inactive_script = store.script(_SWEEP_INACTIVE)
+        self._sweep_gone_script = store.script(_SWEEP_GONE)
 
     async def register(
         self, ns: Namespace, agent: str, capabilities: list[str] | None = None, mode: str | None = None
@@ -140,7 +197,8 @@ class AgentService:
         The result's ``status`` can still be "active": a connected agent stays present.
         """
         _check_agent(agent)
-        raw = await self._unregister_script([ns.key(agent_status_key(agent)), ns.key(AGENTS_INDEX)], [agent])
+        keys = [ns.key(agent_status_key(agent)), *ns.keys([AGENTS_INDEX, AGENTS_ACTIVE, AGENTS_INACTIVE])]
+        raw = await self._unregister_script(keys, [agent])
         doc = _document(raw)
         connected = self._presence.is_connected(ns.project_id, agent)
         return _info(agent, doc, None, self._clock(), self._settings.heartbeat_window_s, connected, False)
@@ -188,12 +246,91 @@ class AgentService:
         now = self._clock()
         now_ms = int(now * 1000)
         ttl_s = self._settings.forget_after_s
-        raw = await self._write_script(
-            [ns.key(agent_status_key(agent)), ns.key(AGENTS_INDEX)],
-            [agent, iso(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields],
-        )
+        sweep_ttl_s = self._sweep_ttl_s
+        keys = [
+            ns.key(agent_status_key(agent)),
+            *ns.keys([AGENTS_INDEX, AGENTS_ACTIVE, AGENTS_INACTIVE, AGENTS_GONE]),
+        ]
+        args: list[str | int] = [agent, iso(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields]
+        args += [sweep_ttl_s, now_ms - sweep_ttl_s * 1000]
+        raw = await self._write_script(keys, args)
         connected = self._presence.is_connected(ns.project_id, agent)
         return _info(agent, _document(raw), now_ms, now, self._settings.heartbeat_window_s, connected, True)
+
+    # --- The heartbeat sweep and the status summary ----------------------------------------
+
+    async def sweep_inactive(self, ns: Namespace, offset: int = 0, limit: int = 1_000) -> SweepBatch:
+        """Move up to ``limit`` agents whose heartbeat is outside the window, and who have no
+        connection open to this daemon, from the active index to the inactive one.
+
+        ``offset`` skips the connected agents earlier steps kept; pass each step's
+        ``next_offset`` to the next until it is ``None``.
+        """
+        cutoff_ms = int(self._clock() * 1000) - self._settings.heartbeat_window_s * 1000
+        connected = sorted(self._presence.connected(ns.project_id))
+        reply = await self._sweep_inactive_script(
+            ns.keys([AGENTS_ACTIVE, AGENTS_INACTIVE]),
+            [f"({cutoff_ms}", offset, limit, self._sweep_ttl_s, *connected],
+        )
+        read, kept, agents = int(reply[0]), int(reply[1]), [str(name) for name in reply[2:]]
+        return SweepBatch(agents=agents, next_offset=offset + kept if read >= limit else None)
+
+    async def sweep_gone(self, ns: Namespace, offset: int = 0, limit: int = 1_000) -> SweepBatch:
+        """Mark up to ``limit`` inactive agents gone whose last heartbeat is older than
+        ``forget_after_s`` and who have no connection open here: their status document and
+        index entries are removed, and the mark (server time) lets the lock clean-up release
+        the locks they took before it. Paged like :meth:`sweep_inactive`.
+        """
+        cutoff_ms = int(self._clock() * 1000) - self._settings.forget_after_s * 1000
+        rows = await self._store.execute(
+            "ZRANGEBYSCORE", ns.key(AGENTS_INACTIVE), "-inf", f"({cutoff_ms}", "LIMIT", offset, limit
+        )
+        names = [str(name) for name in rows]
+        connected = self._presence.connected(ns.project_id)
+        candidates = [name for name in names if name not in connected]
+        agents: list[str] = []
+        if candidates:
+            keys = [
+                *ns.keys([AGENTS_INACTIVE, AGENTS_GONE, AGENTS_INDEX, AGENTS_ACTIVE]),
+                *(ns.key(agent_status_key(name)) for name in candidates),
+            ]
+            reply = await self._sweep_gone_script(keys, [cutoff_ms, GONE_REMEMBER_S, *candidates])
+            agents = [str(name) for name in reply]
+        kept = len(names) - len(candidates)
+        return SweepBatch(agents=agents, next_offset=offset + kept if len(names) >= limit else None)
+
+    async def summary(self, ns: Namespace, limit: int = 20) -> AgentSummary:
+        """How many agents are active (recent heartbeat or open connection), and up to ``limit``."""
+        now = self._clock()
+        cutoff_ms = int(now * 1000) - self._settings.heartbeat_window_s * 1000
+        index = ns.key(AGENTS_INDEX)
+        connected = sorted(self._presence.connected(ns.project_id))
+        commands: list[list[str | int | float]] = [
+            ["ZCOUNT", index, cutoff_ms, "+inf"],
+            ["ZREVRANGEBYSCORE", index, "+inf", cutoff_ms, "WITHSCORES", "LIMIT", 0, limit],
+        ]
+        if connected:
+            commands.append(["ZMSCORE", index, *connected])
+        replies = await self._store.batch(commands)
+        recent = _score_pairs(replies[1])
+        scores: dict[str, float | None] = dict(recent)
+        stale_connected = 0
+        if connected:
+            for name, score in zip(connected, replies[2], strict=True):
+                beat = None if score is None else float(score)
+                if beat is None or beat < cutoff_ms:
+                    stale_connected += 1
+                scores.setdefault(name, beat)
+        order = [*recent, *(name for name in connected if name not in recent)][:limit]
+        briefs = [
+            AgentBrief(agent=name, connected=name in connected, idle_s=_idle_s(now, scores[name]))
+            for name in order
+        ]
+        return AgentSummary(active=int(replies[0]) + stale_connected, agents=briefs)
+
+    @property
+    def _sweep_ttl_s(self) -> int:
+        return self._settings.forget_after_s + SWEEP_INDEX_GRACE_S
 
 
 def _info(
@@ -221,6 +358,10 @@ def _info(
         capabilities=_texts(doc.get("capabilities")),
         mode=_text(doc.get("mode")),
     )
+
+
+def _idle_s(now: float, beat_ms: float | None) -> int | None:
+    return None if beat_ms is None else max(0, int(now - beat_ms / 1000))
 
 
 def _score_pairs(reply: list[Any]) -> dict[str, float]:

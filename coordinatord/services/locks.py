@@ -26,6 +26,13 @@ Semantics worth knowing:
   result, not an error: for a lease-based lock "your lease already ended" is an expected outcome
   the caller must act on (stop writing, re-acquire), and the result carries the facts it needs
   (reason, current holder, remaining lease). Errors are kept for calls that are malformed.
+- Clean-up is never needed for correctness (a lock is its key, and the key's lease ends by
+  itself); it keeps the index and ``lock_list`` true. :meth:`LockService.reap` (the lock
+  reaper) drops index entries without a lock and re-scores entries behind their lock's real
+  lease; :meth:`LockService.release_gone_holders` (the heartbeat sweep) and ``reap`` release
+  locks whose holder the sweep marked gone (``_idx:agents_gone``), and only those it took
+  before that mark, compared inside one script (``lua/lock_reap.lua``). A holder that never
+  registered is never gone: its locks end with their lease.
 - Waiting (``wait_ms``) polls with capped exponential backoff and jitter, never sleeping past
   the deadline nor past the holder's remaining lease; a release through this daemon wakes its
   longest local waiter at once (no pub/sub: every backend supports plain polling).
@@ -35,8 +42,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import FENCING_COUNTER, LOCKS_INDEX, Namespace, lock_key
+from coordinatord.keyspace import AGENTS_GONE, FENCING_COUNTER, LOCKS_INDEX, Namespace, lock_key
 from coordinatord.settings import LockSettings
 from coordinatord.store import Store
 
@@ -67,6 +76,7 @@ def _lua(name: str) -> str:
 
 
 _ACQUIRE, _RELEASE, _RENEW, _LIST = (_lua(f"lock_{n}") for n in ("acquire", "release", "renew", "list"))
+_REAP, _SUMMARY = _lua("lock_reap"), _lua("lock_summary")
 
 
 # --- Results ----------------------------------------------------------------------------------
@@ -127,6 +137,28 @@ class LockInfo(_Result):
 class LockListResult(_Result):
     locks: list[LockInfo]
     truncated: bool = Field(default=False, description=f"more than {LIST_MAX} locks are held")
+
+
+CleanupAction = Literal["released", "missing", "reindexed"]
+
+
+class LockCleanup(_Result):
+    resource: str
+    action: CleanupAction = Field(
+        description="released (its holder is gone); missing (no lock behind the index entry: "
+        "entry removed); reindexed (the entry now says when the lease really ends)"
+    )
+    holder: str | None = Field(description="the gone holder, for a released lock")
+
+
+class LockCleanupBatch(_Result):
+    actions: list[LockCleanup]
+    next_offset: int | None = Field(description="where the next step starts; null: done")
+
+
+class LockSummary(_Result):
+    held: int = Field(description="locks whose lease has not ended, by the index")
+    locks: list[LockInfo] = Field(description="the first few, soonest lease end first")
 
 
 # --- Pure rules -------------------------------------------------------------------------------
@@ -197,6 +229,27 @@ def lease_seconds(pttl_ms: int) -> float | None:
     return None if pttl_ms < 0 else pttl_ms / 1000
 
 
+def _pairs(reply: list[Any]) -> list[tuple[str, float]]:
+    """A WITHSCORES reply as pairs: the client may give [[m, s], ...] or [m, s, m, s, ...]."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(str(member), float(score)) for member, score in reply]
+    return [(str(reply[i]), float(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+
+_AGENT_FIELD = re.compile(r'"agent":"((?:[^"\\]|\\.)*)"')
+
+
+def _holder_fast(raw: str) -> str:
+    """The holder named in a lock document, read without parsing all of it: the lock walks
+    read every document of a project, and a full parse costs three times as much. Only a
+    first filter: the script decides on the parsed document."""
+    match = _AGENT_FIELD.search(raw)
+    if match is None:
+        return _holder_of(raw)[0]
+    text = match.group(1)
+    return text if "\\" not in text else str(json.loads(f'"{text}"'))
+
+
 def _holder_of(raw: str) -> tuple[str, int | None]:
     try:
         doc = json.loads(raw)
@@ -258,6 +311,8 @@ class LockService:
         self._release = store.script(_RELEASE)
         self._renew = store.script(_RENEW)
         self._list = store.script(_LIST)
+        self._reap = store.script(_REAP)
+        self._summary = store.script(_SUMMARY)
         self._wakeups = _Wakeups()
 
     @property
@@ -364,3 +419,103 @@ class LockService:
                 LockInfo(resource=resource, held_by=holder, fencing=fencing, expires_in=lease_seconds(pttl))
             )
         return LockListResult(locks=locks, truncated=truncated)
+
+    # --- Clean-up (the heartbeat sweep and the lock reaper) and the status summary ------------
+
+    async def gone_holders(self, ns: Namespace) -> frozenset[str]:
+        """Agents the heartbeat sweep found gone whose locks have not been walked yet."""
+        return frozenset(
+            str(agent) for agent in await self._store.execute("ZRANGE", ns.key(AGENTS_GONE), 0, -1)
+        )
+
+    async def forget_gone(self, ns: Namespace, agents: Collection[str]) -> None:
+        """The locks of these gone agents have all been walked: take them off the gone index."""
+        names = sorted(agents)
+        commands = [["ZREM", ns.key(AGENTS_GONE), *names[i : i + 1_000]] for i in range(0, len(names), 1_000)]
+        if commands:
+            await self._store.batch(commands)
+
+    async def release_gone_holders(
+        self, ns: Namespace, gone: Collection[str], offset: int = 0, limit: int = 1_000
+    ) -> LockCleanupBatch:
+        """Release, among up to ``limit`` index entries from ``offset``, the locks held by one of
+        ``gone`` (see :meth:`gone_holders`) and taken before it was found gone. Pass
+        ``next_offset`` on until it is ``None``."""
+        return await self._cleanup(ns, gone, offset, limit, reap=False)
+
+    async def reap(
+        self, ns: Namespace, offset: int = 0, limit: int = 1_000, gone: Collection[str] = ()
+    ) -> LockCleanupBatch:
+        """Drop index entries whose lock is gone (lease ended, or deleted), re-score entries
+        whose lock outlives them, and release the locks of ``gone`` holders like
+        :meth:`release_gone_holders`."""
+        return await self._cleanup(ns, gone, offset, limit, reap=True)
+
+    async def _cleanup(
+        self, ns: Namespace, gone: Collection[str], offset: int, limit: int, *, reap: bool
+    ) -> LockCleanupBatch:
+        # The walk reads outside any script, and only the entries that may need a change go to
+        # lock_reap.lua, which decides again on what it finds: in the usual batch (every lock
+        # alive, no gone holder) the server does one EXISTS over the batch and nothing else.
+        index = ns.key(LOCKS_INDEX)
+        flat, (seconds, micros) = await self._store.batch(
+            [["ZRANGE", index, offset, offset + limit - 1, "WITHSCORES"], ["TIME"]]
+        )
+        entries = _pairs(flat)
+        if not entries:
+            return LockCleanupBatch(actions=[], next_offset=None)
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        keys = ns.keys([lock_key(resource) for resource, _ in entries])
+        selected: list[str] = []
+        if gone:
+            docs: list[str | None] = await self._store.execute("MGET", *keys)
+            for key, (_, score), raw in zip(keys, entries, docs, strict=True):
+                if raw is None:
+                    if reap:
+                        selected.append(key)
+                elif _holder_fast(raw) in gone or (reap and score < now_ms):
+                    selected.append(key)
+        elif reap:
+            alive = int(await self._store.execute("EXISTS", *keys))
+            if alive < len(keys):
+                selected = keys  # some lock is missing: the script finds which
+            else:
+                selected = [key for key, (_, score) in zip(keys, entries, strict=True) if score < now_ms]
+        removed, actions = 0, []
+        if selected:
+            reply = await self._reap(
+                [index, ns.key(AGENTS_GONE), *selected],
+                ["all" if reap else "gone", len(ns.key(lock_key("")))],
+            )
+            removed = int(reply[0])
+            actions = [
+                LockCleanup(resource=str(reply[i]), action=reply[i + 1], holder=str(reply[i + 2]) or None)
+                for i in range(1, len(reply), 3)
+            ]
+        done = len(entries) < limit
+        return LockCleanupBatch(
+            actions=actions, next_offset=None if done else offset + len(entries) - removed
+        )
+
+    async def summary(self, ns: Namespace, limit: int = 20) -> LockSummary:
+        """How many locks are held, and the first ``limit`` of them (for ``coordinatord status``)."""
+        reply = await self._summary([ns.key(LOCKS_INDEX)], [limit])
+        held, resources = int(reply[0]), [str(r) for r in reply[1:]]
+        if not resources:
+            return LockSummary(held=held, locks=[])
+        commands: list[tuple[str, str]] = []
+        for resource in resources:
+            key = ns.key(lock_key(resource))
+            commands += [("GET", key), ("PTTL", key)]
+        replies: list[Any] = await self._store.batch(commands)
+        locks: list[LockInfo] = []
+        for index, resource in enumerate(resources):
+            raw, pttl = replies[2 * index], replies[2 * index + 1]
+            if raw is not None:
+                holder, fencing = _holder_of(raw)
+                locks.append(
+                    LockInfo(
+                        resource=resource, held_by=holder, fencing=fencing, expires_in=lease_seconds(pttl)
+                    )
+                )
+        return LockSummary(held=held, locks=locks)

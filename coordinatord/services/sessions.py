@@ -47,20 +47,32 @@ Atomicity:
 
 Timestamps (``ts``, ``createdAt``, ``updatedAt``, index scores) come from the service's clock,
 so tests can move time; expiry is Redis's own TTL.
+
+Archiving without deleting (the scheduled archiver and ``coordinatord archive``):
+:meth:`SessionService.due_for_archive` walks the index with ZSCAN in batches (one pipelined
+``TTL``/``GETRANGE``/``LLEN`` round trip per batch) and yields the sessions idle past a limit or
+whose TTL ends within a horizon; :meth:`SessionService.archive` writes one session's consistent
+snapshot (the same read script as ``session_end``) to its archive file and leaves it in the
+store. An archive already holding the same ``(version, turns)`` is not rewritten, and
+:func:`~coordinatord.services.archive.write_archive` never replaces a later state. Archive
+files' states are remembered by (inode, size, mtime), so an unchanged file is parsed once, not
+on every run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
 from coordinatord.clock import Clock, system_clock
@@ -72,7 +84,7 @@ from coordinatord.errors import (
     NotFoundError,
 )
 from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
-from coordinatord.services.archive import FORMAT, read_archive, write_archive
+from coordinatord.services.archive import FORMAT, archive_order, read_archive, write_archive
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Store
 
@@ -81,6 +93,8 @@ MAX_TTL_S = 30 * 86_400  # ceiling on a session's ttl (the seed's longest class)
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
 END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
 LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
+PIPELINE_CHUNK = 500  # commands per round trip when walking many sessions (see due_for_archive)
+ARCHIVE_STATES_MAX = 100_000  # archive files whose parsed state is remembered (see archived_state)
 HEAD_BYTES = 256  # covers '{"sessionId":"<128 chars>","version":N,"ttl":N,' with room to spare
 
 # Python's twin of the pattern in session_append.lua.
@@ -159,6 +173,25 @@ class RestoreResult(_Result):
     history_length: int
     restored_from: str
     expires_in: int
+
+
+class ArchiveCandidate(_Result):
+    """A live session the archiver should look at (from :meth:`SessionService.due_for_archive`)."""
+
+    session_id: str
+    version: int  # 0 for a document not written by the session tools
+    history_length: int
+    expires_in: int  # seconds; -1 when the document has no expiry
+    last_activity_ms: int
+    reason: str  # "expiring": its TTL ends within the horizon; "idle": no write for idle_s
+
+
+class ArchiveResult(_Result):
+    session_id: str
+    archived_to: str
+    written: bool  # False: the file already held this state, so it was left as it is
+    version: int
+    history_length: int
 
 
 # --- Pure logic -----------------------------------------------------------------------------
@@ -395,6 +428,8 @@ class SessionService:
         self._end = store.script(_lua("session_end"))
         self._restore = store.script(_lua("session_restore"))
         self._prune = store.script(_lua("session_prune"))
+        # path -> ((inode, size, mtime_ns), (version, turns)); read and written in worker threads.
+        self._archive_states: dict[Path, tuple[tuple[int, int, int], tuple[int, int]]] = {}
 
     # -- helpers --
 
@@ -648,6 +683,148 @@ class SessionService:
             restored_from=str(path),
             expires_in=ttl,
         )
+
+    # -- archiving without deleting (the scheduled archiver, `coordinatord archive`) --
+
+    async def due_for_archive(
+        self, ns: Namespace, *, idle_s: float, horizon_s: float, batch_size: int
+    ) -> AsyncIterator[list[ArchiveCandidate]]:
+        """Live sessions whose TTL ends within ``horizon_s`` or that have been idle for
+        ``idle_s`` or more, in batches of about ``batch_size`` (one ZSCAN step each). A session
+        may come twice if the index changes during the walk.
+
+        Per batch, one ``TTL`` per session decides which are due, and only those get a
+        ``GETRANGE``/``LLEN``; pipelines are cut to :data:`PIPELINE_CHUNK` commands with a
+        checkpoint between them, because parsing a few thousand replies at once holds the event
+        loop (and every tool call) for tens of milliseconds.
+        """
+        index = ns.key(SESSIONS_INDEX)
+        idle_before_ms = (self._clock() - idle_s) * 1000
+        cursor: Any = 0
+        while True:
+            cursor, flat = await self._store.execute("ZSCAN", index, cursor, "COUNT", batch_size)
+            entries = [(sid, score) for sid, score in _score_pairs(flat) if _valid_id(sid)]
+            ttls = await self._chunked([["TTL", ns.key(session_key(sid))] for sid, _ in entries])
+            due: list[tuple[str, float, int, str]] = []
+            for (session_id, score), ttl_reply in zip(entries, ttls, strict=True):
+                ttl = int(ttl_reply)
+                if ttl == -2:
+                    continue  # gone: nothing left to archive
+                if 0 <= ttl <= horizon_s:
+                    due.append((session_id, score, ttl, "expiring"))
+                elif score <= idle_before_ms:
+                    due.append((session_id, score, ttl, "idle"))
+            reads: list[list[str | int]] = []
+            for session_id, *_ in due:
+                reads.append(["GETRANGE", ns.key(session_key(session_id)), 0, HEAD_BYTES - 1])
+                reads.append(["LLEN", ns.key(session_history_key(session_id))])
+            details = await self._chunked(reads)
+            candidates: list[ArchiveCandidate] = []
+            for position, (session_id, score, ttl, reason) in enumerate(due):
+                head, length = details[2 * position : 2 * position + 2]
+                match = _HEAD.match(head)
+                candidates.append(
+                    ArchiveCandidate(
+                        session_id=session_id,
+                        version=int(match.group(1)) if match else 0,
+                        history_length=int(length),
+                        expires_in=ttl,
+                        last_activity_ms=int(score),
+                        reason=reason,
+                    )
+                )
+            if candidates:
+                yield candidates
+            if int(cursor) == 0:
+                return
+
+    async def _chunked(self, commands: list[list[str | int]]) -> list[Any]:
+        replies: list[Any] = []
+        for start in range(0, len(commands), PIPELINE_CHUNK):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            replies += await self._store.batch(commands[start : start + PIPELINE_CHUNK])
+        return replies
+
+    def archived_state(self, path: Path) -> tuple[int, int] | None:
+        """``(version, turns)`` of the archive at ``path``; None when there is none or it cannot
+        be read. Blocking (call it off the event loop); a file is parsed again only when its
+        inode, size or mtime changed.
+        """
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        known = self._archive_states.get(path)
+        if known is not None and known[0] == signature:
+            return known[1]
+        try:
+            state = archive_order(read_archive(path))
+        except (ArchiveError, NotFoundError):
+            return None
+        if len(self._archive_states) >= ARCHIVE_STATES_MAX:
+            self._archive_states.clear()
+        self._archive_states[path] = (signature, state)
+        return state
+
+    def archive_directory(self, project_root: str | None) -> Path:
+        """The project's resolved archive folder, checked to be inside the root. Blocking."""
+        return archive_path(project_root, self._settings.archive_dir, "probe").parent
+
+    def archived_states(
+        self, project_root: str | None, session_ids: Sequence[str]
+    ) -> dict[str, tuple[int, int] | None]:
+        """:meth:`archived_state` of several sessions of one project. Blocking."""
+        if not session_ids:
+            return {}
+        directory = self.archive_directory(project_root)
+        return {
+            sid: self.archived_state(directory / f"{check_id(sid, 'session_id')}.json") for sid in session_ids
+        }
+
+    async def archive(
+        self, ns: Namespace, session_id: str, project_root: str | None, agent: str | None = None
+    ) -> ArchiveResult:
+        """Write the session's current state to its archive file and keep it in the store.
+
+        The file is left as it is when it already holds this ``(version, turns)``; a file holding
+        a later state is never replaced (:class:`OlderStateError`). A failed write leaves the old
+        file, or none (:class:`ArchiveError`).
+        """
+        keys = self._keys(ns, session_id)
+        path = await anyio.to_thread.run_sync(
+            archive_path, project_root, self._settings.archive_dir, session_id
+        )
+        snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
+        if not snap.exists:
+            raise self._not_found(session_id)
+        doc = SessionDocument.parse(snap.document, session_id)
+        history = [turn_record(t) for t in snap.turns]
+        now, _, _ = self._now()
+        data = archive_data(doc, history, ns.project_id, now, agent, self._settings.ttl_s)
+        written = await anyio.to_thread.run_sync(self._write_unless_same, path, data)
+        return ArchiveResult(
+            session_id=session_id,
+            archived_to=str(path),
+            written=written,
+            version=doc.version,
+            history_length=len(history),
+        )
+
+    def _write_unless_same(self, path: Path, data: Mapping[str, Any]) -> bool:
+        if self.archived_state(path) == archive_order(data):
+            return False
+        write_archive(path, data)
+        return True
+
+
+def _valid_id(value: str) -> bool:
+    try:
+        check_id(value, "session_id")
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 def _score_pairs(flat: Any) -> list[tuple[str, float]]:

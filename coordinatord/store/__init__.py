@@ -1,12 +1,19 @@
-"""The connection to the backend: a configured Redis URL, or the embedded Valkey.
+"""The connection to the backend: Upstash REST, a configured Redis URL, or the embedded Valkey.
 
-Above this package nothing imports redis-py; services speak to :class:`Store` only.
+Selection, as the seed orders it: Upstash when both ``UPSTASH_REDIS_REST_URL`` and
+``UPSTASH_REDIS_REST_TOKEN`` are set (it wins over ``REDIS_URL``); else ``REDIS_URL``; else the
+embedded Valkey the daemon starts. An Upstash URL without its token is a configuration error.
+The choice is logged once (``backend_selected``).
+
+Above this package nothing imports redis-py or an HTTP client; services speak to :class:`Store`
+only. Both remote stores have the interface :class:`StoreInterface` spells out.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 
@@ -14,39 +21,107 @@ from coordinatord.errors import BackendError, ConfigError
 from coordinatord.settings import Settings
 from coordinatord.store.redis import RedisStore
 
+if TYPE_CHECKING:
+    from coordinatord.store.upstash import UpstashStore
+
 Store = RedisStore
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "StoreInterface", "StoreScriptInterface", "open_store"]
 
 log = structlog.get_logger("coordinatord.store")
+
+
+class StoreScriptInterface(Protocol):
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any: ...
+
+
+class StoreInterface(Protocol):
+    """What every store offers; RedisStore and UpstashStore both have it (checked by mypy below)."""
+
+    name: str
+
+    async def aclose(self) -> None: ...
+    async def ping(self) -> bool: ...
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str, ttl_s: int) -> None: ...
+    async def delete(self, keys: list[str]) -> int: ...
+    async def exists(self, keys: list[str]) -> int: ...
+    async def ttl(self, key: str) -> int: ...
+    async def expire(self, key: str, seconds: int) -> bool: ...
+    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]: ...
+    def script(self, source: str) -> StoreScriptInterface: ...
+    async def execute(self, *command: str | int | float) -> Any: ...
+    async def batch(self, commands: Sequence[Sequence[str | int | float]]) -> list[Any]: ...
+
+
+if TYPE_CHECKING:
+
+    def _both_conform(redis: RedisStore, upstash: UpstashStore) -> tuple[StoreInterface, StoreInterface]:
+        return redis, upstash
+
+
+def _as_store(store: StoreInterface) -> Store:
+    # Services annotate the `Store` alias, which names RedisStore; UpstashStore has the same
+    # interface (StoreInterface, checked above), so it stands in for it.
+    return cast(Store, store)
 
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """Open the configured backend, starting the embedded Valkey when none is configured."""
-    if settings.backend.upstash_url and not settings.backend.url.get_secret_value():
+    backend = settings.backend
+    redis_url = backend.url.get_secret_value()
+    has_token = bool(backend.upstash_token.get_secret_value())
+    if backend.upstash_url and not has_token:
         raise ConfigError(
-            "backend.upstash_url (UPSTASH_REDIS_REST_URL) is set, but the Upstash REST backend is not "
-            "supported yet; set REDIS_URL to a redis:// or rediss:// URL, or unset it to use the "
-            "embedded Valkey"
+            "backend.upstash_url (UPSTASH_REDIS_REST_URL) is set but backend.upstash_token "
+            "(UPSTASH_REDIS_REST_TOKEN) is empty; set UPSTASH_REDIS_REST_TOKEN to the database's "
+            "REST token, or unset UPSTASH_REDIS_REST_URL"
+        )
+    if backend.upstash_url:
+        from coordinatord.store.upstash import UpstashStore
+
+        upstash = UpstashStore.from_settings(backend)
+        if redis_url:
+            log.info(
+                "backend_selected",
+                kind="upstash",
+                backend=upstash.name,
+                ignored="backend.url (REDIS_URL)",
+                reason="Upstash takes precedence when both are set, as in the seed",
+            )
+        else:
+            log.info("backend_selected", kind="upstash", backend=upstash.name)
+        async with _remote(_as_store(upstash)) as store:
+            yield store
+        return
+    if has_token:
+        log.warning(
+            "upstash_token_ignored",
+            reason="backend.upstash_token (UPSTASH_REDIS_REST_TOKEN) is set without "
+            "backend.upstash_url (UPSTASH_REDIS_REST_URL)",
         )
     if settings.uses_embedded_backend:
         from coordinatord.store.embedded import EmbeddedValkey
 
         async with EmbeddedValkey(settings.embedded, settings.state_dir) as embedded:
             name = f"embedded valkey-server at {embedded.socket_path}"
+            log.info("backend_selected", kind="embedded", backend=name)
             store = RedisStore.from_url(embedded.url, settings.backend, name=name)
             try:
                 yield store
             finally:
                 await store.aclose()
         return
-    if settings.backend.upstash_url:
-        log.warning(
-            "upstash_ignored",
-            reason="the Upstash REST backend is not supported yet; using backend.url (REDIS_URL) instead",
-        )
-    store = RedisStore.from_url(settings.backend.url.get_secret_value(), settings.backend)
+    redis = RedisStore.from_url(redis_url, settings.backend)
+    log.info("backend_selected", kind="redis", backend=redis.name)
+    async with _remote(redis) as store:
+        yield store
+
+
+@asynccontextmanager
+async def _remote(store: Store) -> AsyncIterator[Store]:
+    """A remote store, pinged once at start (a failed ping is logged, not fatal), closed at the end."""
     try:
         try:
             await store.ping()

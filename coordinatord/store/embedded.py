@@ -50,7 +50,7 @@ from redis.exceptions import RedisError
 from coordinatord.errors import DaemonError
 from coordinatord.settings import EmbeddedSettings
 
-__all__ = ["EmbeddedValkey"]
+__all__ = ["EmbeddedValkey", "embedded_socket_path"]
 
 # sun_path holds 108 bytes including the NUL; keep a margin for platforms with 104.
 _MAX_SOCKET_PATH_BYTES = 100
@@ -450,6 +450,11 @@ class EmbeddedValkey:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def embedded_socket_path(state_dir: Path) -> Path:
+    """Where the embedded server of a daemon with this state dir listens (``coordinatord tail``)."""
+    return _socket_path_for(Path(state_dir).expanduser().absolute())
 
 
 def _socket_path_for(state_dir: Path) -> Path:

@@ -4,6 +4,9 @@
 --
 -- KEYS[1]  the status document (agent:status:<agent>)
 -- KEYS[2]  the agents index (zset: agent -> last heartbeat in ms)
+-- KEYS[3]  the active index (zset: agents the heartbeat sweep counts active -> last heartbeat ms)
+-- KEYS[4]  the inactive index and KEYS[5] the gone index of the sweep: a write takes the agent
+--          out of both, so a sweep acting on an older heartbeat finds nothing to act on
 -- ARGV[1]  agent name
 -- ARGV[2]  now, ISO 8601 (lastHeartbeat; startedAt when set or when first registered)
 -- ARGV[3]  index score: now in ms
@@ -13,6 +16,9 @@
 -- then for mode, capabilities, currentTask, filesOpen, a pair each:
 --   ARGV[n]  '1': set to ARGV[n+1], a JSON fragment built by the caller; '0': keep the stored value
 -- ARGV[7..8] mode   ARGV[9..10] capabilities   ARGV[11..12] currentTask   ARGV[13..14] filesOpen
+-- ARGV[15] TTL in seconds of the active index (it outlives the documents: the sweep still has to
+--          see an agent whose document expired)
+-- ARGV[16] active-index entries scored below this are dropped (no sweep ran for that long)
 --
 -- Returns the document written.
 --
@@ -75,4 +81,9 @@ redis.call('SET', KEYS[1], doc, 'EX', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[16])
+redis.call('EXPIRE', KEYS[3], ARGV[15])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return doc

@@ -1,0 +1,487 @@
+"""The memory bank: a project's ``<root>/<memory_bank.directory>/*.md`` files, cached in Redis.
+
+Keys (inside the project namespace, names from :mod:`coordinatord.keyspace`), each with TTL
+``memory_bank.ttl_s`` (the seed's 1 h):
+
+- ``cache:memory-bank:<file>`` — JSON ``{"sha256", "file", "size", "mtime", "content"}``, in
+  that order: the SHA-256 of the file's bytes sits in the first bytes, so a refresh learns what
+  is cached with one ``GETRANGE`` per file instead of fetching whole files.
+- ``cache:memory-bank:index`` — the seed's index shape plus what the refresh compares::
+
+      {"files": ["architecture.md", "brief.md", ...], "lastUpdated": "2026-02-13T04:00:00.000Z",
+       "hashes": {"brief.md": "<sha256>", ...}, "sizes": {"brief.md": 1234, ...},
+       "skipped": ["huge.md"], "directory": ".kilocode/rules/memory-bank"}
+
+  ``lastUpdated`` is when the index last changed, not when it was last checked.
+
+Refresh (:meth:`MemoryBankService.refresh`, run by the ``memory_bank_refresh`` job and on an
+index miss): read the folder, hash every file, learn the cached hashes (the index and a
+``GETRANGE`` of each file key, one round trip), then in one more round trip ``SET`` only the
+files whose hash changed, ``DEL`` the files that are gone, rewrite the index only if it changed,
+and ``EXPIRE`` everything unchanged. That last part is why unchanged entries never run out
+between runs: while a daemon refreshes every ``jobs.memory_bank_refresh_s`` (60 s) their TTL
+(3600 s) is renewed at each run, for the price of one ``EXPIRE`` each; when no daemon refreshes
+any more, the cache goes away after one TTL. An ``EXPIRE`` that finds its key already gone
+(expired between the two round trips) is followed by a ``SET``.
+
+Reads (:meth:`~MemoryBankService.get`, :meth:`~MemoryBankService.index`) are served from the
+cache; on a miss the file (or folder) is read and the cache refilled. A file refill uses
+``SET NX``, so it never replaces what a concurrent refresh wrote; a refresh is a derived copy of
+the folder, so if it races a change of the files, the next refresh (which compares with what is
+actually cached) sets it right. No read-modify-write of a cache entry happens in Python.
+
+Confinement: a file name must be a plain ``*.md`` name (letters, digits, ``.``, ``_``, ``-``; no
+``/``, no ``..``, no NUL), the folder must resolve inside the project root, and the file must
+resolve to an entry directly inside the folder (a symlink to elsewhere is refused). It is then
+opened relative to the folder with ``O_NOFOLLOW`` (and ``O_NONBLOCK``, so a FIFO cannot hang a
+worker) and must be a regular file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from coordinatord.clock import Clock, system_clock
+from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
+from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
+from coordinatord.settings import MemoryBankSettings
+from coordinatord.store import Store
+
+log = structlog.get_logger("coordinatord.memory_bank")
+
+URI_SCHEME = "memory-bank://"
+MIME_TYPE = "text/markdown"
+MAX_FILES = 1_000  # files of one folder that are cached; more are skipped (and logged)
+SHA_HEAD = '{"sha256":"'
+HEAD_BYTES = len(SHA_HEAD) + 64 + 1  # through the closing quote
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,196}\.md")
+_CACHED_SHA = re.compile(r'\{"sha256":"([0-9a-f]{64})"')
+
+
+# --- Results --------------------------------------------------------------------------------
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IndexResult(_Result):
+    files: list[str]
+    lastUpdated: str
+    hashes: dict[str, str]
+    sizes: dict[str, int]
+    skipped: list[str]  # .md files left out: too large, unreadable, or escaping the folder
+    directory: str
+    cached: bool  # False: the folder was read because the cache had no index
+
+
+class FileResult(_Result):
+    file: str
+    content: str
+    sha256: str
+    cached: bool  # False: the file was read from disk and the cache refilled
+
+
+class RefreshResult(_Result):
+    exists: bool  # whether the project has a memory-bank folder
+    files: int
+    changed: int
+    removed: int
+    skipped: int
+    index: dict[str, Any] | None  # the index now cached (None when there is no folder)
+    changed_files: list[str]  # entries written
+    removed_files: list[str]  # entries deleted
+
+
+# --- Pure logic -----------------------------------------------------------------------------
+
+
+def check_file_name(name: str, argument: str = "file") -> str:
+    """A plain memory-bank file name: ``brief.md``, never a path."""
+    if "\x00" in name or "/" in name or "\\" in name or ".." in name or not _NAME.fullmatch(name):
+        raise InvalidArgumentError(
+            f"argument {argument!r} must be the name of a .md file in the memory-bank folder, "
+            f"e.g. 'brief.md' (letters, digits, '.', '_', '-'; no '/' or '..'); got {name[:80]!r}"
+        )
+    return name
+
+
+def file_uri(name: str) -> str:
+    return URI_SCHEME + name
+
+
+def file_from_uri(uri: str) -> str:
+    """The file a ``memory-bank://<file>`` URI names, checked like a tool argument."""
+    try:
+        if uri.startswith(URI_SCHEME):
+            return check_file_name(uri[len(URI_SCHEME) :], "uri")
+    except InvalidArgumentError:
+        pass
+    raise InvalidArgumentError(
+        f"resource URI {uri[:120]!r} is not memory-bank://<file>.md with a plain file name "
+        "(letters, digits, '.', '_', '-'; no '/' or '..'), e.g. memory-bank://brief.md"
+    )
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def iso_timestamp(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class BankFile:
+    name: str
+    content: str
+    sha256: str
+    size: int
+    mtime: float
+
+
+def encode_entry(bank_file: BankFile) -> str:
+    """A file's cache entry, with its hash first (see the module docstring)."""
+    return json.dumps(
+        {
+            "sha256": bank_file.sha256,
+            "file": bank_file.name,
+            "size": bank_file.size,
+            "mtime": iso_timestamp(bank_file.mtime),
+            "content": bank_file.content,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def cached_sha(head: str | None) -> str | None:
+    """The hash at the start of a cache entry (``None`` if absent or not an entry)."""
+    match = _CACHED_SHA.match(head or "")
+    return match.group(1) if match else None
+
+
+def parse_entry(raw: str | None, name: str) -> FileResult | None:
+    """A cached entry as a result, or ``None`` when missing or not an entry of ``name``."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not (
+        isinstance(value, dict)
+        and value.get("file") == name
+        and isinstance(value.get("content"), str)
+        and isinstance(value.get("sha256"), str)
+    ):
+        return None
+    return FileResult(file=name, content=value["content"], sha256=value["sha256"], cached=True)
+
+
+def build_index(
+    files: list[BankFile], skipped: list[str], directory: str, last_updated: str
+) -> dict[str, Any]:
+    ordered = sorted(files, key=lambda f: f.name)
+    return {
+        "files": [f.name for f in ordered],
+        "lastUpdated": last_updated,
+        "hashes": {f.name: f.sha256 for f in ordered},
+        "sizes": {f.name: f.size for f in ordered},
+        "skipped": sorted(skipped),
+        "directory": directory,
+    }
+
+
+def parse_index(raw: str | None) -> dict[str, Any] | None:
+    """A cached index, or ``None`` when missing or not in the shape this module writes."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not (
+        isinstance(value, dict)
+        and isinstance(value.get("files"), list)
+        and all(isinstance(f, str) for f in value["files"])
+        and isinstance(value.get("hashes"), dict)
+        and isinstance(value.get("sizes"), dict)
+        and isinstance(value.get("skipped"), list)
+        and isinstance(value.get("lastUpdated"), str)
+        and isinstance(value.get("directory"), str)
+    ):
+        return None
+    return value
+
+
+def same_index(stored: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether ``stored`` describes the same files as ``new`` (``lastUpdated`` aside)."""
+    if stored is None:
+        return False
+    return all(
+        stored.get(field) == new[field] for field in ("files", "hashes", "sizes", "skipped", "directory")
+    )
+
+
+def index_result(index: dict[str, Any], cached: bool) -> IndexResult:
+    return IndexResult(
+        files=index["files"],
+        lastUpdated=index["lastUpdated"],
+        hashes=index["hashes"],
+        sizes=index["sizes"],
+        skipped=index["skipped"],
+        directory=index["directory"],
+        cached=cached,
+    )
+
+
+# --- The folder (blocking: call these off the event loop) -------------------------------------
+
+
+def _require_root(project_root: str | None) -> str:
+    if project_root is None:
+        raise InvalidArgumentError(
+            "this connection has no project root (an anonymous socket client), so there is no "
+            "memory bank to read; connect through the shim (`coordinatord shim --project DIR`)"
+        )
+    return project_root
+
+
+def memory_bank_folder(project_root: str | None, directory: str) -> Path:
+    """The resolved memory-bank folder of a project (it may not exist), checked to stay inside
+    the project root."""
+    root = Path(_require_root(project_root)).resolve()
+    folder = (root / directory).resolve()
+    if not folder.is_relative_to(root):
+        raise InvalidArgumentError(
+            f"the memory-bank folder memory_bank.directory = {directory!r} resolves to {folder}, "
+            f"outside the project root {root}; the memory bank is read only inside the project"
+        )
+    return folder
+
+
+def read_bank_file(folder: Path, name: str, max_bytes: int) -> BankFile:
+    """One file of the folder, confined to it (see the module docstring)."""
+    check_file_name(name)
+    try:
+        resolved = (folder / name).resolve(strict=True)
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"memory-bank file {name!r} not found in {folder}; memory_bank_index lists the files"
+        ) from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise InvalidArgumentError(f"memory-bank file {name!r} cannot be resolved: {exc}") from None
+    if resolved.parent != folder:
+        raise InvalidArgumentError(
+            f"memory-bank file {name!r} resolves to {resolved}, outside the memory-bank folder "
+            f"{folder}; files outside it are never read"
+        )
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(resolved.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except FileNotFoundError:
+        raise NotFoundError(f"memory-bank file {name!r} not found in {folder}") from None
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"memory-bank file {name!r} cannot be opened: {exc.strerror or exc}"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidArgumentError(f"memory-bank file {name!r} is not a regular file")
+        if info.st_size > max_bytes:
+            raise LimitExceededError(
+                f"memory-bank file {name!r} is {info.st_size} bytes; the limit is "
+                f"memory_bank.max_file_bytes = {max_bytes}"
+            )
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise LimitExceededError(
+            f"memory-bank file {name!r} is over memory_bank.max_file_bytes = {max_bytes} bytes"
+        )
+    return BankFile(
+        name=name,
+        content=data.decode("utf-8", errors="replace"),
+        sha256=sha256_hex(data),
+        size=len(data),
+        mtime=info.st_mtime,
+    )
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    exists: bool
+    files: list[BankFile]
+    skipped: dict[str, str]  # name -> why
+
+
+def scan_folder(folder: Path, max_bytes: int) -> FolderScan:
+    """Every ``*.md`` file of the folder that can be cached; the others with the reason."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".md"))
+    except (FileNotFoundError, NotADirectoryError):
+        return FolderScan(exists=False, files=[], skipped={})
+    files: list[BankFile] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        if len(files) >= MAX_FILES:
+            skipped[name] = f"more than {MAX_FILES} files in the folder"
+            continue
+        try:
+            files.append(read_bank_file(folder, name, max_bytes))
+        except NotFoundError:
+            continue  # removed while we looked, or a dangling symlink
+        except (InvalidArgumentError, LimitExceededError) as exc:
+            skipped[name] = str(exc)
+    return FolderScan(exists=True, files=files, skipped=skipped)
+
+
+# --- The service ----------------------------------------------------------------------------
+
+
+class MemoryBankService:
+    def __init__(self, store: Store, settings: MemoryBankSettings, clock: Clock = system_clock) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def folder(self, project_root: str | None) -> Path:
+        """Blocking (resolves paths)."""
+        return memory_bank_folder(project_root, self._settings.directory)
+
+    async def _folder(self, project_root: str | None) -> Path:
+        return await anyio.to_thread.run_sync(self.folder, _require_root(project_root))
+
+    async def get(self, ns: Namespace, project_root: str | None, file: str) -> FileResult:
+        """A file from the cache; on a miss, from disk (and the cache is refilled)."""
+        name = check_file_name(file)
+        _require_root(project_root)
+        key = ns.key(memory_bank_key(name))
+        cached = parse_entry(await self._store.get(key), name)
+        if cached is not None:
+            return cached
+        folder = await self._folder(project_root)
+        bank_file = await anyio.to_thread.run_sync(
+            read_bank_file, folder, name, self._settings.max_file_bytes
+        )
+        # NX: a refresh that wrote this entry meanwhile read the file no earlier than we did.
+        await self._store.execute("SET", key, encode_entry(bank_file), "EX", self._settings.ttl_s, "NX")
+        return FileResult(file=name, content=bank_file.content, sha256=bank_file.sha256, cached=False)
+
+    async def index(self, ns: Namespace, project_root: str | None) -> IndexResult:
+        """The index from the cache; on a miss, a refresh of the folder."""
+        _require_root(project_root)
+        cached = parse_index(await self._store.get(ns.key(MEMORY_BANK_INDEX)))
+        if cached is not None:
+            return index_result(cached, cached=True)
+        refreshed = await self.refresh(ns, project_root)
+        if refreshed.index is None:
+            raise NotFoundError(
+                f"this project has no memory bank: no folder {self._settings.directory} under "
+                f"{project_root} (create it with brief.md, product.md, context.md, architecture.md, tech.md)"
+            )
+        return index_result(refreshed.index, cached=False)
+
+    async def refresh(self, ns: Namespace, project_root: str | None) -> RefreshResult:
+        """Bring the cache in line with the folder, writing only what changed."""
+        folder = await self._folder(project_root)
+        scan = await anyio.to_thread.run_sync(scan_folder, folder, self._settings.max_file_bytes)
+        ttl = self._settings.ttl_s
+        index_key = ns.key(MEMORY_BANK_INDEX)
+        file_keys = {f.name: ns.key(memory_bank_key(f.name)) for f in scan.files}
+        reads: list[list[str | int]] = [["GET", index_key]]
+        reads += [["GETRANGE", key, 0, HEAD_BYTES - 1] for key in file_keys.values()]
+        replies = await self._store.batch(reads)
+        stored = parse_index(replies[0])
+        if not scan.exists and stored is None:
+            return RefreshResult(
+                exists=False,
+                files=0,
+                changed=0,
+                removed=0,
+                skipped=0,
+                index=None,
+                changed_files=[],
+                removed_files=[],
+            )
+        cached = {name: cached_sha(head) for name, head in zip(file_keys, replies[1:], strict=True)}
+        changed = [f for f in scan.files if cached[f.name] != f.sha256]
+        unchanged = [f for f in scan.files if cached[f.name] == f.sha256]
+        present = set(file_keys)
+        removed = sorted(
+            name
+            for name in set(stored["files"] if stored else []) | set(stored["hashes"] if stored else [])
+            if isinstance(name, str) and name not in present and _plain(name)
+        )
+        commands: list[list[str | int]] = [
+            ["SET", file_keys[f.name], encode_entry(f), "EX", ttl] for f in changed
+        ]
+        commands += [["EXPIRE", file_keys[f.name], ttl] for f in unchanged]
+        commands += [["DEL", ns.key(memory_bank_key(name))] for name in removed]
+        index: dict[str, Any] | None = None
+        if scan.exists:
+            now = iso_timestamp(self._clock())
+            index = build_index(scan.files, list(scan.skipped), self._settings.directory, now)
+            if same_index(stored, index):
+                assert stored is not None
+                index = stored
+                commands.append(["EXPIRE", index_key, ttl])
+            else:
+                commands.append(["SET", index_key, json.dumps(index, separators=(",", ":")), "EX", ttl])
+        else:
+            commands.append(["DEL", index_key])  # the folder is gone: so is its cache
+        results = await self._store.batch(commands)
+        # An EXPIRE that found no key: the entry ran out between our two round trips.
+        first_expire = len(changed)
+        lapsed = [f for f, ok in zip(unchanged, results[first_expire:], strict=False) if not ok]
+        retry: list[list[str | int]] = [
+            ["SET", file_keys[f.name], encode_entry(f), "EX", ttl] for f in lapsed
+        ]
+        if index is not None and index is stored and not results[-1]:
+            retry.append(["SET", index_key, json.dumps(index, separators=(",", ":")), "EX", ttl])
+        if retry:
+            await self._store.batch(retry)
+        new_skips = sorted(set(scan.skipped) - set(stored["skipped"] if stored else []))
+        for name in new_skips:
+            log.warning(
+                "memory_bank_file_skipped", project=ns.project_id, file=name, reason=scan.skipped[name]
+            )
+        return RefreshResult(
+            exists=scan.exists,
+            files=len(scan.files),
+            changed=len(changed) + len(lapsed),
+            removed=len(removed),
+            skipped=len(scan.skipped),
+            index=index,
+            changed_files=sorted(f.name for f in (*changed, *lapsed)),
+            removed_files=removed,
+        )
+
+
+def _plain(name: str) -> bool:
+    try:
+        check_file_name(name)
+    except InvalidArgumentError:
+        return False
+    return True

@@ -1,0 +1,434 @@
+"""The store over Upstash's REST API: one HTTPS POST per command, ``/pipeline`` for a batch.
+
+Protocol (upstash.com/docs/redis/features/restapi): ``POST <url>`` with a JSON array
+``["SET", "k", "v", "EX", "60"]`` answers ``{"result": ...}``, or ``{"error": "..."}`` with
+HTTP 400 when Redis refused the command; ``POST <url>/pipeline`` with an array of such arrays
+answers an array of ``{"result"|"error"}`` (HTTP 200 even when one command failed). The token
+travels only in the ``Authorization: Bearer`` header, never in the URL, so no message, log line
+or ``store.name`` can carry it.
+
+Replies are RESP2 turned into JSON (strings, integers, arrays, null). :func:`shape_reply` gives
+them the Python shapes :class:`~coordinatord.store.redis.RedisStore` returns through redis-py
+(HGETALL → dict, WITHSCORES → ``[member, score]`` pairs with float scores, XRANGE → ``(id,
+fields)`` tuples, SMEMBERS → set, EXPIRE → bool, …), so no service can tell the backends apart.
+Bodies are decoded as UTF-8 with replacement, as RedisStore decodes (``encoding_errors="replace"``).
+
+Bounds: every call, retries and backoff included, ends within ``backend.timeout_s`` with
+:class:`BackendUnavailableError` or :class:`BackendError`, as with RedisStore. Connection
+failures, timeouts and HTTP 502/503/504 are retried with the configured exponential backoff;
+like redis-py's retry this may resend a command whose reply was lost.
+
+Read-your-writes: an Upstash global database may answer a read from a replica. Each reply's
+``Upstash-Sync-Token`` goes back with the next request, as Upstash's own SDKs do, so a read sees
+this daemon's earlier writes.
+
+Scripts: EVALSHA by the SHA1 computed here; on NOSCRIPT (first use, a flushed or restarted
+server) one EVAL with the source, which also caches it on the server for the next EVALSHA.
+
+Not available over REST, and used by no service (ARCHITECTURE.md: "backends speak
+request/response"): blocking reads (BLPOP, XREAD BLOCK), SUBSCRIBE, MULTI/EXEC/WATCH across
+calls. INFO comes back as its raw text, not parsed into a dict as redis-py does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import httpx2
+
+from coordinatord import __version__
+from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
+from coordinatord.settings import BackendSettings
+
+T = TypeVar("T")
+Arg = str | int | float
+
+SCAN_BATCH = 1000
+# Idle keep-alive connections are kept this long: a TLS handshake to Upstash costs a round trip or
+# two, and calls come in bursts. A connection the server closed meanwhile is retried.
+KEEPALIVE_EXPIRY_S = 30.0
+MAX_KEEPALIVE = 20
+# A gateway in front of the database answered, the database did not: worth another try.
+RETRY_STATUSES = frozenset({502, 503, 504})
+SYNC_HEADER = "upstash-sync-token"
+# Failures where no reply came back; anything else from httpx2 is not worth repeating.
+_RETRYABLE = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
+URL_SETTING = "backend.upstash_url (UPSTASH_REDIS_REST_URL)"
+AUTH_SETTING = "backend.upstash_token (UPSTASH_REDIS_REST_TOKEN)"
+
+
+def describe_rest_url(url: str) -> str:
+    """How the backend is named in messages: scheme, host and path; no user info, no query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_rest_url(url: str) -> str:
+    """The REST URL without a trailing slash, or a ConfigError saying what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        # Only the scheme is repeated: a malformed value may hold a pasted token.
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise ConfigError(
+            f"{URL_SETTING} must be the database's REST URL, like https://xxx.upstash.io "
+            f"(https:// and a host); got a value with {got}"
+        )
+    return url.rstrip("/")
+
+
+def _ssl_context(settings: BackendSettings) -> ssl.SSLContext | bool:
+    """httpx2's default verification unless the backend.tls_* settings ask for something else."""
+    if not (settings.tls_ca_file or settings.tls_cert_file or not settings.tls_check_hostname):
+        return True
+    try:
+        if settings.tls_ca_file:
+            # Like rediss:// with ssl_ca_certs: the configured CA replaces the system's.
+            context = ssl.create_default_context(cafile=str(settings.tls_ca_file))
+        else:
+            context = httpx2.create_ssl_context(trust_env=False)
+        if settings.tls_cert_file:
+            keyfile = str(settings.tls_key_file) if settings.tls_key_file else None
+            context.load_cert_chain(str(settings.tls_cert_file), keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"backend.tls_ca_file / tls_cert_file / tls_key_file cannot be loaded for the Upstash REST "
+            f"backend: {exc}"
+        ) from None
+    context.check_hostname = settings.tls_check_hostname
+    return context
+
+
+class _Refused(Exception):
+    """Redis refused a command; the text is its error (``ERR ...``, ``NOSCRIPT ...``)."""
+
+
+class UpstashStore:
+    """Async operations on an Upstash database over its REST API; the interface of RedisStore."""
+
+    def __init__(self, url: str, token: str, settings: BackendSettings, name: str | None = None) -> None:
+        url = check_rest_url(url)
+        if not token:
+            raise ConfigError(f"{AUTH_SETTING} is empty; the REST API needs the database's token")
+        self.name = name or f"{describe_rest_url(url)} (Upstash REST)"
+        self._timeout_s = settings.timeout_s
+        self._retries = settings.retries
+        self._backoff_base_s = settings.retry_backoff_base_s
+        self._backoff_cap_s = settings.retry_backoff_cap_s
+        self._sync_token = ""
+        self._client = httpx2.AsyncClient(
+            base_url=url + "/",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "User-Agent": f"coordinatord/{__version__}",
+            },
+            timeout=httpx2.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            limits=httpx2.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=min(settings.max_connections, MAX_KEEPALIVE),
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ),
+            verify=_ssl_context(settings),
+            # Settings are read once by the CLI; proxies and CA paths do not come from the environment.
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: BackendSettings) -> UpstashStore:
+        return cls(settings.upstash_url, settings.upstash_token.get_secret_value(), settings)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with anyio.fail_after(self._timeout_s):
+                return await operation()
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"backend {self.name} did not answer within {self._timeout_s:g} s (backend.timeout_s)"
+            ) from None
+        except _Refused as exc:
+            raise BackendError(f"backend {self.name} refused the command: {exc}") from None
+
+    def _backoff(self, failures: int) -> float:
+        # redis-py's ExponentialBackoff, so both stores wait alike between tries.
+        return float(min(self._backoff_cap_s, self._backoff_base_s * 2**failures))
+
+    async def _post(self, path: str, body: object) -> Any:
+        """One request (retried while no usable reply came back); the decoded JSON reply."""
+        # Lone surrogates cannot be UTF-8; "replace" sends "?" for them, as redis-py's encoder does.
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8", "replace")
+        failures = 0
+        while True:
+            headers = {SYNC_HEADER: self._sync_token} if self._sync_token else None
+            try:
+                response = await self._client.post(path, content=content, headers=headers)
+            except _RETRYABLE as exc:
+                if failures >= self._retries:
+                    raise BackendUnavailableError(
+                        f"backend {self.name} could not be reached: {_describe(exc)}"
+                    ) from None
+            except httpx2.HTTPError as exc:
+                raise BackendUnavailableError(
+                    f"backend {self.name} could not be reached: {_describe(exc)}"
+                ) from None
+            else:
+                if response.status_code not in RETRY_STATUSES or failures >= self._retries:
+                    break
+            await anyio.sleep(self._backoff(failures))
+            failures += 1
+        if token := response.headers.get(SYNC_HEADER):
+            self._sync_token = token
+        return self._reply_of(response)
+
+    def _reply_of(self, response: httpx2.Response) -> Any:
+        status = response.status_code
+        try:
+            payload: Any = json.loads(response.content.decode("utf-8", "replace"))
+        except ValueError:
+            payload = None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if status in (401, 403):
+            raise BackendError(
+                f"backend {self.name} rejected the token (HTTP {status}"
+                f"{': ' + str(error) if error else ''}); check {AUTH_SETTING}"
+            )
+        if status >= 500:
+            raise BackendUnavailableError(
+                f"backend {self.name} answered HTTP {status}: {error or response.reason_phrase}"
+            )
+        if error is not None:
+            raise _Refused(str(error))
+        if status != 200 or payload is None:
+            kind = response.headers.get("content-type", "no content type")
+            raise BackendError(
+                f"backend {self.name} answered HTTP {status} ({kind}), not an Upstash REST reply; "
+                f"check {URL_SETTING}"
+            )
+        return payload
+
+    async def _command(self, command: Sequence[Arg]) -> Any:
+        """One command, its reply as the JSON gave it (unshaped)."""
+        payload = await self._post("", [_arg(part) for part in command])
+        if not isinstance(payload, dict) or "result" not in payload:
+            raise BackendError(f"backend {self.name} sent a reply without a result to {_brief(command)}")
+        return payload["result"]
+
+    async def _pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        payload = await self._post("pipeline", [[_arg(part) for part in command] for command in commands])
+        if not isinstance(payload, list) or len(payload) != len(commands):
+            raise BackendError(f"backend {self.name} sent a pipeline reply that does not match the batch")
+        results: list[Any] = []
+        for position, (command, item) in enumerate(zip(commands, payload, strict=True), start=1):
+            if not isinstance(item, dict):
+                raise BackendError(f"backend {self.name} sent a malformed pipeline reply")
+            if "error" in item:
+                failed = f"command #{position} of the batch ({_brief(command)}) failed"
+                raise _Refused(f"{failed}: {item['error']}")
+            results.append(shape_reply(command, item.get("result")))
+        return results
+
+    def script(self, source: str) -> UpstashScript:
+        """A Lua script, run by EVALSHA (sent with its source once the server does not know it)."""
+        return UpstashScript(self, source)
+
+    async def execute(self, *command: Arg) -> Any:
+        """One raw command, its reply in the shape redis-py gives it."""
+
+        async def run() -> Any:
+            return shape_reply(command, await self._command(command))
+
+        return await self._call(run)
+
+    async def batch(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands in one round trip (Upstash's non-transactional pipeline)."""
+        if not commands:
+            return []
+        return await self._call(lambda: self._pipeline(commands))
+
+    async def ping(self) -> bool:
+        return bool(await self._call(lambda: self._command(("PING",))) == "PONG")
+
+    async def get(self, key: str) -> str | None:
+        result = await self._call(lambda: self._command(("GET", key)))
+        return None if result is None else str(result)
+
+    async def set(self, key: str, value: str, ttl_s: int) -> None:
+        await self._call(lambda: self._command(("SET", key, value, "EX", ttl_s)))
+
+    async def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._command(("DEL", *keys))))
+
+    async def exists(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._command(("EXISTS", *keys))))
+
+    async def ttl(self, key: str) -> int:
+        return int(await self._call(lambda: self._command(("TTL", key))))
+
+    async def expire(self, key: str, seconds: int) -> bool:
+        return bool(await self._call(lambda: self._command(("EXPIRE", key, seconds))))
+
+    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
+        """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
+
+        SCAN, never KEYS, as in RedisStore: bounded work on the server per step.
+        """
+
+        async def walk() -> tuple[list[str], bool]:
+            found: list[str] = []
+            seen: set[str] = set()
+            cursor = "0"
+            while True:
+                reply = await self._command(("SCAN", cursor, "MATCH", match, "COUNT", SCAN_BATCH))
+                cursor = str(reply[0])
+                for key in map(str, reply[1]):
+                    # SCAN may return a key more than once while the table is rehashed.
+                    if key not in seen:
+                        seen.add(key)
+                        found.append(key)
+                if len(found) > limit:
+                    return found[:limit], True
+                if cursor == "0":
+                    return found, False
+
+        return await self._call(walk)
+
+
+class UpstashScript:
+    """A Lua script bound to an Upstash store; calls are bounded and mapped like every other call."""
+
+    def __init__(self, store: UpstashStore, source: str) -> None:
+        self._store = store
+        self._source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return await self._store._call(lambda: self._run(keys, args))
+
+    async def _run(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        tail: list[Arg] = [len(keys), *keys, *args]
+        try:
+            return await self._store._command(("EVALSHA", self.sha, *tail))
+        except _Refused as exc:
+            if "NOSCRIPT" not in str(exc).upper():
+                raise
+        return await self._store._command(("EVAL", self._source, *tail))
+
+
+def _arg(value: Arg) -> str:
+    """A command argument as the string redis-py would send (floats by repr: exact, and 'inf')."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return str(int(value))
+
+
+def _brief(command: Sequence[Arg]) -> str:
+    # Name and key only: values can be large, and are the caller's data.
+    return " ".join(str(part) for part in command[:2])
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+# --- reply shapes: what redis-py (decode_responses=True) returns for the same command -----------
+
+_BOOL = frozenset(
+    [
+        "COPY",
+        "EXPIRE",
+        "EXPIREAT",
+        "HEXISTS",
+        "MOVE",
+        "MSETNX",
+        "PERSIST",
+        "PEXPIRE",
+        "PEXPIREAT",
+        "PSETEX",
+        "RENAMENX",
+        "SETEX",
+        "SETNX",
+        "SMOVE",
+    ]
+)
+_OK = frozenset(["FLUSHALL", "FLUSHDB", "LSET", "LTRIM", "MSET", "PFMERGE", "RENAME", "SELECT"])
+_FLOAT = frozenset(["HINCRBYFLOAT", "INCRBYFLOAT"])
+_FLOAT_OR_NONE = frozenset(["GEODIST", "ZINCRBY", "ZSCORE"])
+_SETS = frozenset(["SDIFF", "SINTER", "SMEMBERS", "SUNION"])
+_SCORED = frozenset(["ZDIFF", "ZINTER", "ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZUNION"])
+
+
+def shape_reply(command: Sequence[Arg], raw: Any) -> Any:
+    """The JSON reply of ``command`` in the shape RedisStore gives (redis-py, RESP3, legacy shapes).
+
+    Only the command's first word selects the shape, as with redis-py's ``execute_command``.
+    """
+    name = str(command[0]).upper()
+    # Options follow the key; a key named "withscores" is not one.
+    options = {part.upper() for part in command[2:] if isinstance(part, str)}
+    if raw is None:
+        return set() if name in _SETS else ({} if name == "HGETALL" else None)
+    if name == "PING":
+        return raw == "PONG" if len(command) == 1 else raw
+    if name == "SET":
+        # Even with the GET option: redis-py's execute_command cannot see it and answers False.
+        return raw == "OK"
+    if name in _BOOL:
+        return bool(raw)
+    if name in _OK:
+        return raw == "OK"
+    if name in _FLOAT or name in _FLOAT_OR_NONE:
+        return float(raw)
+    if name in _SETS:
+        return set(raw)
+    if name == "HGETALL":
+        return _pairs_to_dict(raw)
+    if name in _SCORED and "WITHSCORES" in options:
+        return [[member, float(score)] for member, score in _pairs(raw)]
+    if name == "ZMSCORE":
+        return [None if score is None else float(score) for score in raw]
+    if name == "ZADD":
+        return float(raw) if "INCR" in options else int(raw)
+    if name in ("SCAN", "SSCAN"):
+        return int(raw[0]), list(raw[1])
+    if name == "HSCAN":
+        return int(raw[0]), (list(raw[1]) if "NOVALUES" in options else _pairs_to_dict(raw[1]))
+    if name == "ZSCAN":
+        return int(raw[0]), [(member, float(score)) for member, score in _pairs(raw[1])]
+    if name in ("XRANGE", "XREVRANGE"):
+        return _stream_entries(raw)
+    if name in ("XREAD", "XREADGROUP"):
+        return [[stream, _stream_entries(entries)] for stream, entries in raw]
+    if name == "TIME":
+        return int(raw[0]), int(raw[1])
+    return raw
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _pairs_to_dict(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(_pairs(flat))
+
+
+def _stream_entries(raw: Sequence[Any]) -> list[tuple[Any, Any]]:
+    return [(None, None) if entry is None else (entry[0], _pairs_to_dict(entry[1])) for entry in raw]

@@ -1,0 +1,190 @@
+"""The activity log's pure parts: flush commands, event parsing, and how ``tail`` shows events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+
+from coordinatord.commands.tail import (
+    TailError,
+    format_json,
+    format_line,
+    resolve_project,
+    stream_entries,
+)
+from coordinatord.keyspace import project_id_for
+from coordinatord.services.activity import (
+    STREAM_TTL_S,
+    ActivityEvent,
+    event_from_fields,
+    flush_commands,
+)
+from coordinatord.tools.activity import TOOLS
+
+TS = 1_771_000_000.25  # 2026-02-13T16:26:40.250Z
+
+TOOL_EVENT = {
+    "id": "1771000000250-0",
+    "ts": TS,
+    "agent": "kilocode",
+    "project": "app-0123456789",
+    "kind": "tool",
+    "name": "redis_set",
+    "key": "agent:context:s-1",
+    "outcome": "ok",
+    "duration_ms": 1.25,
+}
+JOB_EVENT = {
+    **TOOL_EVENT,
+    "agent": "cline",
+    "kind": "job",
+    "name": "heartbeat_sweep",
+    "key": "cline",
+    "outcome": "agent_inactive",
+    "duration_ms": None,
+}
+
+
+def test_flush_is_one_xadd_per_event_capped_and_one_expire_per_stream() -> None:
+    """A flush adds every event with MAXLEN ~ and refreshes each stream's TTL once."""
+    batch = [("s1", ["ts", "1"]), ("s2", ["ts", "2"]), ("s1", ["ts", "3"])]
+    assert flush_commands(batch, 500) == [
+        ["XADD", "s1", "MAXLEN", "~", 500, "*", "ts", "1"],
+        ["XADD", "s2", "MAXLEN", "~", 500, "*", "ts", "2"],
+        ["XADD", "s1", "MAXLEN", "~", 500, "*", "ts", "3"],
+        ["EXPIRE", "s1", STREAM_TTL_S],
+        ["EXPIRE", "s2", STREAM_TTL_S],
+    ]
+
+
+def test_stream_fields_parse_back_into_an_event() -> None:
+    """Numbers come back as floats and empty fields as None, from a flat list or a dict."""
+    flat = ["ts", "1771000000.250", "agent", "", "project", "p", "kind", "job", "name", "heartbeat_sweep"]
+    flat += ["key", "k", "outcome", "agent_gone", "duration_ms", ""]
+    event = event_from_fields("1-0", flat)
+    assert event == {
+        "id": "1-0",
+        "ts": 1771000000.25,
+        "agent": None,
+        "project": "p",
+        "kind": "job",
+        "name": "heartbeat_sweep",
+        "key": "k",
+        "outcome": "agent_gone",
+        "duration_ms": None,
+    }
+    assert event_from_fields("1-0", dict(zip(flat[::2], flat[1::2], strict=True))) == event
+
+
+def test_a_malformed_number_does_not_break_reading() -> None:
+    """An entry written by something else, with junk in a number field, still reads."""
+    assert event_from_fields("1-0", {"ts": "soon", "name": "x"})["ts"] is None
+
+
+def test_tool_result_shows_time_in_iso_8601() -> None:
+    """activity_recent shows ts as UTC ISO 8601 with milliseconds, like the other tools."""
+    shown = ActivityEvent.from_event(TOOL_EVENT)
+    assert shown.ts == "2026-02-13T16:26:40.250Z"
+    assert (shown.agent, shown.kind, shown.name, shown.duration_ms) == ("kilocode", "tool", "redis_set", 1.25)
+
+
+def test_activity_recent_is_read_only_with_a_bounded_limit() -> None:
+    """The tool is annotated read-only and idempotent, and its limit starts at 1, default 50."""
+    (spec,) = TOOLS
+    definition = spec.definition()
+    assert definition["annotations"]["readOnlyHint"] is True
+    assert definition["annotations"]["idempotentHint"] is True
+    assert definition["inputSchema"]["properties"]["limit"] == {
+        "type": "integer",
+        "description": "How many of the newest events to return (at most 1000)",
+        "minimum": 1,
+        "default": 50,
+    }
+    assert definition["inputSchema"]["required"] == []
+    assert spec.parse_arguments({}) == {"limit": 50, "agent": None}
+
+
+def test_plain_line_has_every_column_and_no_escape_codes() -> None:
+    """Without colour a line is plain text: time, agent, kind and name, outcome, duration, key."""
+    line = format_line(TOOL_EVENT, colour=False, tz=UTC)
+    assert "\x1b" not in line
+    assert line.split() == [
+        "2026-02-13",
+        "16:26:40.250",
+        "kilocode",
+        "tool",
+        "redis_set",
+        "ok",
+        "1.2",
+        "ms",
+        "agent:context:s-1",
+    ]
+
+
+def test_job_line_shows_the_action_and_no_duration() -> None:
+    """A job action shows the job, the action as outcome and a dash for the duration."""
+    line = format_line(JOB_EVENT, colour=False, tz=UTC)
+    assert line.split()[2:] == ["cline", "job", "heartbeat_sweep", "agent_inactive", "-", "cline"]
+
+
+def test_colour_line_uses_ansi_and_says_the_same() -> None:
+    """With colour the line carries ANSI codes around the same text."""
+    coloured = format_line(TOOL_EVENT, colour=True, tz=UTC)
+    assert "\x1b[" in coloured
+    stripped = coloured
+    for code in ("\x1b[0m", "\x1b[2m", "\x1b[1;36m", "\x1b[34m", "\x1b[32m"):
+        stripped = stripped.replace(code, "")
+    assert stripped == format_line(TOOL_EVENT, colour=False, tz=UTC)
+
+
+def test_control_characters_cannot_drive_the_terminal() -> None:
+    """An escape sequence in a key or agent name is shown escaped, never sent to the terminal."""
+    line = format_line({**TOOL_EVENT, "key": "a\x1b[2Jb", "agent": "x\ny"}, colour=False)
+    assert "\x1b" not in line and "\n" not in line
+    assert "a\\x1b[2Jb" in line and "x\\x0ay" in line
+
+
+def test_json_line_carries_the_id_and_an_iso_time() -> None:
+    """--json prints one object per event with its stream id and ts in ISO 8601."""
+    shown = json.loads(format_json(TOOL_EVENT))
+    assert shown == {**TOOL_EVENT, "ts": "2026-02-13T16:26:40.250Z"}
+
+
+def test_project_default_is_the_git_root_of_the_cwd(tmp_path: Path) -> None:
+    """Without --project, tail reads the project a shim started in that directory would use."""
+    (tmp_path / ".git").mkdir()
+    inner = tmp_path / "src" / "pkg"
+    inner.mkdir(parents=True)
+    root = str(tmp_path.resolve())
+    assert resolve_project(None, inner) == (project_id_for(root), root)
+
+
+def test_project_directory_is_taken_as_the_root(tmp_path: Path) -> None:
+    """--project DIR names that directory's project, as the shim's --project does."""
+    (tmp_path / "app").mkdir()
+    root = str((tmp_path / "app").resolve())
+    assert resolve_project("app", tmp_path) == (project_id_for(root), root)
+
+
+def test_project_id_is_taken_as_is(tmp_path: Path) -> None:
+    """--project ID (as the daemon's log shows it) names that project."""
+    assert resolve_project("app-0123456789", tmp_path) == ("app-0123456789", None)
+
+
+@pytest.mark.parametrize("value", ["missing/dir", "a{b}", "*"])
+def test_project_that_is_neither_is_refused(tmp_path: Path, value: str) -> None:
+    """A --project that is no directory and no valid id is a usage error (exit 2)."""
+    with pytest.raises(TailError, match="neither a directory nor a project id") as caught:
+        resolve_project(value, tmp_path)
+    assert caught.value.code == 2
+
+
+def test_xread_replies_in_both_protocols_give_the_entries() -> None:
+    """XREAD's RESP2 list and RESP3 map shapes give the same entries; nothing new gives none."""
+    entries = [("1-0", {"name": "a"}), ("2-0", {"name": "b"})]
+    assert stream_entries([["k", entries]]) == entries
+    assert stream_entries({"k": [entries]}) == entries
+    assert stream_entries([]) == [] and stream_entries(None) == []
