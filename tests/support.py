@@ -235,3 +235,17 @@ def shim_command(socket_path: Path, agent: str = "tester", project: Path | None 
 def fresh_namespace() -> Namespace:
     """A namespace no other test uses, so tests can share one server without cleaning it."""
     return Namespace(f"test-{uuid.uuid4().hex[:12]}")
+
+
+@contextlib.contextmanager
+def running_daemon(env: dict[str, str] | None = None) -> Iterator[DaemonProcess]:
+    """A started daemon in a fresh directory; on exit it must stop cleanly (exit code 0)."""
+    root = short_tmpdir()
+    process = DaemonProcess(root, env=env)
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        assert code == 0, process.output.decode(errors="replace")

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -21,8 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from coordinatord.errors import BackendError, BackendUnavailableError
 from coordinatord.settings import BackendSettings, mask_url
+from coordinatord.store.bounded import bounded_call
 
 T = TypeVar("T")
 
@@ -84,17 +83,13 @@ class RedisStore:
         await self._client.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        try:
-            with anyio.fail_after(self._timeout_s):
-                return await operation()
-        except TimeoutError:
-            raise BackendUnavailableError(
-                f"backend {self.name} did not answer within {self._timeout_s:g} s (backend.timeout_s)"
-            ) from None
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise BackendUnavailableError(f"backend {self.name} could not be reached: {exc}") from None
-        except RedisError as exc:
-            raise BackendError(f"backend {self.name} refused the command: {exc}") from None
+        return await bounded_call(
+            self.name,
+            self._timeout_s,
+            operation,
+            unreachable=(RedisConnectionError, RedisTimeoutError, OSError),
+            refused=(RedisError,),
+        )
 
     def script(self, source: str) -> StoreScript:
         """A Lua script, run by EVALSHA (loaded on first use and after a server restart)."""

@@ -45,6 +45,7 @@ import httpx2
 from coordinatord import __version__
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
 from coordinatord.settings import BackendSettings
+from coordinatord.store.bounded import bounded_call
 
 T = TypeVar("T")
 Arg = str | int | float
@@ -152,15 +153,7 @@ class UpstashStore:
         await self._client.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        try:
-            with anyio.fail_after(self._timeout_s):
-                return await operation()
-        except TimeoutError:
-            raise BackendUnavailableError(
-                f"backend {self.name} did not answer within {self._timeout_s:g} s (backend.timeout_s)"
-            ) from None
-        except _Refused as exc:
-            raise BackendError(f"backend {self.name} refused the command: {exc}") from None
+        return await bounded_call(self.name, self._timeout_s, operation, refused=(_Refused,))
 
     def _backoff(self, failures: int) -> float:
         # redis-py's ExponentialBackoff, so both stores wait alike between tries.

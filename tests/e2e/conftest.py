@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.support import COORDINATORD, DaemonProcess, short_tmpdir
+from tests.support import COORDINATORD, DaemonProcess, running_daemon, short_tmpdir
 
 pytestmark = pytest.mark.e2e
 
@@ -31,15 +31,8 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     env: dict[str, str] = {}
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("real_redis")
-    root = short_tmpdir()
-    process = DaemonProcess(root, env=env)
-    process.start()
-    try:
+    with running_daemon(env) as process:
         yield process
-    finally:
-        code = process.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        assert code == 0, process.output.decode(errors="replace")
 
 
 def shim_params(

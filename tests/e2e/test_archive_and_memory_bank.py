@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from coordinatord import control
 from tests.e2e.conftest import connect, text_of
-from tests.support import COORDINATORD, DaemonProcess, short_tmpdir
+from tests.support import COORDINATORD, DaemonProcess, running_daemon, short_tmpdir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -39,15 +39,8 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     env = {"COORDINATORD_JOBS__ENABLED": "false"}
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("real_redis")
-    root = short_tmpdir()
-    process = DaemonProcess(root, env=env)
-    process.start()
-    try:
+    with running_daemon(env) as process:
         yield process
-    finally:
-        code = process.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        assert code == 0, process.output.decode(errors="replace")
 
 
 def embedded(daemon: DaemonProcess) -> bool:

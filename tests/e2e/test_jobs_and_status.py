@@ -10,7 +10,6 @@ another test session) holding one would turn these runs into ``not_leader``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,7 +35,7 @@ from coordinatord.settings import AgentSettings, BackendSettings, LockSettings
 from coordinatord.store import Store
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import connect, text_of
-from tests.support import COORDINATORD, DaemonProcess, short_tmpdir, valkey_server
+from tests.support import COORDINATORD, DaemonProcess, running_daemon, valkey_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -55,15 +54,8 @@ class FixedClock:
 @pytest.fixture(scope="module")
 def quiet_daemon() -> Iterator[DaemonProcess]:
     """A daemon with its own embedded Valkey whose scheduler never fires on its own."""
-    root = short_tmpdir()
-    process = DaemonProcess(root, env=dict(NO_SCHEDULE))
-    process.start()
-    try:
+    with running_daemon(dict(NO_SCHEDULE)) as process:
         yield process
-    finally:
-        code = process.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        assert code == 0, process.output.decode(errors="replace")
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""The one rule every store applies to a call: bounded in time, errors named in our terms."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from coordinatord.errors import BackendError, BackendUnavailableError
+
+T = TypeVar("T")
+
+
+async def bounded_call(
+    name: str,
+    timeout_s: float,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    unreachable: tuple[type[BaseException], ...] = (),
+    refused: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Run ``operation`` (retries included) within ``timeout_s``; a timeout or an ``unreachable``
+    error becomes :class:`BackendUnavailableError`, a ``refused`` one :class:`BackendError`,
+    each naming the backend ``name``."""
+    try:
+        with anyio.fail_after(timeout_s):
+            return await operation()
+    except TimeoutError:
+        raise BackendUnavailableError(
+            f"backend {name} did not answer within {timeout_s:g} s (backend.timeout_s)"
+        ) from None
+    except unreachable as exc:
+        raise BackendUnavailableError(f"backend {name} could not be reached: {exc}") from None
+    except refused as exc:
+        raise BackendError(f"backend {name} refused the command: {exc}") from None
