@@ -155,14 +155,16 @@ def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
 def backend_url(settings: Settings) -> tuple[str, str]:
     """The URL to read from and how to name it in messages (password masked)."""
     url = settings.backend.url.get_secret_value()
-    if url:
-        return url, mask_url(url)
-    if settings.backend.upstash_url:
+    if settings.backend.upstash_url and settings.backend.upstash_token.get_secret_value():
+        # The daemon writes to Upstash (it wins over REDIS_URL): reading REDIS_URL would show
+        # another database's events.
         raise TailError(
-            "backend.upstash_url (UPSTASH_REDIS_REST_URL) is set, but the Upstash REST backend is not "
-            "supported yet; set REDIS_URL to the daemon's redis:// or rediss:// URL",
+            "the daemon uses the Upstash REST backend, which tail cannot follow; run tail with "
+            "REDIS_URL set to the same database's rediss:// URL and the Upstash variables unset",
             2,
         )
+    if url:
+        return url, mask_url(url)
     socket_path = embedded_socket_path(settings.state_dir)
     if not socket_path.exists():
         raise TailError(
