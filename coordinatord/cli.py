@@ -180,7 +180,10 @@ def _config(cli_settings: dict[str, Any], config_file: str | None) -> int:
     settings = _load(cli_settings, config_file)
     if settings is None:
         return 2
-    print(json.dumps(effective_settings(settings), indent=2))
+    try:
+        print(json.dumps(effective_settings(settings), indent=2), flush=True)
+    except BrokenPipeError:  # `coordinatord config | head`: the reader has what it wanted
+        sys.stderr.close()
     return 0
 
 

@@ -211,6 +211,15 @@ class MemoryBankSettings(_Section):
 class ProjectEntry(_Section):
     root: Path = Field(description="absolute path of a project root the daemon should know about")
 
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        value = value.expanduser()
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (or start with ~)")
+        # Resolved as the shim resolves --project, so both give the same project id.
+        return value.resolve()
+
 
 class RateLimitSettings(_Section):
     max_window_s: int = Field(default=31 * 86_400, ge=1)

@@ -66,6 +66,8 @@ class ProjectRegistry:
         if isinstance(raw, list):  # RESP2 without the client's dict conversion
             raw = dict(zip(raw[::2], raw[1::2], strict=True))
         projects: dict[str, KnownProject] = {}
+        forgotten: list[str] = []
+        oldest = self._clock() - REMEMBER_S
         for entry in self._configured:
             root = str(entry.root)
             pid = project_id_for(root)
@@ -84,8 +86,15 @@ class ProjectRegistry:
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged entry names no project we could work on
+            if announced.last_seen is not None and announced.last_seen < oldest:
+                # The hash's own TTL is refreshed by every announcement, so one stale project
+                # could linger for ever: each is forgotten REMEMBER_S after its last one.
+                forgotten.append(pid)
+                continue
             configured = projects.get(pid)
             projects[pid] = (
                 configured.model_copy(update={"last_seen": announced.last_seen}) if configured else announced
             )
+        if forgotten:
+            await self._store.execute("HDEL", PROJECTS_KEY, *forgotten)
         return list(projects.values())

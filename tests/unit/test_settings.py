@@ -134,3 +134,15 @@ def test_config_command_prints_settings_and_fails_on_bad_ones(tmp_path: Path) ->
         "server.max_connections = '0' (from environment variable COORDINATORD_SERVER__MAX_CONNECTIONS)"
         in bad.stderr
     )
+
+
+def test_project_roots_must_be_absolute_and_are_resolved(tmp_path: Path) -> None:
+    """[[projects]] roots are absolute (or ~) and resolved like the shim's --project."""
+    config = write(tmp_path / "c.toml", '[[projects]]\nroot = "relative/app"\n')
+    with pytest.raises(ConfigError, match=r"projects\.0\.root = 'relative/app'.*absolute"):
+        load_settings({}, config_file=str(config), environ={})
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    config = write(tmp_path / "c2.toml", f'[[projects]]\nroot = "{tmp_path / "link"}"\n')
+    settings = load_settings({}, config_file=str(config), environ={})
+    assert settings.projects[0].root == (tmp_path / "real").resolve()
