@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  coordinatord status\n  coordinatord status --json | jq .jobs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
 
     tail = commands.add_parser(
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  coordinatord archive\n  coordinatord archive --project ~/src/app",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    archive.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    _add_client_socket_flag(archive)
     archive.add_argument(
         "--project", metavar="DIR_OR_ID", help="only this project (default: every known project on this host)"
     )
@@ -126,13 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sessions.add_argument("action", choices=["list", "restore"], help="what to do")
     sessions.add_argument("session_id", nargs="?", help="the session to restore")
-    sessions.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
+    _add_client_socket_flag(sessions)
     sessions.add_argument(
         "--project", metavar="DIR_OR_ID", help="project root or id (default: git root of the cwd)"
     )
     sessions.add_argument("--force", action="store_true", help="restore over a live session")
     sessions.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _add_client_socket_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the shim finds it)")
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:

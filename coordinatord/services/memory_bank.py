@@ -175,16 +175,22 @@ def cached_sha(head: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def parse_entry(raw: str | None, name: str) -> FileResult | None:
-    """A cached entry as a result, or ``None`` when missing or not an entry of ``name``."""
+def _json_object(raw: str | None) -> dict[str, Any] | None:
+    """A cached JSON object, or ``None`` when missing or not an object."""
     if raw is None:
         return None
     try:
         value = json.loads(raw)
     except ValueError:
         return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_entry(raw: str | None, name: str) -> FileResult | None:
+    """A cached entry as a result, or ``None`` when missing or not an entry of ``name``."""
+    value = _json_object(raw)
     if not (
-        isinstance(value, dict)
+        value is not None
         and value.get("file") == name
         and isinstance(value.get("content"), str)
         and isinstance(value.get("sha256"), str)
@@ -209,14 +215,9 @@ def build_index(
 
 def parse_index(raw: str | None) -> dict[str, Any] | None:
     """A cached index, or ``None`` when missing or not in the shape this module writes."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
+    value = _json_object(raw)
     if not (
-        isinstance(value, dict)
+        value is not None
         and isinstance(value.get("files"), list)
         and all(isinstance(f, str) for f in value["files"])
         and isinstance(value.get("hashes"), dict)
