@@ -175,6 +175,9 @@ TASKS_INDEX = "_idx:tasks"
 AGENTS_INDEX = "_idx:agents"
 LOCKS_INDEX = "_idx:locks"
 FENCING_COUNTER = "_seq:fencing"
+AGENT_LOCKS_PREFIX = "_idx:locks_of:"
+"""Set per agent: the resources it acquired and has not released. The sweep reads it to find a
+gone agent's locks without walking every lock; a hint only (each lock is checked again)."""
 
 
 def check_id(value: str, argument: str) -> str:
@@ -207,6 +210,10 @@ def agent_status_key(agent: str) -> str:
 
 def lock_key(resource: str) -> str:
     return f"lock:{resource}"
+
+
+def agent_locks_key(agent: str) -> str:
+    return f"{AGENT_LOCKS_PREFIX}{agent}"
 
 
 def ratelimit_key(service: str, window_s: int) -> str:
@@ -248,4 +255,29 @@ AGENTS_INACTIVE = "_idx:agents_inactive"
 """Zset of agents the sweep reported inactive and not yet gone (score: last heartbeat ms)."""
 AGENTS_GONE = "_idx:agents_gone"
 """Zset of agents the sweep found gone whose locks are still to be released (score: server time
-ms of the finding; only locks taken before it are released). Emptied as the locks are walked."""
+ms of the finding; only locks taken before it are released). Emptied as the locks are released."""
+
+
+# --- Keys the raw tools may read but not change ------------------------------------------------
+# The services' indexes, counters and log. Changed by hand they fall out of step with the
+# documents they describe, a string written over one breaks its owner's scripts, and a lower
+# _seq:fencing would hand out fencing numbers again; so the raw tools may only read them.
+
+INTERNAL_PREFIXES = ("_idx:", "_seq:")
+INTERNAL_KEYS = frozenset({ACTIVITY_STREAM})
+
+
+def is_internal_key(user_key: str) -> bool:
+    """Whether a key (without the namespace prefix) is one the coordination services own alone."""
+    return user_key.startswith(INTERNAL_PREFIXES) or user_key in INTERNAL_KEYS
+
+
+def check_not_internal(user_key: str, argument: str = "key") -> str:
+    """Refuse a key the raw tools must not write, expire or delete."""
+    if is_internal_key(user_key):
+        raise InvalidArgumentError(
+            f"argument {argument!r} names {user_key[:80]!r}, one of coordinatord's own index keys "
+            "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may "
+            "read it but not write, expire or delete it"
+        )
+    return user_key

@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -153,10 +161,22 @@ class ToolSettings(_Section):
 
 class SessionSettings(_Section):
     ttl_s: int = Field(default=86_400, ge=60, description="session TTL, refreshed on every write")
+    max_ttl_s: int = Field(
+        default=30 * 86_400, ge=60, description="longest TTL a session may ask for (session_save's ttl)"
+    )
     max_turns: int = Field(default=5_000, ge=1, le=1_000_000)
     max_message_bytes: int = Field(default=64 * 1024, ge=16, le=64 * 1024 * 1024)
     max_context_bytes: int = Field(default=1024 * 1024, ge=16, le=512 * 1024 * 1024)
     archive_dir: str = Field(default=".kilocode/sessions", description="relative to the project root")
+
+    @model_validator(mode="after")
+    def _default_within_ceiling(self) -> SessionSettings:
+        if self.ttl_s > self.max_ttl_s:
+            raise ValueError(
+                f"sessions.ttl_s = {self.ttl_s} is above sessions.max_ttl_s = {self.max_ttl_s}; "
+                "raise sessions.max_ttl_s or lower sessions.ttl_s"
+            )
+        return self
 
 
 class TaskSettings(_Section):
@@ -200,12 +220,18 @@ class JobSettings(_Section):
 class ActivitySettings(_Section):
     stream_max_len: int = Field(default=10_000, ge=100, le=10_000_000, description="events kept per project")
     flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="events are written in batches")
+    stream_ttl_s: int = Field(
+        default=7 * 86_400, ge=60, description="a project's stream is dropped this long after its last event"
+    )
 
 
 class MemoryBankSettings(_Section):
     directory: str = Field(default=".kilocode/rules/memory-bank", description="relative to the project root")
     ttl_s: int = Field(default=3_600, ge=1, description="cache TTL, as the seed's table says")
     max_file_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    max_files: int = Field(
+        default=1_000, ge=1, le=10_000, description="most files of the folder that are cached"
+    )
 
 
 class ProjectEntry(_Section):
@@ -365,6 +391,13 @@ def _describe(exc: ValidationError, load: _Load) -> str:
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
         name = ".".join(loc)
+        given = error.get("input")
+        if len(loc) == 1 and _is_section(loc[0]) and isinstance(given, Mapping):
+            # A rule across a section's settings: the message names them, so say where each
+            # given one came from (the section as a whole has no single source).
+            origins = "; ".join(f"{name}.{key} from {_source_of((*loc, str(key)), load)[0]}" for key in given)
+            lines.append(f"  {name}: {error['msg']} ({origins or 'all defaults'})")
+            continue
         source, value = _source_of(loc, load)
         shown = (
             "<hidden>"
@@ -413,6 +446,12 @@ def _dig(data: Mapping[str, Any], loc: tuple[str, ...]) -> tuple[bool, Any]:
             return False, None
         node = node[part]
     return True, node
+
+
+def _is_section(name: str) -> bool:
+    field_info = Settings.model_fields.get(name)
+    annotation = field_info.annotation if field_info is not None else None
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 _SECRET_NAMES = {("backend", "url"), ("backend", "upstash_token")}

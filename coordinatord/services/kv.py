@@ -1,12 +1,13 @@
 """Raw key/value access inside one project's namespace: what the seed's eight tools do.
 
 Keys arrive and leave without the namespace prefix; every write gets a TTL (the caller's,
-checked against the ceiling, or the policy's default for the key's class).
+checked against the ceiling, or the policy's default for the key's class). The services' own
+keys (``keyspace.is_internal_key``) can be read here but not written, expired or deleted.
 """
 
 from __future__ import annotations
 
-from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy
+from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy, check_not_internal
 from coordinatord.store import Store
 
 
@@ -26,14 +27,18 @@ class KvService:
 
     async def set(self, ns: Namespace, key: str, value: str, ttl_s: int | None) -> int:
         """Store ``value``; returns the TTL applied."""
-        self._rules.check_key(key)
+        check_not_internal(self._rules.check_key(key))
         self._rules.check_value(value)
         seconds = self._ttl.ttl_for(key) if ttl_s is None else self._ttl.check_requested(ttl_s)
         await self._store.set(ns.key(key), value, seconds)
         return seconds
 
     async def delete(self, ns: Namespace, keys: list[str]) -> int:
-        return await self._store.delete(ns.keys(self._rules.check_keys(keys)))
+        self._rules.check_keys(keys)
+        # Every key is checked before any is deleted: a refused call deletes nothing.
+        for index, key in enumerate(keys):
+            check_not_internal(key, f"keys[{index}]")
+        return await self._store.delete(ns.keys(keys))
 
     async def exists(self, ns: Namespace, keys: list[str]) -> int:
         return await self._store.exists(ns.keys(self._rules.check_keys(keys)))
@@ -42,7 +47,7 @@ class KvService:
         return await self._store.ttl(ns.key(self._rules.check_key(key)))
 
     async def expire(self, ns: Namespace, key: str, seconds: int) -> bool:
-        self._rules.check_key(key)
+        check_not_internal(self._rules.check_key(key))
         return await self._store.expire(ns.key(key), self._ttl.check_requested(seconds, "seconds"))
 
     async def keys(self, ns: Namespace, pattern: str) -> tuple[list[str], bool]:

@@ -63,7 +63,6 @@ log = structlog.get_logger("coordinatord.memory_bank")
 
 URI_SCHEME = "memory-bank://"
 MIME_TYPE = "text/markdown"
-MAX_FILES = 1_000  # files of one folder that are cached; more are skipped (and logged)
 SHA_HEAD = '{"sha256":"'
 HEAD_BYTES = len(SHA_HEAD) + 64 + 1  # through the closing quote
 
@@ -83,7 +82,7 @@ class IndexResult(_Result):
     lastUpdated: str
     hashes: dict[str, str]
     sizes: dict[str, int]
-    skipped: list[str]  # .md files left out: too large, unreadable, or escaping the folder
+    skipped: list[str]  # .md files left out: too large, unreadable, escaping, beyond max_files
     directory: str
     cached: bool  # False: the folder was read because the cache had no index
 
@@ -337,8 +336,9 @@ class FolderScan:
     skipped: dict[str, str]  # name -> why
 
 
-def scan_folder(folder: Path, max_bytes: int) -> FolderScan:
-    """Every ``*.md`` file of the folder that can be cached; the others with the reason."""
+def scan_folder(folder: Path, max_bytes: int, max_files: int) -> FolderScan:
+    """Every ``*.md`` file of the folder that can be cached, the first ``max_files`` in name
+    order; the others with the reason."""
     try:
         names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(".md"))
     except (FileNotFoundError, NotADirectoryError):
@@ -346,8 +346,8 @@ def scan_folder(folder: Path, max_bytes: int) -> FolderScan:
     files: list[BankFile] = []
     skipped: dict[str, str] = {}
     for name in names:
-        if len(files) >= MAX_FILES:
-            skipped[name] = f"more than {MAX_FILES} files in the folder"
+        if len(files) >= max_files:
+            skipped[name] = f"more than memory_bank.max_files = {max_files} files in the folder"
             continue
         try:
             files.append(read_bank_file(folder, name, max_bytes))
@@ -407,7 +407,9 @@ class MemoryBankService:
     async def refresh(self, ns: Namespace, project_root: str | None) -> RefreshResult:
         """Bring the cache in line with the folder, writing only what changed."""
         folder = await self._folder(project_root)
-        scan = await anyio.to_thread.run_sync(scan_folder, folder, self._settings.max_file_bytes)
+        scan = await anyio.to_thread.run_sync(
+            scan_folder, folder, self._settings.max_file_bytes, self._settings.max_files
+        )
         ttl = self._settings.ttl_s
         index_key = ns.key(MEMORY_BANK_INDEX)
         file_keys = {f.name: ns.key(memory_bank_key(f.name)) for f in scan.files}

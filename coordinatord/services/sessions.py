@@ -89,7 +89,6 @@ from coordinatord.settings import SessionSettings
 from coordinatord.store import Store
 
 ROLES = ("user", "assistant", "system", "tool")
-MAX_TTL_S = 30 * 86_400  # ceiling on a session's ttl (the seed's longest class); see the report
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
 END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
 LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
@@ -421,7 +420,7 @@ class SessionService:
         self._store = store
         self._settings = settings
         self._clock = clock
-        self._max_ttl = max(MAX_TTL_S, settings.ttl_s)
+        self._max_ttl = settings.max_ttl_s
         self._read = store.script(_lua("session_read"))
         self._save = store.script(_lua("session_save"))
         self._append = store.script(_lua("session_append"))
@@ -456,7 +455,7 @@ class SessionService:
             )
         if ttl_s > self._max_ttl:
             raise LimitExceededError(
-                f"argument 'ttl' is {ttl_s} s; the limit for a session is {self._max_ttl} s"
+                f"argument 'ttl' is {ttl_s} s; the limit is sessions.max_ttl_s = {self._max_ttl}"
             )
         return ttl_s
 

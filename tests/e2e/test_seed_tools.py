@@ -119,3 +119,37 @@ async def test_sixteen_clients_two_hundred_calls_each(daemon: DaemonProcess, wor
         for index in range(16):
             tg.start_soon(agent, index)
     assert failures == []
+
+
+async def test_raw_tools_read_but_never_change_the_services_own_keys(
+    daemon: DaemonProcess, workdir: Path
+) -> None:
+    """redis_set, redis_expire and redis_del refuse _idx:, _seq: and _activity keys and change
+    nothing; the reads still answer, and the lock those keys index stays held and listed."""
+    async with connect(daemon.socket_path, project=workdir) as client:
+        acquired = await client.call_tool("lock_acquire", {"resource": "docs"})
+        assert not acquired.is_error and acquired.structured_content is not None
+        fencing = acquired.structured_content["fencing"]
+        refused = await client.call_tool("redis_del", {"keys": ["lock:docs", "_idx:locks"]})
+        assert refused.is_error
+        assert text_of(refused) == (
+            "redis_del: argument 'keys[1]' names '_idx:locks', one of coordinatord's own index keys "
+            "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may read "
+            "it but not write, expire or delete it"
+        )
+        for tool, args in (
+            ("redis_set", {"key": "_seq:fencing", "value": "0"}),
+            ("redis_set", {"key": "_activity", "value": "not a stream"}),
+            ("redis_expire", {"key": "_idx:locks", "seconds": 1}),
+        ):
+            result = await client.call_tool(tool, args)
+            assert result.is_error and text_of(result).startswith(
+                f"{tool}: argument 'key' names '{args['key']}'"
+            )
+        assert text_of(await client.call_tool("redis_get", {"key": "_seq:fencing"})) == str(fencing)
+        held = ["lock:docs", "_idx:locks", "_seq:fencing"]
+        assert text_of(await client.call_tool("redis_exists", {"keys": held})) == "3"
+        assert int(text_of(await client.call_tool("redis_ttl", {"key": "_idx:locks"}))) > 1
+        listed = await client.call_tool("lock_list", {})
+        assert listed.structured_content is not None
+        assert [lock["resource"] for lock in listed.structured_content["locks"]] == ["docs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import KeyRules, TtlPolicy
+from coordinatord.keyspace import ACTIVITY_STREAM, FENCING_COUNTER, SESSIONS_INDEX, KeyRules, TtlPolicy
 from coordinatord.services.kv import KvService
 from coordinatord.settings import DEFAULT_TTL_PREFIXES
 from coordinatord.store import Store
@@ -89,6 +89,34 @@ async def test_refusals_happen_before_any_write(store: Store) -> None:
     with pytest.raises(InvalidArgumentError):
         await kv.expire(ns, "k", -5)
     assert await kv.keys(ns, "*") == ([], False)
+
+
+async def test_internal_keys_can_be_read_but_not_changed(store: Store) -> None:
+    """set, expire and del refuse the services' own keys and change nothing (a del naming one
+    deletes none of its keys); get, keys, exists and ttl still read them."""
+    kv, ns = make_service(store), fresh_namespace()
+    await store.execute("ZADD", ns.key(SESSIONS_INDEX), 1, "s1")
+    await store.execute("EXPIRE", ns.key(SESSIONS_INDEX), 500)
+    await store.set(ns.key(FENCING_COUNTER), "41", 500)
+    await kv.set(ns, "temp:mine", "x", 500)
+
+    with pytest.raises(
+        InvalidArgumentError, match=r"argument 'key' names '_seq:fencing', one of coordinatord"
+    ):
+        await kv.set(ns, FENCING_COUNTER, "1", None)
+    with pytest.raises(InvalidArgumentError, match=r"argument 'key' names '_activity'"):
+        await kv.set(ns, ACTIVITY_STREAM, "not a stream", 60)
+    with pytest.raises(InvalidArgumentError, match=r"argument 'key' names '_idx:sessions'"):
+        await kv.expire(ns, SESSIONS_INDEX, 5)
+    with pytest.raises(InvalidArgumentError, match=r"argument 'keys\[1\]' names '_idx:sessions'"):
+        await kv.delete(ns, ["temp:mine", SESSIONS_INDEX])
+
+    assert await kv.get(ns, FENCING_COUNTER) == "41"
+    assert float(await store.execute("ZSCORE", ns.key(SESSIONS_INDEX), "s1")) == 1
+    assert 490 < await kv.ttl(ns, SESSIONS_INDEX) <= 500
+    assert await kv.exists(ns, [SESSIONS_INDEX, FENCING_COUNTER, ACTIVITY_STREAM, "temp:mine"]) == 3
+    assert await kv.keys(ns, "_*") == ([SESSIONS_INDEX, FENCING_COUNTER], False)
+    assert await kv.delete(ns, ["temp:mine"]) == 1
 
 
 async def test_ping(store: Store) -> None:

@@ -234,3 +234,18 @@ async def test_oversized_files_are_skipped_with_a_warning(store: Store, root: Pa
     assert "max_file_bytes" in warnings[0]["reason"]
     with pytest.raises(LimitExceededError, match=r"memory_bank\.max_file_bytes = 200"):
         await svc.get(ns, str(root), "huge.md")
+
+
+async def test_files_beyond_max_files_are_skipped_and_not_cached(store: Store, root: Path) -> None:
+    """With memory_bank.max_files = 1 only the first file by name is cached; the index lists the
+    other as skipped and the warning names the setting."""
+    svc, ns = make(store, max_files=1), fresh_namespace()
+    with capture_logs() as logs:
+        result = await svc.refresh(ns, str(root))
+    assert (result.files, result.skipped) == (1, 1)
+    index = await index_of(store, ns)
+    assert (index["files"], index["skipped"]) == (["brief.md"], ["context.md"])
+    assert await entry(store, ns, "context.md") is None
+    [warning] = [e for e in logs if e["event"] == "memory_bank_file_skipped"]
+    assert warning["file"] == "context.md"
+    assert warning["reason"] == "more than memory_bank.max_files = 1 files in the folder"

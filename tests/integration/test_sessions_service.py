@@ -195,6 +195,27 @@ async def test_bad_ttls_are_refused_before_any_write(store: Store) -> None:
     assert not (await svc.load(ns, "s1")).found
 
 
+async def test_the_ttl_ceiling_is_sessions_max_ttl_s(store: Store, tmp_path: Path) -> None:
+    """The default ceiling is 30 days; a configured one is enforced on save, named in the refusal,
+    and caps the TTL an archived session comes back with."""
+    ns = fresh_namespace()
+    default = make(store)
+    assert (await default.save(ns, "month", {}, ttl_s=30 * 86_400)).expires_in == 30 * 86_400
+    with pytest.raises(LimitExceededError, match=r"the limit is sessions\.max_ttl_s = 2592000"):
+        await default.save(ns, "month", {}, ttl_s=30 * 86_400 + 1)
+
+    svc = make(store, ttl_s=600, max_ttl_s=3600)
+    assert (await svc.save(ns, "hour", {}, ttl_s=3600)).expires_in == 3600
+    with pytest.raises(LimitExceededError) as caught:
+        await svc.save(ns, "hour", {"a": 1}, ttl_s=3601)
+    assert str(caught.value) == "argument 'ttl' is 3601 s; the limit is sessions.max_ttl_s = 3600"
+    assert (await svc.load(ns, "hour")).context == {}
+
+    await default.save(ns, "long", {}, ttl_s=7200)
+    await default.end(ns, "long", str(tmp_path))
+    assert (await svc.restore(ns, "long", str(tmp_path))).expires_in == 3600
+
+
 # --- append / history ------------------------------------------------------------------------
 
 

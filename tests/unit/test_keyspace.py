@@ -6,8 +6,16 @@ import fnmatch
 
 import pytest
 
+from coordinatord import keyspace
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy, project_id_for
+from coordinatord.keyspace import (
+    KeyRules,
+    Namespace,
+    TtlPolicy,
+    check_not_internal,
+    is_internal_key,
+    project_id_for,
+)
 from coordinatord.settings import DEFAULT_TTL_PREFIXES
 
 POLICY = TtlPolicy(default_s=86_400, max_s=30 * 86_400, prefixes=DEFAULT_TTL_PREFIXES)
@@ -105,3 +113,51 @@ def test_key_and_value_sizes_name_their_limits() -> None:
     with pytest.raises(LimitExceededError, match="max_keys_per_call = 3"):
         RULES.check_keys(["a", "b", "c", "d"])
     assert RULES.check_value("v" * 100) == b"v" * 100
+
+
+def test_every_service_key_outside_the_seed_patterns_is_internal() -> None:
+    """Each "_"-named key or prefix keyspace.py defines, and the keys built from them, counts as
+    internal, so a new index cannot slip past the raw tools' guard unnoticed."""
+    named = {v for v in vars(keyspace).values() if isinstance(v, str) and v.startswith("_")}
+    assert {"_idx:sessions", "_seq:fencing", "_activity", "_idx:locks_of:", "_idx:agents_gone"} <= named
+    built = {keyspace.agent_locks_key("kilocode"), keyspace.ratelimit_windows_key("firecrawl")}
+    assert all(is_internal_key(key) for key in named | built)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "agent:context:s1",
+        "agent:context:s1:history",
+        "lock:x",
+        "task:progress:t",
+        "ratelimit:firecrawl:60",
+        "cache:memory-bank:index",
+        "_idx",
+        "_idxfoo:x",
+        "_IDX:sessions",
+        "x_idx:sessions",
+        "_activity:mine",
+        "_activityx",
+        "_scratch",
+    ],
+)
+def test_documents_and_look_alikes_are_not_internal(key: str) -> None:
+    """The seed's documents stay writable, and only the exact reserved names are reserved
+    (Redis keys are case-sensitive, so neither is this check)."""
+    assert not is_internal_key(key)
+    assert check_not_internal(key) == key
+
+
+def test_internal_keys_are_refused_naming_argument_and_key() -> None:
+    """The refusal names the argument, the key (a long one cut to 80 characters) and whose keys
+    these are."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_not_internal("_seq:fencing", "keys[2]")
+    assert str(caught.value) == (
+        "argument 'keys[2]' names '_seq:fencing', one of coordinatord's own index keys "
+        "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may read it "
+        "but not write, expire or delete it"
+    )
+    with pytest.raises(InvalidArgumentError, match=r"names '_idx:x{75}', one of"):
+        check_not_internal("_idx:" + "x" * 500)

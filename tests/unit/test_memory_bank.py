@@ -190,8 +190,20 @@ def test_scan_caches_md_files_and_lists_what_it_skips(tmp_path: Path) -> None:
     (folder / "odd name.md").write_text("x")
     (folder / "big.md").write_text("x" * 100)
     (folder / "notes.txt").write_text("not markdown")
-    scan = scan_folder(folder, 50)
+    scan = scan_folder(folder, 50, 1000)
     assert scan.exists
     assert [f.name for f in scan.files] == ["brief.md", "context.md"]
     assert sorted(scan.skipped) == ["big.md", "escape.md", "odd name.md"]
-    assert not scan_folder(folder / "missing", 50).exists
+    assert not scan_folder(folder / "missing", 50, 1000).exists
+
+
+def test_scan_caches_at_most_max_files_in_name_order(tmp_path: Path) -> None:
+    """Past memory_bank.max_files cached files the rest are skipped, naming the setting; files
+    skipped for another reason do not use up the allowance."""
+    _, folder = bank(tmp_path)
+    (folder / "a-big.md").write_text("x" * 100)
+    (folder / "tech.md").write_text("# Tech")
+    scan = scan_folder(folder, 50, 2)
+    assert [f.name for f in scan.files] == ["brief.md", "context.md"]
+    assert scan.skipped["tech.md"] == "more than memory_bank.max_files = 2 files in the folder"
+    assert set(scan.skipped) == {"a-big.md", "tech.md"}

@@ -146,3 +146,30 @@ def test_project_roots_must_be_absolute_and_are_resolved(tmp_path: Path) -> None
     config = write(tmp_path / "c2.toml", f'[[projects]]\nroot = "{tmp_path / "link"}"\n')
     settings = load_settings({}, config_file=str(config), environ={})
     assert settings.projects[0].root == (tmp_path / "real").resolve()
+
+
+def test_session_ttl_above_the_session_ceiling_is_refused_naming_both(tmp_path: Path) -> None:
+    """sessions.ttl_s may not exceed sessions.max_ttl_s (default 30 days); the error says where
+    each of the two came from."""
+    assert load_settings({}, environ={}).sessions.max_ttl_s == 30 * 86_400
+    config = write(tmp_path / "c.toml", "[sessions]\nttl_s = 7200\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config_file=str(config), environ={"COORDINATORD_SESSIONS__MAX_TTL_S": "3600"})
+    assert str(caught.value).splitlines()[1] == (
+        "  sessions: Value error, sessions.ttl_s = 7200 is above sessions.max_ttl_s = 3600; raise "
+        f"sessions.max_ttl_s or lower sessions.ttl_s (sessions.ttl_s from config file {config}; "
+        "sessions.max_ttl_s from environment variable COORDINATORD_SESSIONS__MAX_TTL_S)"
+    )
+    same = load_settings({}, environ={"COORDINATORD_SESSIONS__MAX_TTL_S": "86400"})
+    assert (same.sessions.ttl_s, same.sessions.max_ttl_s) == (86_400, 86_400)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", False), ("1", True), ("10000", True), ("10001", False)])
+def test_memory_bank_max_files_bounds(value: str, ok: bool) -> None:
+    """memory_bank.max_files is 1 to 10000; outside that start-up stops naming the setting."""
+    environ = {"COORDINATORD_MEMORY_BANK__MAX_FILES": value}
+    if ok:
+        assert load_settings({}, environ=environ).memory_bank.max_files == int(value)
+    else:
+        with pytest.raises(ConfigError, match=rf"memory_bank\.max_files = '{value}' \(from environment"):
+            load_settings({}, environ=environ)
