@@ -15,9 +15,9 @@ a temporary directory (so the archiver can write there):
 - agents: a share ``--stale`` heartbeated outside the window (they go inactive), a share
   ``--gone`` beyond ``agents.forget_after_s`` (inactive, then gone, locks released), the rest
   recently (nothing to do);
-- locks: lock *i* held by agent *i mod agents*, so about ``--gone`` of them belong to gone
-  agents; a share ``--missing`` are index entries without a lock (half past their lease, half
-  deleted early), which the reaper removes;
+- locks: lock *i* held by agent *i mod agents* (and in that agent's set of held resources), so
+  about ``--gone`` of them belong to gone agents; a share ``--missing`` are index entries
+  without a lock (half past their lease, half deleted early), which the reaper removes;
 - sessions: written through the session service; a share ``--idle`` last saved three hours ago
   (due for archiving), the rest just now.
 
@@ -62,6 +62,7 @@ from coordinatord.keyspace import (  # noqa: E402
     LOCKS_INDEX,
     PROJECTS_KEY,
     Namespace,
+    agent_locks_key,
     agent_status_key,
     lock_key,
     project_id_for,
@@ -278,7 +279,9 @@ def populate(daemon: Daemon, project_root: Path, args: argparse.Namespace) -> di
             "fencing": 1_000_000 + i,
             "acquired_at_ms": now_ms - 10_000,
         }
-        pipe.set(ns.key(lock_key(resource)), json.dumps(doc), px=LEASE_S * 1000)
+        pipe.set(ns.key(lock_key(resource)), json.dumps(doc, separators=(",", ":")), px=LEASE_S * 1000)
+        pipe.sadd(ns.key(agent_locks_key(holder)), resource)
+        pipe.pexpire(ns.key(agent_locks_key(holder)), LEASE_S * 1000)
         index[resource] = now_ms + LEASE_S * 1000
         if len(pipe) >= CHUNK:
             pipe.execute()

@@ -75,25 +75,36 @@ class Services:
 
 
 class InFlight:
-    """Counts requests being handled, so that shutdown can wait for them to finish."""
+    """Counts requests being handled, so that shutdown can wait for them to finish and
+    scheduled jobs can step aside for them (:meth:`coordinatord.jobs.JobContext.pause`)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.last_entered = 0.0
+        """When the newest request was read (``anyio.current_time()``)."""
         self._idle = anyio.Event()
         self._idle.set()
+        self._answered = anyio.Event()
 
     def enter(self) -> None:
         if self.count == 0:
             self._idle = anyio.Event()
         self.count += 1
+        self.last_entered = anyio.current_time()
 
     def leave(self) -> None:
         self.count -= 1
         if self.count == 0:
             self._idle.set()
+        self._answered.set()
+        self._answered = anyio.Event()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+    async def wait_answered(self) -> None:
+        """Return once the next request (any of those in flight) has been answered."""
+        await self._answered.wait()
 
 
 class App:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -61,6 +62,11 @@ return 0
 
 JobFunc = Callable[["JobContext"], Awaitable[dict[str, int]]]
 
+CALLS_FIRST_MAX_S = 0.005
+"""Longest a job step waits for a tool call in progress (see :meth:`JobContext.pause`)."""
+CALL_PARKED_S = 0.05
+"""A call in flight this long is waiting (for a lock), and no job step waits for it."""
+
 
 @dataclass
 class JobContext:
@@ -72,6 +78,21 @@ class JobContext:
 
     async def known_projects(self) -> list[KnownProject]:
         return await self.projects.known()
+
+    async def pause(self) -> None:
+        """Between two steps of a job: let a tool call being handled finish first (waiting at
+        most :data:`CALLS_FIRST_MAX_S`, so that a job still moves under constant load).
+
+        A bare yield is not enough: a tool call needs several turns of the event loop (read the
+        request, await the backend, write the reply), and a job that takes every other turn
+        adds its step's time to each of them. Calls in flight for longer than
+        :data:`CALL_PARKED_S` are left out: they are parked (a lock wait), not working.
+        """
+        await anyio.lowlevel.checkpoint()
+        in_flight = self.app.in_flight
+        if in_flight.count and anyio.current_time() - in_flight.last_entered < CALL_PARKED_S:
+            with anyio.move_on_after(CALLS_FIRST_MAX_S):
+                await in_flight.wait_answered()
 
     def action(self, ns: Namespace, action: str, *, key: str | None = None, agent: str | None = None) -> None:
         """Report one thing the job did (``agent_inactive``, ``lock_reaped`` …)."""

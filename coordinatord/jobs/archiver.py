@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import Counter
 
 import anyio
-import anyio.lowlevel
 import structlog
 
 from coordinatord.errors import NotFoundError, OlderStateError, ToolError
@@ -102,7 +101,7 @@ async def archive_project(ctx: JobContext, project: KnownProject) -> dict[str, i
                 ctx.action(ns, "session_archived", key=sid)
             else:
                 counts["unchanged"] += 1
-        await anyio.lowlevel.checkpoint()  # let tool calls through between batches
+        await ctx.pause()  # tool calls first
     return dict(counts)
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import anyio
-import anyio.lowlevel
 import structlog
 
 from coordinatord.errors import ToolError
@@ -51,5 +49,5 @@ async def run(ctx: JobContext) -> dict[str, int]:
             ctx.action(ns, "memory_bank_cached", key=name)
         for name in result.removed_files:
             ctx.action(ns, "memory_bank_uncached", key=name)
-        await anyio.lowlevel.checkpoint()  # let tool calls through between projects
+        await ctx.pause()  # tool calls first
     return dict(counts)

@@ -20,8 +20,6 @@ to their lease, whatever the agents index says about it.
 
 from __future__ import annotations
 
-import anyio.lowlevel
-
 from coordinatord.jobs import JobContext
 from coordinatord.jobs.sweep import report
 
@@ -41,6 +39,6 @@ async def run(ctx: JobContext) -> dict[str, int]:
             counts["reaped"] += await report(ctx, ns, "lock_reaped", reaped)
             counts["reindexed"] += sum(1 for c in step.actions if c.action == "reindexed")
             offset = step.next_offset
-            await anyio.lowlevel.checkpoint()
+            await ctx.pause()
         await locks.forget_gone(ns, gone)
     return counts

@@ -29,10 +29,14 @@ Semantics worth knowing:
 - Clean-up is never needed for correctness (a lock is its key, and the key's lease ends by
   itself); it keeps the index and ``lock_list`` true. :meth:`LockService.reap` (the lock
   reaper) drops index entries without a lock and re-scores entries behind their lock's real
-  lease; :meth:`LockService.release_gone_holders` (the heartbeat sweep) and ``reap`` release
+  lease; :meth:`LockService.release_locks_of_gone` (the heartbeat sweep) and ``reap`` release
   locks whose holder the sweep marked gone (``_idx:agents_gone``), and only those it took
-  before that mark, compared inside one script (``lua/lock_reap.lua``). A holder that never
-  registered is never gone: its locks end with their lease.
+  before that mark, compared inside one script (``lua/lock_release_gone.lua``,
+  ``lua/lock_reap.lua``). The sweep finds them through ``_idx:locks_of:{agent}``, the set of
+  resources each agent acquired (kept by acquire, release, renew and the clean-ups, with a TTL
+  that covers the agent's longest lease); the reaper walks the whole index and so also catches
+  what a cut-short sweep left. A holder that never registered is never gone: its locks end
+  with their lease.
 - Waiting (``wait_ms``) polls with capped exponential backoff and jitter, never sleeping past
   the deadline nor past the holder's remaining lease; a release through this daemon wakes its
   longest local waiter at once (no pub/sub: every backend supports plain polling).
@@ -45,7 +49,7 @@ import random
 import re
 import secrets
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +58,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import AGENTS_GONE, FENCING_COUNTER, LOCKS_INDEX, Namespace, lock_key
+from coordinatord.keyspace import (
+    AGENT_LOCKS_PREFIX,
+    AGENTS_GONE,
+    FENCING_COUNTER,
+    LOCKS_INDEX,
+    Namespace,
+    agent_locks_key,
+    lock_key,
+)
 from coordinatord.settings import LockSettings
 from coordinatord.store import Store
 
@@ -64,6 +76,8 @@ FENCING_COUNTER_TTL_S = 30 * 86_400
 # Index entries are kept this long past their lease end; lock_list skips them anyway.
 INDEX_GRACE_MS = 1_000
 LIST_MAX = 1_000
+GONE_AGENTS_PER_CALL = 100
+"""Gone agents whose locks one script call releases: a few locks each keep the call short."""
 BACKOFF_BASE_S = 0.002
 BACKOFF_CAP_S = 0.25
 UNKNOWN_HOLDER = "(unknown: not a lock document)"
@@ -76,7 +90,7 @@ def _lua(name: str) -> str:
 
 
 _ACQUIRE, _RELEASE, _RENEW, _LIST = (_lua(f"lock_{n}") for n in ("acquire", "release", "renew", "list"))
-_REAP, _SUMMARY = _lua("lock_reap"), _lua("lock_summary")
+_REAP, _RELEASE_GONE, _SUMMARY = _lua("lock_reap"), _lua("lock_release_gone"), _lua("lock_summary")
 
 
 # --- Results ----------------------------------------------------------------------------------
@@ -312,6 +326,7 @@ class LockService:
         self._renew = store.script(_RENEW)
         self._list = store.script(_LIST)
         self._reap = store.script(_REAP)
+        self._release_gone = store.script(_RELEASE_GONE)
         self._summary = store.script(_SUMMARY)
         self._wakeups = _Wakeups()
 
@@ -349,7 +364,12 @@ class LockService:
     async def _try_acquire(
         self, ns: Namespace, agent: str, resource: str, token: str, lease_ms: int
     ) -> LockAcquireResult:
-        keys = [ns.key(lock_key(resource)), ns.key(LOCKS_INDEX), ns.key(FENCING_COUNTER)]
+        keys = [
+            ns.key(lock_key(resource)),
+            ns.key(LOCKS_INDEX),
+            ns.key(FENCING_COUNTER),
+            ns.key(agent_locks_key(agent)),
+        ]
         args: list[str | int] = [resource, agent, token, lease_ms, FENCING_COUNTER_TTL_S, INDEX_GRACE_MS]
         acquired, held_token, fencing, holder, pttl, reentered = await self._acquire(keys, args)
         if not acquired:
@@ -370,7 +390,9 @@ class LockService:
         check_resource(resource)
         check_token(token)
         keys = [ns.key(lock_key(resource)), ns.key(LOCKS_INDEX)]
-        released, reason, holder, _pttl = await self._release(keys, [token, resource])
+        released, reason, holder, _pttl = await self._release(
+            keys, [token, resource, ns.key(AGENT_LOCKS_PREFIX)]
+        )
         if released:
             self._wakeups.notify((ns.project_id, resource))
         return LockReleaseResult(
@@ -386,7 +408,9 @@ class LockService:
         check_token(token)
         lease_ms = check_ttl(ttl_s, self._settings) * 1000
         keys = [ns.key(lock_key(resource)), ns.key(LOCKS_INDEX)]
-        renewed, reason, holder, pttl, fencing = await self._renew(keys, [token, resource, lease_ms])
+        renewed, reason, holder, pttl, fencing = await self._renew(
+            keys, [token, resource, lease_ms, ns.key(AGENT_LOCKS_PREFIX)]
+        )
         return LockRenewResult(
             resource=resource,
             renewed=bool(renewed),
@@ -435,25 +459,31 @@ class LockService:
         if commands:
             await self._store.batch(commands)
 
-    async def release_gone_holders(
-        self, ns: Namespace, gone: Collection[str], offset: int = 0, limit: int = 1_000
-    ) -> LockCleanupBatch:
-        """Release, among up to ``limit`` index entries from ``offset``, the locks held by one of
-        ``gone`` (see :meth:`gone_holders`) and taken before it was found gone. Pass
-        ``next_offset`` on until it is ``None``."""
-        return await self._cleanup(ns, gone, offset, limit, reap=False)
+    async def release_locks_of_gone(self, ns: Namespace, agents: Collection[str]) -> Sequence[LockCleanup]:
+        """Release the locks ``agents`` (found gone by the heartbeat sweep, see
+        :meth:`gone_holders`) took before they were found gone, found through each agent's set
+        of held resources: the sweep's work grows with the gone agents' locks, not with every
+        lock of the project."""
+        names = sorted(agents)
+        released: list[LockCleanup] = []
+        for start in range(0, len(names), GONE_AGENTS_PER_CALL):
+            chunk = names[start : start + GONE_AGENTS_PER_CALL]
+            keys = [ns.key(LOCKS_INDEX), ns.key(AGENTS_GONE), *ns.keys(agent_locks_key(a) for a in chunk)]
+            reply = await self._release_gone(keys, [ns.key(lock_key("")), *chunk])
+            released += (
+                LockCleanup(resource=str(reply[i]), action="released", holder=str(reply[i + 1]))
+                for i in range(0, len(reply), 2)
+            )
+        return released
 
     async def reap(
         self, ns: Namespace, offset: int = 0, limit: int = 1_000, gone: Collection[str] = ()
     ) -> LockCleanupBatch:
-        """Drop index entries whose lock is gone (lease ended, or deleted), re-score entries
-        whose lock outlives them, and release the locks of ``gone`` holders like
-        :meth:`release_gone_holders`."""
-        return await self._cleanup(ns, gone, offset, limit, reap=True)
-
-    async def _cleanup(
-        self, ns: Namespace, gone: Collection[str], offset: int, limit: int, *, reap: bool
-    ) -> LockCleanupBatch:
+        """One step of the lock reaper over up to ``limit`` index entries from ``offset``: drop
+        entries whose lock is gone (lease ended, or deleted), re-score entries whose lock
+        outlives them, and release the locks of ``gone`` holders (those a cut-short sweep left
+        on the gone index) as :meth:`release_locks_of_gone` does. Pass ``next_offset`` on until
+        it is ``None``."""
         # The walk reads outside any script, and only the entries that may need a change go to
         # lock_reap.lua, which decides again on what it finds: in the usual batch (every lock
         # alive, no gone holder) the server does one EXISTS over the batch and nothing else.
@@ -470,12 +500,9 @@ class LockService:
         if gone:
             docs: list[str | None] = await self._store.execute("MGET", *keys)
             for key, (_, score), raw in zip(keys, entries, docs, strict=True):
-                if raw is None:
-                    if reap:
-                        selected.append(key)
-                elif _holder_fast(raw) in gone or (reap and score < now_ms):
+                if raw is None or _holder_fast(raw) in gone or score < now_ms:
                     selected.append(key)
-        elif reap:
+        else:
             alive = int(await self._store.execute("EXISTS", *keys))
             if alive < len(keys):
                 selected = keys  # some lock is missing: the script finds which
@@ -485,7 +512,7 @@ class LockService:
         if selected:
             reply = await self._reap(
                 [index, ns.key(AGENTS_GONE), *selected],
-                ["all" if reap else "gone", len(ns.key(lock_key("")))],
+                [len(ns.key(lock_key(""))), ns.key(AGENT_LOCKS_PREFIX)],
             )
             removed = int(reply[0])
             actions = [

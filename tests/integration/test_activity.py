@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -15,7 +15,7 @@ from coordinatord.app import App
 from coordinatord.clock import Clock
 from coordinatord.jobs import JobContext
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
-from coordinatord.services.activity import STREAM_TTL_S, ActivityLog
+from coordinatord.services.activity import APPEND_CHUNK, ActivityLog
 from coordinatord.settings import ActivitySettings, BackendSettings, load_settings
 from coordinatord.store import Store
 from tests.support import fresh_namespace, valkey_server
@@ -23,21 +23,18 @@ from tests.support import fresh_namespace, valkey_server
 pytestmark = pytest.mark.anyio
 
 SETTINGS = ActivitySettings()
+T = TypeVar("T")
 FAST = BackendSettings(timeout_s=1.0, connect_timeout_s=0.5, retries=1, retry_backoff_base_s=0.01)
 
 
 class CountingStore(Store):
-    """The real store, counting the round trips the activity log makes through it."""
+    """The real store, counting the calls (commands, pipelines, scripts) the activity log makes."""
 
     round_trips = 0
 
-    async def batch(self, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         self.round_trips += 1
-        return await super().batch(commands)
-
-    async def execute(self, *command: str | int | float) -> Any:
-        self.round_trips += 1
-        return await super().execute(*command)
+        return await super()._call(operation)
 
 
 class StepClock:
@@ -81,19 +78,21 @@ async def stream(store: Store, ns: Namespace) -> list[tuple[str, dict[str, str]]
     return entries
 
 
-async def test_a_flush_writes_every_queued_event_in_one_round_trip(counting_store: CountingStore) -> None:
-    """Events of several projects recorded between flushes go out in a single pipeline."""
+async def test_a_flush_is_one_call_per_project_and_chunk(counting_store: CountingStore) -> None:
+    """Events recorded between flushes go out in one call per project stream and APPEND_CHUNK
+    events, each stream in the order its events were recorded."""
     log = ActivityLog(counting_store, SETTINGS, StepClock())
     first, second = fresh_namespace(), fresh_namespace()
-    record_calls(log, first, "kilocode", 30)
+    record_calls(log, first, "kilocode", APPEND_CHUNK + 10)
     record_calls(log, second, "cline", 20)
     assert counting_store.round_trips == 0  # recording does no I/O
-    assert await log.flush() == 50
-    assert counting_store.round_trips == 1
+    assert await log.flush() == APPEND_CHUNK + 30
+    assert counting_store.round_trips == 3
     assert log.pending == 0
     assert await log.flush() == 0  # nothing queued: no round trip at all
-    assert counting_store.round_trips == 1
-    assert len(await stream(counting_store, first)) == 30
+    assert counting_store.round_trips == 3
+    keys = [fields["key"] for _, fields in await stream(counting_store, first)]
+    assert keys == [f"k{index}" for index in range(APPEND_CHUNK + 10)]
     assert len(await stream(counting_store, second)) == 20
 
 
@@ -118,14 +117,14 @@ async def test_an_event_holds_what_happened_and_nothing_else(store: Store) -> No
 
 async def test_the_stream_is_capped_and_expires(store: Store) -> None:
     """A stream keeps about activity.stream_max_len events and carries a TTL."""
-    log = ActivityLog(store, ActivitySettings(stream_max_len=100), StepClock())
+    log = ActivityLog(store, ActivitySettings(stream_max_len=100, stream_ttl_s=600), StepClock())
     ns = fresh_namespace()
     record_calls(log, ns, "kilocode", 1000)
     await log.flush()
     length = await store.execute("XLEN", ns.key(ACTIVITY_STREAM))
     # MAXLEN ~ trims whole stream nodes (100 entries each by default), so a little more may stay.
     assert 100 <= length <= 200
-    assert 0 < await store.ttl(ns.key(ACTIVITY_STREAM)) <= STREAM_TTL_S
+    assert 500 < await store.ttl(ns.key(ACTIVITY_STREAM)) <= 600
 
 
 async def test_recent_gives_the_newest_events_oldest_first(store: Store) -> None:
@@ -220,16 +219,16 @@ async def test_events_recorded_during_a_failed_flush_stay_behind_the_failed_ones
 
 
 async def test_a_refused_batch_is_dropped_not_retried_forever(store: Store) -> None:
-    """If the backend refuses a write (the stream key holds a string), the batch is logged and
-    dropped: it is neither retried endlessly nor written twice for the other projects."""
+    """If the backend refuses a write (the stream key holds a string), those events are logged
+    and dropped: neither retried endlessly nor written twice for the other projects."""
     log = ActivityLog(store, SETTINGS, StepClock())
     broken, fine = fresh_namespace(), fresh_namespace()
     await store.set(broken.key(ACTIVITY_STREAM), "not a stream", 60)
     record_calls(log, broken, "kilocode", 1)
     record_calls(log, fine, "kilocode", 2)
     with capture_logs() as logs:
-        assert await log.flush() == 0
-    assert [e["event"] for e in logs] == ["activity_events_refused"]
+        assert await log.flush() == 2
+    assert [(e["event"], e["count"]) for e in logs] == [("activity_events_refused", 1)]
     assert log.pending == 0
     assert await log.flush() == 0
     assert len(await stream(store, fine)) == 2

@@ -10,7 +10,7 @@ import anyio.lowlevel
 import pytest
 
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
-from coordinatord.keyspace import FENCING_COUNTER, LOCKS_INDEX, Namespace, lock_key
+from coordinatord.keyspace import FENCING_COUNTER, LOCKS_INDEX, Namespace, agent_locks_key, lock_key
 from coordinatord.services.locks import FENCING_COUNTER_TTL_S, LockService
 from coordinatord.settings import LockSettings
 from coordinatord.store import Store
@@ -112,6 +112,46 @@ async def test_renew_sets_the_lease_and_keeps_fencing(store: Store) -> None:
     assert 1_000 < await store.execute("PTTL", ns.key(lock_key("build"))) <= 2_000
     [entry] = (await locks.list(ns)).locks
     assert entry.expires_in is not None and 1 < entry.expires_in <= 2
+
+
+async def held_set(store: Store, ns: Namespace, agent: str) -> set[str]:
+    return set(await store.execute("SMEMBERS", ns.key(agent_locks_key(agent))))
+
+
+async def test_an_agents_held_set_follows_acquire_renew_and_release(store: Store) -> None:
+    """Each agent's set of held resources (what the sweep reads for a gone agent) gains a lock
+    on acquire, outlives every lease in it, and loses it on release, whoever presents the token."""
+    locks, ns = make_service(store), fresh_namespace()
+    first = await locks.acquire(ns, "alice", "src/a.py", ttl_s=30)
+    second = await locks.acquire(ns, "alice", "src/b.py", ttl_s=10)
+    await locks.acquire(ns, "bob", "src/c.py", ttl_s=10)
+    assert first.token is not None and second.token is not None
+    assert await held_set(store, ns, "alice") == {"src/a.py", "src/b.py"}
+    assert await held_set(store, ns, "bob") == {"src/c.py"}
+    assert 29_000 < await store.execute("PTTL", ns.key(agent_locks_key("alice"))) <= 30_000
+    assert (await locks.renew(ns, "src/b.py", second.token, 300)).renewed
+    assert 299_000 < await store.execute("PTTL", ns.key(agent_locks_key("alice"))) <= 300_000
+    assert (await locks.release(ns, "src/a.py", first.token)).released
+    assert await held_set(store, ns, "alice") == {"src/b.py"}
+    assert (await locks.release(ns, "src/b.py", second.token)).released
+    assert await store.exists([ns.key(agent_locks_key("alice"))]) == 0
+    assert await held_set(store, ns, "bob") == {"src/c.py"}
+
+
+async def test_locks_that_lapsed_leave_the_held_set_on_later_acquisitions(store: Store) -> None:
+    """A lease that ran out leaves its resource in the set; the agent's next acquisitions drop
+    it (two members checked each time), and keep the members that are still its locks."""
+    locks, ns = make_service(store), fresh_namespace()
+    await locks.acquire(ns, "alice", "lapsed-1", ttl_s=60)
+    await locks.acquire(ns, "alice", "lapsed-2", ttl_s=60)
+    # The leases end (or someone else's lock now sits there): no lock of alice's behind them.
+    await store.delete([ns.key(lock_key("lapsed-1"))])
+    await store.delete([ns.key(lock_key("lapsed-2"))])
+    assert (await locks.acquire(ns, "bob", "lapsed-2", ttl_s=60)).acquired
+    await locks.acquire(ns, "alice", "kept", ttl_s=60)
+    assert await held_set(store, ns, "alice") == {"kept"}
+    await locks.acquire(ns, "alice", "another", ttl_s=60)
+    assert await held_set(store, ns, "alice") == {"kept", "another"}
 
 
 async def test_reentry_returns_the_same_token_and_extends_the_lease(store: Store) -> None:
@@ -219,6 +259,7 @@ async def test_every_key_has_a_ttl_and_the_document_is_readable(store: Store) ->
     assert isinstance(doc["acquired_at_ms"], int)
     assert 0 < await store.ttl(ns.key(lock_key("docs/README.md"))) <= 120
     assert 0 < await store.ttl(ns.key(LOCKS_INDEX)) <= 120
+    assert 0 < await store.ttl(ns.key(agent_locks_key("alice"))) <= 120
     assert FENCING_COUNTER_TTL_S - 10 < await store.ttl(ns.key(FENCING_COUNTER)) <= FENCING_COUNTER_TTL_S
 
 

@@ -18,6 +18,7 @@ from coordinatord.keyspace import (
     AGENTS_INDEX,
     LOCKS_INDEX,
     Namespace,
+    agent_locks_key,
     agent_status_key,
     lock_key,
 )
@@ -72,15 +73,15 @@ async def sweep_gone(agents: AgentService, ns: Namespace, limit: int = 1_000) ->
 async def cleanup(locks: LockService, ns: Namespace, mode: str, limit: int = 1_000) -> list[LockCleanup]:
     """One walk of the locks as the sweep ("gone") or the reaper ("all") makes it."""
     gone = await locks.gone_holders(ns)
-    actions: list[LockCleanup] = []
-    offset: int | None = 0
-    while offset is not None:
-        if mode == "all":
+    if mode == "gone":
+        actions = await locks.release_locks_of_gone(ns, gone)
+    else:
+        actions = []
+        offset: int | None = 0
+        while offset is not None:
             step = await locks.reap(ns, offset, limit, gone)
-        else:
-            step = await locks.release_gone_holders(ns, gone, offset, limit)
-        actions += step.actions
-        offset = step.next_offset
+            actions += step.actions
+            offset = step.next_offset
     await locks.forget_gone(ns, gone)
     return actions
 
@@ -210,6 +211,30 @@ async def test_a_lock_taken_after_the_holder_went_gone_is_never_released(store: 
     assert await cleanup(locks, ns, "all") == []
     holders = {lock.resource: lock.held_by for lock in (await locks.list(ns)).locks}
     assert holders == {"fresh.txt": "ghost", "shared.txt": "heir"}
+
+
+async def test_the_sweep_finds_a_gone_agents_locks_through_its_held_set(store: Store) -> None:
+    """The sweep reads only the gone agent's set of held resources, not every lock: it releases
+    what the set names and the agent holds, drops members that name someone else's lock, and
+    leaves a lock missing from the set to its lease."""
+    clock = FakeClock()
+    agents, locks, ns = make_agents(store, clock), LockService(store, LockSettings()), fresh_namespace()
+    await agents.register(ns, "ghost")
+    await locks.acquire(ns, "ghost", "in-set", ttl_s=600)
+    await locks.acquire(ns, "ghost", "not-in-set", ttl_s=600)
+    await store.execute("SREM", ns.key(agent_locks_key("ghost")), "not-in-set")
+    await locks.acquire(ns, "heir", "someone-elses", ttl_s=600)
+    await store.execute("SADD", ns.key(agent_locks_key("ghost")), "someone-elses")
+    await until_server_passes(store, await server_ms(store))
+    clock.now += FORGET_S + 1
+    await sweep_inactive(agents, ns)
+    assert await sweep_gone(agents, ns) == ["ghost"]
+
+    released = await cleanup(locks, ns, "gone")
+    assert [(c.resource, c.holder) for c in released] == [("in-set", "ghost")]
+    holders = {lock.resource: lock.held_by for lock in (await locks.list(ns)).locks}
+    assert holders == {"not-in-set": "ghost", "someone-elses": "heir"}
+    assert await store.exists([ns.key(agent_locks_key("ghost"))]) == 0
 
 
 async def test_reaper_drops_entries_without_a_lock_and_fixes_stale_scores(store: Store) -> None:

@@ -17,10 +17,9 @@ from coordinatord.commands.tail import (
 )
 from coordinatord.keyspace import project_id_for
 from coordinatord.services.activity import (
-    STREAM_TTL_S,
     ActivityEvent,
+    append_chunks,
     event_from_fields,
-    flush_commands,
 )
 from coordinatord.tools.activity import TOOLS
 
@@ -48,16 +47,15 @@ JOB_EVENT = {
 }
 
 
-def test_flush_is_one_xadd_per_event_capped_and_one_expire_per_stream() -> None:
-    """A flush adds every event with MAXLEN ~ and refreshes each stream's TTL once."""
-    batch = [("s1", ["ts", "1"]), ("s2", ["ts", "2"]), ("s1", ["ts", "3"])]
-    assert flush_commands(batch, 500) == [
-        ["XADD", "s1", "MAXLEN", "~", 500, "*", "ts", "1"],
-        ["XADD", "s2", "MAXLEN", "~", 500, "*", "ts", "2"],
-        ["XADD", "s1", "MAXLEN", "~", 500, "*", "ts", "3"],
-        ["EXPIRE", "s1", STREAM_TTL_S],
-        ["EXPIRE", "s2", STREAM_TTL_S],
+def test_a_flush_groups_events_by_stream_in_order_and_in_chunks() -> None:
+    """Each stream's events go out in recording order, at most `size` per call."""
+    batch = [("s1", ["1"]), ("s2", ["2"]), ("s1", ["3"]), ("s1", ["4"]), ("s2", ["5"])]
+    assert list(append_chunks(batch, 2)) == [
+        ("s1", [["1"], ["3"]]),
+        ("s1", [["4"]]),
+        ("s2", [["2"], ["5"]]),
     ]
+    assert list(append_chunks([], 2)) == []
 
 
 def test_stream_fields_parse_back_into_an_event() -> None:

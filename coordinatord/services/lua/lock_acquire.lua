@@ -1,6 +1,6 @@
 -- Take a lock if it is free, re-enter it if the caller's agent holds it, else report the holder.
 -- KEYS[1] lock:{resource}   KEYS[2] locks index (zset: resource -> lease end, ms)
--- KEYS[3] fencing counter
+-- KEYS[3] fencing counter   KEYS[4] the agent's set of held resources (_idx:locks_of:{agent})
 -- ARGV[1] resource  ARGV[2] agent  ARGV[3] token for a new acquisition  ARGV[4] lease (ms)
 -- ARGV[5] fencing counter TTL (s)  ARGV[6] index grace (ms)
 -- Numbers passed to redis.call go through string.format: Lua would print them with 14 digits.
@@ -16,12 +16,40 @@ local now_ms = math.floor(now_us / 1000)
 -- The index only serves lock_list; entries whose lease ended long ago are dropped here.
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', now_ms - tonumber(ARGV[6])))
 
+local function outlive_lease(key)
+  -- An index must outlive every lease it lists; it never needs to outlive the longest.
+  if redis.call('PTTL', key) < lease then
+    redis.call('PEXPIRE', key, lease)
+  end
+end
+
+-- The agent's set loses a member on release; a lease that just ran out leaves one behind. Each
+-- acquisition checks two members at random and drops those that no longer name a lock of this
+-- agent, so the set stays near the number of locks it holds. The lock key is built from this
+-- one's prefix (same hash tag, so the same slot); the document is usually the one written below.
+local lock_prefix = string.sub(lock, 1, #lock - #resource)
+local mine = '"agent":' .. cjson.encode(agent) .. ','
+local function prune_held_set()
+  for _, other in ipairs(redis.call('SRANDMEMBER', KEYS[4], 2)) do
+    local raw = redis.pcall('GET', lock_prefix .. other)
+    local held = type(raw) == 'string' and string.find(raw, mine, 1, true) ~= nil
+    if type(raw) == 'string' and not held then
+      -- Not our own spelling of the document: decide on the parsed one.
+      local ok, doc = pcall(cjson.decode, raw)
+      held = ok and type(doc) == 'table' and doc.agent == agent
+    end
+    if not held then
+      redis.call('SREM', KEYS[4], other)
+    end
+  end
+end
+
 local function index_until(ms)
   redis.call('ZADD', index, string.format('%d', ms), resource)
-  -- The index must outlive every lease it lists; it never needs to outlive the longest.
-  if redis.call('PTTL', index) < lease then
-    redis.call('PEXPIRE', index, lease)
-  end
+  outlive_lease(index)
+  prune_held_set()
+  redis.call('SADD', KEYS[4], resource)
+  outlive_lease(KEYS[4])
 end
 
 local raw = redis.call('GET', lock)

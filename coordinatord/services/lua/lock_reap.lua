@@ -1,12 +1,12 @@
--- One batch of lock clean-up, for the heartbeat sweep ('gone') and the lock reaper ('all').
+-- One batch of the lock reaper.
 -- KEYS[1] the locks index   KEYS[2] the gone-agents index (agent -> when marked gone, server ms)
 -- KEYS[3..] lock:{resource} for resources read from the locks index (those the caller's reading
 --           found may need a change: this script decides again on what it finds)
--- ARGV[1] mode: 'gone' releases only locks of gone holders; 'all' also drops index entries
---         whose lock no longer exists, and re-scores entries whose lease the index thinks over
---         while the lock still has one
--- ARGV[2] length of the lock keys' common prefix (namespace + 'lock:'): a resource is the rest
+-- It releases locks of gone holders, drops index entries whose lock no longer exists, and
+-- re-scores entries whose lease the index thinks over while the lock still has one.
+-- ARGV[1] length of the lock keys' common prefix (namespace + 'lock:'): a resource is the rest
 --         of its key, so a batch of 1 000 is sent once, not twice
+-- ARGV[2] prefix of the per-agent sets of held resources (a released lock leaves its holder's)
 -- Returns {index entries removed, resource, action, holder, ...} with action one of
 --   'released'  the holder was marked gone after it acquired the lock: lock deleted (a lock
 --               taken in the very millisecond of the mark is left to its lease)
@@ -16,11 +16,7 @@
 -- this script: a lock taken meanwhile by anyone else (or by the same agent after it was marked
 -- gone) is never touched. A holder that never had a status is never gone: its locks end with
 -- their lease.
-local all = ARGV[1] == 'all'
 local any_gone = redis.call('ZCARD', KEYS[2]) > 0
-if not (all or any_gone) then
-  return {0}
-end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {0}
@@ -32,7 +28,7 @@ local function report(resource, action, holder)
   out[#out + 1] = holder
 end
 
-local skip = tonumber(ARGV[2])
+local skip = tonumber(ARGV[1])
 for i = 3, #KEYS do
   local lock = KEYS[i]
   local resource = string.sub(lock, skip + 1)
@@ -47,7 +43,7 @@ for i = 3, #KEYS do
   end
   if not exists then
     -- Only an entry this script removes is reported: a release may have removed it already.
-    if all and redis.call('ZREM', KEYS[1], resource) == 1 then
+    if redis.call('ZREM', KEYS[1], resource) == 1 then
       removed = removed + 1
       report(resource, 'missing', '')
     end
@@ -61,13 +57,14 @@ for i = 3, #KEYS do
         if gone_at and acquired and acquired < tonumber(gone_at) then
           redis.call('DEL', lock)
           redis.call('ZREM', KEYS[1], resource)
+          redis.call('SREM', ARGV[2] .. held.agent, resource)
           removed = removed + 1
           released = true
           report(resource, 'released', held.agent)
         end
       end
     end
-    if all and not released then
+    if not released then
       local score = redis.call('ZSCORE', KEYS[1], resource)
       local left = redis.call('PTTL', lock)
       if score and left >= 0 and tonumber(score) < now_ms then
