@@ -212,7 +212,7 @@ class JobSettings(_Section):
         default=60.0, gt=0, description="how often memory-bank files are re-read"
     )
     batch_size: int = Field(
-        default=1_000, ge=10, le=100_000, description="keys per SCAN/pipeline step of a job"
+        default=250, ge=10, le=100_000, description="keys per SCAN/pipeline step of a job"
     )
     enabled: bool = Field(default=True, description="run the scheduled jobs in this daemon")
 
