@@ -4,6 +4,7 @@ call know (:class:`Peer`, :class:`CallContext`). No MCP and no Redis types here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,34 +77,42 @@ class Services:
 
 class InFlight:
     """Counts requests being handled, so that shutdown can wait for them to finish and
-    scheduled jobs can step aside for them (:meth:`coordinatord.jobs.JobContext.pause`)."""
+    scheduled jobs can step aside for them (:meth:`coordinatord.jobs.JobContext.pause`).
+
+    Its events are made only when someone waits: this runs twice per tool call.
+    """
 
     def __init__(self) -> None:
         self.count = 0
         self.last_entered = 0.0
-        """When the newest request was read (``anyio.current_time()``)."""
-        self._idle = anyio.Event()
-        self._idle.set()
-        self._answered = anyio.Event()
+        """When the newest request was read (``time.monotonic()``, the event loop's clock)."""
+        self._idle: anyio.Event | None = None
+        self._answered: anyio.Event | None = None
 
     def enter(self) -> None:
-        if self.count == 0:
-            self._idle = anyio.Event()
         self.count += 1
-        self.last_entered = anyio.current_time()
+        self.last_entered = time.monotonic()
 
     def leave(self) -> None:
         self.count -= 1
-        if self.count == 0:
+        if self._answered is not None:
+            self._answered.set()
+            self._answered = None
+        if self.count == 0 and self._idle is not None:
             self._idle.set()
-        self._answered.set()
-        self._answered = anyio.Event()
+            self._idle = None
 
     async def wait_idle(self) -> None:
+        if self.count == 0:
+            return
+        if self._idle is None:
+            self._idle = anyio.Event()
         await self._idle.wait()
 
     async def wait_answered(self) -> None:
         """Return once the next request (any of those in flight) has been answered."""
+        if self._answered is None:
+            self._answered = anyio.Event()
         await self._answered.wait()
 
 

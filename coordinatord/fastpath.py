@@ -7,35 +7,52 @@ handshake, a well-formed ``tools/call`` is answered here instead: parsed with :m
 by the same :func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
 Everything else — the handshake, the 2026-07-28 era, ``tools/list``, malformed calls — still goes
 through the SDK, which stays the reference for what is valid.
+
+Each call runs in a plain asyncio task (calls on one connection run concurrently, as in the
+SDK), not an anyio task-group child: the child's cancel scope and events cost more than a
+``redis_get``. ``notifications/cancelled`` cancels the task; :meth:`FastPath.close` cancels
+and awaits what is left when the connection ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
+import structlog
 
 from coordinatord.app import App, Peer, agent_name
 from coordinatord.calls import invoke
 
 UNKNOWN_TOOL = -32602
 
+log = structlog.get_logger("coordinatord.fastpath")
+
 
 class FastPath:
     """Per-connection state: whether the handshake is done, and the calls running here."""
 
     def __init__(
-        self, app: App, peer: Peer, send: Callable[[str | int, bytes | None], Awaitable[None]]
+        self,
+        app: App,
+        peer: Peer,
+        send: Callable[[bytes], Awaitable[None]],
+        done: Callable[[str | int], None],
     ) -> None:
+        """``send`` writes a reply; ``done`` is told when a call is over (answered, withdrawn
+        or cancelled), even one cancelled before it started."""
         self._app = app
         self._peer = peer
         self._send = send
+        self._done = done
         self._initialize_id: str | int | None = None
         self._client_name: str | None = None
         self.enabled = False
-        self._running: dict[str | int, anyio.CancelScope] = {}
+        self._running: dict[str | int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._withdrawn: set[asyncio.Task[None]] = set()
 
     def saw_initialize(self, request_id: str | int, params: Any) -> None:
         """The client's ``initialize`` request went to the SDK; remember who the client is."""
@@ -86,23 +103,49 @@ class FastPath:
         except (ValueError, AttributeError):
             return
         request_id = params.get("requestId") if isinstance(params, dict) else None
-        scope = self._running.get(request_id) if isinstance(request_id, str | int) else None
-        if scope is not None:
-            scope.cancel()
+        task = self._running.get(request_id) if isinstance(request_id, str | int) else None
+        if task is not None:
+            self._withdrawn.add(task)
+            task.cancel()
+
+    def start(self, request_id: str | int, name: str, arguments: dict[str, Any] | None) -> None:
+        """Run one call in its own task; its reply goes out through ``send``."""
+        task = asyncio.get_running_loop().create_task(self.serve(request_id, name, arguments))
+        self._running[request_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda finished: self._finished(request_id, finished))
+
+    def _finished(self, request_id: str | int, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._withdrawn.discard(task)
+        if self._running.get(request_id) is task:
+            del self._running[request_id]
+        self._done(request_id)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # serve() turns every tool failure into a reply; this is a bug in the path itself.
+            log.error("fast_path_failed", exc_info=error)
+
+    async def close(self) -> None:
+        """The connection is over: cancel the calls still running and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def serve(self, request_id: str | int, name: str, arguments: dict[str, Any] | None) -> None:
         agent = agent_name(self._peer.agent, self._client_name)
-        data: bytes | None = None  # a cancelled call gets no reply, as the protocol asks
         try:
-            with anyio.CancelScope() as scope:
-                self._running[request_id] = scope
-                reply = await invoke(self._app, self._peer, agent, name, arguments)
-                if reply is None:
-                    error = {"code": UNKNOWN_TOOL, "message": f"Unknown tool: {name}"}
-                    body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "error": error}
-                else:
-                    body = {"jsonrpc": "2.0", "id": request_id, "result": reply.to_wire()}
-                data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        finally:
-            self._running.pop(request_id, None)
-        await self._send(request_id, data)
+            reply = await invoke(self._app, self._peer, agent, name, arguments)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task not in self._withdrawn:
+                raise
+            task.uncancel()  # handled: the client withdrew the call, and gets no reply
+            return
+        if reply is None:
+            error = {"code": UNKNOWN_TOOL, "message": f"Unknown tool: {name}"}
+            body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "error": error}
+        else:
+            body = {"jsonrpc": "2.0", "id": request_id, "result": reply.to_wire()}
+        await self._send(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")

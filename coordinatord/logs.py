@@ -3,14 +3,23 @@
 Both outputs come from one event: the file gets every event as one JSON object per line
 (what ``jq``/``tail -f`` and log shippers want), and the console, when it is a terminal or
 asked for, gets structlog's coloured rendering of the same event.
+
+Every tool call logs a line, so this is on the hot path. On the event loop, lines reach the
+file once per loop iteration rather than one ``write(2)`` each (a heartbeat sweep logs tens of
+thousands of lines; under load several calls end in one iteration); ``tail -f`` still sees a
+line within the iteration that logged it. Nothing binds context variables, so structlog's
+``merge_contextvars`` (a walk over every context variable, per line) is not in the chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -20,6 +29,9 @@ from structlog.typing import EventDict, WrappedLogger
 from coordinatord.settings import LoggingSettings
 
 _console_enabled = False
+
+LOG_BUFFER_BYTES = 256 * 1024
+"""Room for one loop iteration's lines before the buffer writes through by itself."""
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -33,16 +45,39 @@ class _TeeLogger:
         self._console_renderer = structlog.dev.ConsoleRenderer(
             colors=console is not None and console.isatty()
         )
+        self._lock = threading.Lock()  # worker threads log too
+        self._flush_scheduled = False
 
     def msg(self, **event: Any) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(event, default=str, separators=(",", ":")) + "\n")
-            self._file.flush()
+            line = json.dumps(event, default=str, separators=(",", ":")) + "\n"
+            with self._lock:
+                self._file.write(line)
+                self._schedule_flush()
         if self._console is not None:
             self._console.write(str(self._console_renderer(None, "", dict(event))) + "\n")
             self._console.flush()
 
     debug = info = warning = warn = error = critical = exception = fatal = msg
+
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop in this thread (or it has ended): write through
+            self._flush_file()
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_file()
+
+    def _flush_file(self) -> None:
+        self._flush_scheduled = False
+        if self._file is not None and not self._file.closed:
+            self._file.flush()
 
 
 def _as_kwargs(_: WrappedLogger, __: str, event_dict: EventDict) -> dict[str, Any]:
@@ -60,18 +95,19 @@ def configure(settings: LoggingSettings, log_file: Path | None, *, console: Text
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        file = os.fdopen(fd, "a", encoding="utf-8", buffering=LOG_BUFFER_BYTES)
     level = LEVELS[settings.level]
+    tee = _TeeLogger(file, stream if show_console else None)
+    atexit.register(tee.flush)  # lines of a last loop iteration whose callbacks never ran
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _as_kwargs,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: _TeeLogger(file, stream if show_console else None),
+        logger_factory=lambda *_: tee,
         cache_logger_on_first_use=True,
     )
     # Libraries (mcp, redis) log through stdlib logging: route their warnings to the same place.

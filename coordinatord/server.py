@@ -35,6 +35,7 @@ from coordinatord import preamble
 from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
+from coordinatord.sockio import ProtocolStream
 
 log = structlog.get_logger("coordinatord.server")
 
@@ -52,8 +53,7 @@ class PeerCredentials:
     gid: int
 
 
-def peer_credentials(stream: anyio.abc.SocketStream) -> PeerCredentials | None:
-    raw: socket.socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+def peer_credentials(raw: socket.socket) -> PeerCredentials | None:
     try:
         data = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (OSError, AttributeError):
@@ -145,7 +145,7 @@ def hold_lock(path: Path, conflict: Callable[[str], str]) -> IO[str]:
 class LineReader:
     """Newline-delimited frames from a byte stream, with a cap on a frame's size."""
 
-    def __init__(self, stream: anyio.abc.ByteReceiveStream, max_line: int) -> None:
+    def __init__(self, stream: ProtocolStream, max_line: int) -> None:
         self._stream = stream
         self._max_line = max_line
         self._buffer = bytearray()
@@ -244,13 +244,15 @@ class ConnectionServer:
                     continue
                 tg.start_soon(self.serve_connection, stream)
 
-    async def serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+    async def serve_connection(self, accepted: anyio.abc.SocketStream) -> None:
         conn_id = next(self._ids)
         if self.open_connections == 0:
             self._all_closed = anyio.Event()
         self.open_connections += 1
         try:
-            async with stream:
+            # From here on the asyncio transport owns the socket (and closes it).
+            raw: socket.socket = accepted.extra(anyio.abc.SocketAttribute.raw_socket)
+            async with await ProtocolStream.wrap(raw) as stream:
                 await self._serve(conn_id, stream)
         except Exception:
             # One connection's failure must never reach the listener's task group.
@@ -301,8 +303,8 @@ class ConnectionServer:
         log.info("control_command", conn=conn_id, command=command, ok=reply["ok"])
         await sender.send(json.dumps(reply, default=str).encode() + b"\n")
 
-    async def _serve(self, conn_id: int, stream: anyio.abc.SocketStream) -> None:
-        creds = peer_credentials(stream)
+    async def _serve(self, conn_id: int, stream: ProtocolStream) -> None:
+        creds = peer_credentials(stream.raw_socket)
         if creds is not None and creds.uid not in (os.getuid(), 0):
             log.warning("connection_refused_foreign_uid", conn=conn_id, uid=creds.uid)
             return
@@ -371,7 +373,7 @@ class ConnectionServer:
                 )
         finally:
             self._relays.discard(relay)
-            relay.close()
+            await relay.close()
             self._app.connection_closed(peer)
         log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
 
@@ -430,9 +432,11 @@ class _Outstanding:
 class _LineSender:
     """Serialises writes: replies from the MCP loop and error lines from the reader share it."""
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: ProtocolStream) -> None:
         self._stream = stream
-        self._lock = anyio.Lock()
+        # fast_acquire: an uncontended acquire (nearly every reply) skips the checkpoint, which
+        # cost more than the write itself.
+        self._lock = anyio.Lock(fast_acquire=True)
 
     async def send(self, data: bytes) -> None:
         async with self._lock:
@@ -448,7 +452,7 @@ class _Relay:
         peer: Peer,
         lines: LineReader,
         sender: _LineSender,
-        stream: anyio.abc.SocketStream,
+        stream: ProtocolStream,
         drain_timeout_s: float,
         fast_path: bool,
     ) -> None:
@@ -459,9 +463,17 @@ class _Relay:
         self._drain_timeout_s = drain_timeout_s
         self._outstanding = _Outstanding(app.in_flight)
         self._reading = anyio.CancelScope()
-        self._fast = FastPath(app, peer, self._send_fast_reply) if fast_path else None
+        self._fast = (
+            FastPath(app, peer, self._send_fast_reply, self._outstanding.discard) if fast_path else None
+        )
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """The connection is over: fast-path calls still running are cancelled (their client
+        is gone; a lock acquired for nobody would only block others), and the unanswered
+        requests no longer hold up a shutdown."""
+        if self._fast is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._drain_timeout_s):
+                await self._fast.close()
         self._outstanding.abandon()
 
     def describe(self) -> dict[str, Any]:
@@ -513,7 +525,7 @@ class _Relay:
             call = fast.parse_call(line)
             if call is not None:
                 self._outstanding.add(call[0])
-                tg.start_soon(fast.serve, *call)
+                fast.start(*call)
                 return
             fast.cancel(line)
         frame = decode_frame(line)
@@ -528,14 +540,10 @@ class _Relay:
                 fast.saw_initialize(message.id, message.params)
         await out.send(frame)
 
-    async def _send_fast_reply(self, request_id: str | int, data: bytes | None) -> None:
-        try:
-            if data is not None:
-                await self._sender.send(data)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
-            pass  # the client left; its reply has nowhere to go
-        finally:
-            self._outstanding.discard(request_id)
+    async def _send_fast_reply(self, data: bytes) -> None:
+        # A client that left has nowhere for its reply to go.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+            await self._sender.send(data)
 
     async def write_frames(self, frames: anyio.abc.ObjectReceiveStream[SessionMessage]) -> None:
         async with frames:

@@ -90,7 +90,7 @@ class JobContext:
         """
         await anyio.lowlevel.checkpoint()
         in_flight = self.app.in_flight
-        if in_flight.count and anyio.current_time() - in_flight.last_entered < CALL_PARKED_S:
+        if in_flight.count and time.monotonic() - in_flight.last_entered < CALL_PARKED_S:
             with anyio.move_on_after(CALLS_FIRST_MAX_S):
                 await in_flight.wait_answered()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,3 +60,61 @@ async def connect(
 def text_of(result: Any) -> str:
     assert len(result.content) >= 1
     return str(result.content[0].text)
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def call_line(request_id: int, tool: str, arguments: dict[str, object]) -> dict[str, object]:
+    params = {"name": tool, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def frames(*messages: dict[str, object]) -> bytes:
+    return b"".join(json.dumps(message).encode() + b"\n" for message in messages)
+
+
+class RawConnection:
+    """A bare socket client: no shim, no SDK, so it can send anything at all."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(path))
+        self.reader = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> dict[str, object]:
+        line = self.reader.readline()
+        assert line, "connection closed without a reply"
+        return dict(json.loads(line))
+
+    def reply_to(self, request_id: int) -> dict[str, object]:
+        """The next reply, which must be the one to ``request_id``."""
+        reply = self.reply()
+        assert reply.get("id") == request_id, reply
+        return reply
+
+    def initialize(self, client_name: str) -> None:
+        """The handshake, as ``client_name`` (with no preamble, the agent's name)."""
+        client_info = {"name": client_name, "version": "0"}
+        hello = {**INITIALIZE, "params": {**INITIALIZE["params"], "clientInfo": client_info}}
+        self.send(frames(hello))
+        assert "result" in self.reply_to(1)
+        self.send(frames(INITIALIZED))
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()

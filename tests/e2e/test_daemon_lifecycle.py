@@ -13,53 +13,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import INITIALIZE, INITIALIZED, RawConnection, call_line, connect, frames, text_of
 from tests.support import COORDINATORD, DaemonProcess, shim_command, valkey_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-
-
-def call_line(request_id: int, tool: str, arguments: dict[str, object]) -> dict[str, object]:
-    params = {"name": tool, "arguments": arguments}
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
-
-
-def frames(*messages: dict[str, object]) -> bytes:
-    return b"".join(json.dumps(message).encode() + b"\n" for message in messages)
-
-
-class RawConnection:
-    """A bare socket client: no shim, no SDK, so it can send anything at all."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(str(path))
-        self.reader = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> dict[str, object]:
-        line = self.reader.readline()
-        assert line, "connection closed without a reply"
-        return dict(json.loads(line))
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
 
 
 def test_sigterm_exits_zero_and_removes_the_socket(workdir: Path) -> None:
