@@ -2,11 +2,12 @@
 
 Events never hold values, only what happened: time, agent, project, kind (``tool`` or ``job``),
 the tool or job, the key or resource, the outcome and the duration. :meth:`ActivityLog.record`
-only queues (no I/O), and the flusher writes the queue in one pipelined round trip every
-``activity.flush_interval_s``, so a tool call never waits for its own activity event and a slow
-or dead backend slows no call. A flush is one Lua call per stream and :data:`APPEND_CHUNK`
-events (``lua/activity_append.lua``): a pipeline of one XADD per event costs about three times as
-much, nearly all of it in the client, and a heartbeat sweep can report tens of thousands of events.
+only queues (no I/O), and the flusher writes the queue every ``activity.flush_interval_s`` (or
+sooner, when a job reporting many events asks with :meth:`ActivityLog.flush_soon`), so a tool
+call never waits for its own activity event and a slow or dead backend slows no call. A flush
+is one Lua call per stream and :data:`APPEND_CHUNK` events (``lua/activity_append.lua``): a
+pipeline of one XADD per event costs about three times as much, nearly all of it in the client,
+and a heartbeat sweep can report tens of thousands of events.
 
 When the backend is unreachable the events not yet written stay queued for the next flush; the
 queue is bounded (the oldest events are dropped beyond it, and the drop is logged). Delivery is at
@@ -184,14 +185,16 @@ class ActivityLog:
             batch = list(self._pending)
             self._pending.clear()
             written = 0
+            settings = self._settings
             chunks = list(append_chunks(batch, APPEND_CHUNK))
             for index, (key, events) in enumerate(chunks):
-                settings = self._settings
                 values = [value for event in events for value in event]
                 try:
                     await self._append([key], [settings.stream_max_len, settings.stream_ttl_s, *values])
                 except BackendUnavailableError as exc:
-                    self._requeue([(key, event) for key, events in chunks[index:] for event in events])
+                    self._requeue(
+                        [(stream, event) for stream, unwritten in chunks[index:] for event in unwritten]
+                    )
                     log.warning("activity_flush_failed", error=str(exc), pending=len(self._pending))
                     return written
                 except BackendError as exc:

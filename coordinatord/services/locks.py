@@ -463,18 +463,18 @@ class LockService:
         """Release the locks ``agents`` (found gone by the heartbeat sweep, see
         :meth:`gone_holders`) took before they were found gone, found through each agent's set
         of held resources: the sweep's work grows with the gone agents' locks, not with every
-        lock of the project."""
+        lock of the project. One script call: pass at most :data:`GONE_AGENTS_PER_CALL` agents."""
+        if len(agents) > GONE_AGENTS_PER_CALL:
+            raise ValueError(f"{len(agents)} agents in one call; at most {GONE_AGENTS_PER_CALL}")
+        if not agents:
+            return []
         names = sorted(agents)
-        released: list[LockCleanup] = []
-        for start in range(0, len(names), GONE_AGENTS_PER_CALL):
-            chunk = names[start : start + GONE_AGENTS_PER_CALL]
-            keys = [ns.key(LOCKS_INDEX), ns.key(AGENTS_GONE), *ns.keys(agent_locks_key(a) for a in chunk)]
-            reply = await self._release_gone(keys, [ns.key(lock_key("")), *chunk])
-            released += (
-                LockCleanup(resource=str(reply[i]), action="released", holder=str(reply[i + 1]))
-                for i in range(0, len(reply), 2)
-            )
-        return released
+        keys = [ns.key(LOCKS_INDEX), ns.key(AGENTS_GONE), *ns.keys(agent_locks_key(a) for a in names)]
+        reply = await self._release_gone(keys, [ns.key(lock_key("")), *names])
+        return [
+            LockCleanup(resource=str(reply[i]), action="released", holder=str(reply[i + 1]))
+            for i in range(0, len(reply), 2)
+        ]
 
     async def reap(
         self, ns: Namespace, offset: int = 0, limit: int = 1_000, gone: Collection[str] = ()
