@@ -282,7 +282,7 @@ class ConnectionServer:
         await self._all_closed.wait()
 
     async def _answer_control(
-        self, conn_id: int, sender: _LineSender, command: str, args: dict[str, Any]
+        self, conn_id: int, sender: ProtocolStream, command: str, args: dict[str, Any]
     ) -> None:
         """One operator command (``coordinatord status`` …): one JSON line back, then close."""
         handler = self._app.control_handlers.get(command)
@@ -308,7 +308,7 @@ class ConnectionServer:
         if creds is not None and creds.uid not in (os.getuid(), 0):
             log.warning("connection_refused_foreign_uid", conn=conn_id, uid=creds.uid)
             return
-        sender = _LineSender(stream)
+        sender = stream
         if self.open_connections > self._settings.max_connections:
             await sender.send(error_line(SERVER_BUSY, "too many connections (server.max_connections)"))
             return
@@ -378,7 +378,7 @@ class ConnectionServer:
         log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
 
 
-async def _first_line(lines: LineReader, sender: _LineSender) -> bytes | None:
+async def _first_line(lines: LineReader, sender: ProtocolStream) -> bytes | None:
     while True:
         try:
             line = await lines.next_line()
@@ -401,13 +401,10 @@ class _Outstanding:
 
     def __init__(self, in_flight: InFlight) -> None:
         self._ids: set[str | int] = set()
-        self._empty = anyio.Event()
-        self._empty.set()
+        self._empty: anyio.Event | None = None  # made only when someone waits
         self._in_flight = in_flight
 
     def add(self, request_id: str | int) -> None:
-        if not self._ids:
-            self._empty = anyio.Event()
         if request_id not in self._ids:
             self._ids.add(request_id)
             self._in_flight.enter()
@@ -417,8 +414,9 @@ class _Outstanding:
             return
         self._ids.discard(request_id)
         self._in_flight.leave()
-        if not self._ids:
+        if not self._ids and self._empty is not None:
             self._empty.set()
+            self._empty = None
 
     def abandon(self) -> None:
         """The connection is gone: its unanswered requests no longer hold up a shutdown."""
@@ -426,21 +424,11 @@ class _Outstanding:
             self.discard(request_id)
 
     async def wait_empty(self) -> None:
+        if not self._ids:
+            return
+        if self._empty is None:
+            self._empty = anyio.Event()
         await self._empty.wait()
-
-
-class _LineSender:
-    """Serialises writes: replies from the MCP loop and error lines from the reader share it."""
-
-    def __init__(self, stream: ProtocolStream) -> None:
-        self._stream = stream
-        # fast_acquire: an uncontended acquire (nearly every reply) skips the checkpoint, which
-        # cost more than the write itself.
-        self._lock = anyio.Lock(fast_acquire=True)
-
-    async def send(self, data: bytes) -> None:
-        async with self._lock:
-            await self._stream.send(data)
 
 
 class _Relay:
@@ -451,7 +439,7 @@ class _Relay:
         app: App,
         peer: Peer,
         lines: LineReader,
-        sender: _LineSender,
+        sender: ProtocolStream,
         stream: ProtocolStream,
         drain_timeout_s: float,
         fast_path: bool,

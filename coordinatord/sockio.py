@@ -125,6 +125,8 @@ class ProtocolStream:
         return data
 
     async def send(self, data: bytes) -> None:
+        """Write ``data`` whole: the transport takes it in one piece, so concurrent senders
+        (replies of calls running side by side) never interleave and need no lock."""
         if self._protocol.lost or self._transport.is_closing():
             raise anyio.BrokenResourceError
         self._transport.write(data)
