@@ -2,6 +2,13 @@
 
 Standard library only: the shim imports this module, and the shim must start in tens of
 milliseconds (no pydantic, no tomllib unless a config file is actually read).
+
+Every default here comes from the uid and the home directory alone, never from variables such
+as ``XDG_RUNTIME_DIR``: MCP clients start their servers with a stripped environment (the Python
+SDK passes only HOME, LOGNAME, PATH, SHELL, TERM and USER), so a default that followed such a
+variable would put the daemon started from a shell and the shim started by an editor in two
+different places. Only the explicit overrides (``--socket``, ``COORDINATORD_SOCKET``,
+``--config``, ``COORDINATORD_CONFIG``, ``COORDINATORD_STATE_DIR``) move them.
 """
 
 from __future__ import annotations
@@ -14,29 +21,42 @@ SOCKET_ENV = "COORDINATORD_SOCKET"
 STATE_DIR_ENV = "COORDINATORD_STATE_DIR"
 CONFIG_ENV = "COORDINATORD_CONFIG"
 SOCKET_NAME = "coordinatord.sock"
+RUN_USER = Path("/run/user")
+
+PROJECT_MARKERS = (".git", ".hg", ".jj", ".svn", ".kilocode")
+"""What makes a directory a project root: a repository (``.git`` is a directory, or a file in
+worktrees and submodules), or the seed's own ``.kilocode`` folder."""
 
 
-def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_RUNTIME_DIR/coordinatord/coordinatord.sock``, else ``/tmp/coordinatord-$UID/…``."""
-    env = os.environ if environ is None else environ
-    runtime_dir = env.get("XDG_RUNTIME_DIR")
-    if runtime_dir:
-        return Path(runtime_dir) / "coordinatord" / SOCKET_NAME
-    return Path(f"/tmp/coordinatord-{os.getuid()}") / SOCKET_NAME
+def default_socket_path(uid: int | None = None, run_user: Path = RUN_USER) -> Path:
+    """``/run/user/<uid>/coordinatord/coordinatord.sock`` when ``/run/user/<uid>`` exists and
+    belongs to the uid (systemd's runtime dir), else ``/tmp/coordinatord-<uid>/coordinatord.sock``.
+    """
+    uid = os.getuid() if uid is None else uid
+    runtime_dir = run_user / str(uid)
+    try:
+        info = runtime_dir.stat()
+    except OSError:
+        info = None
+    if info is not None and runtime_dir.is_dir() and info.st_uid == uid:
+        return runtime_dir / "coordinatord" / SOCKET_NAME
+    return Path(f"/tmp/coordinatord-{uid}") / SOCKET_NAME
 
 
-def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_STATE_HOME/coordinatord``, else ``~/.local/state/coordinatord``."""
-    env = os.environ if environ is None else environ
-    state_home = env.get("XDG_STATE_HOME")
-    if state_home:
-        return Path(state_home) / "coordinatord"
+def default_state_dir() -> Path:
+    """``~/.local/state/coordinatord``."""
     return Path.home() / ".local" / "state" / "coordinatord"
 
 
+def user_config_file() -> Path:
+    """``~/.config/coordinatord/config.toml``: the config file read when none is named."""
+    return Path.home() / ".config" / "coordinatord" / "config.toml"
+
+
 def find_config_file(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """The config file to read: ``--config``, ``$COORDINATORD_CONFIG``, ``./config.toml``,
-    ``$XDG_CONFIG_HOME/coordinatord/config.toml`` (the first that is given or exists).
+    """The config file to read: ``--config``, ``$COORDINATORD_CONFIG``, else
+    ``~/.config/coordinatord/config.toml`` when it exists. Never a ``config.toml`` of the
+    current directory: an editor starts the shim in whatever folder it likes.
 
     An explicitly named file is returned even when missing, so that the caller can report it.
     """
@@ -45,27 +65,55 @@ def find_config_file(explicit: str | None = None, environ: Mapping[str, str] | N
         return Path(explicit)
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV])
-    local = Path("config.toml")
-    if local.is_file():
-        return local
-    config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    user = Path(config_home) / "coordinatord" / "config.toml"
-    if user.is_file():
-        return user
+    user = user_config_file()
+    return user if user.is_file() else None
+
+
+def canonical_root(path: str | os.PathLike[str]) -> str:
+    """The one spelling of a project root: absolute, symlinks resolved, no ``.``/``..``, no
+    doubled or trailing slash. Every project id is a hash of this, so ``/x/A/../B``, ``/x/B/``,
+    ``//x/B`` and a symlink to ``/x/B`` are one project."""
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def find_project_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding a :data:`PROJECT_MARKERS` entry;
+    ``None`` when there is none, or when it is ``/`` or the home directory (a dotfiles
+    repository in ``$HOME`` does not make every folder below it one project).
+
+    Looks for the markers instead of spawning ``git``: a process start would cost the shim more
+    than it saves.
+    """
+    start = Path(canonical_root(start))
+    for candidate in (start, *start.parents):
+        if any(os.path.lexists(candidate / marker) for marker in PROJECT_MARKERS):
+            return None if _too_wide(candidate) else candidate
     return None
 
 
-def project_root(start: Path) -> Path:
-    """The git work tree containing ``start``, else ``start`` itself.
+def _too_wide(directory: Path) -> bool:
+    if directory == Path(directory.anchor):
+        return True
+    try:
+        home = Path(canonical_root(Path.home()))
+    except (KeyError, RuntimeError):  # no HOME and no passwd entry
+        return False
+    return directory == home
 
-    Walks up looking for ``.git`` (a directory, or a file in worktrees and submodules)
-    instead of spawning ``git``: a process start would cost the shim more than it saves.
-    """
-    start = start.resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return start
+
+def not_a_project(start: Path) -> str:
+    """Why ``start`` belongs to no project, for messages that then name the fix."""
+    markers = ", ".join(PROJECT_MARKERS)
+    return (
+        f"{canonical_root(start)} is not inside a project (no {markers} there or above, "
+        "other than in / or the home directory)"
+    )
+
+
+SHIM_PROJECT_FIX = (
+    'start the editor in the repository, or add "--project", "/path/to/repo" to the shim\'s args '
+    "in the editor's MCP config"
+)
 
 
 def shim_socket_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -88,4 +136,4 @@ def shim_socket_path(explicit: str | None, environ: Mapping[str, str] | None = N
             value = None
         if isinstance(value, str) and value:
             return Path(value)
-    return default_socket_path(env)
+    return default_socket_path()

@@ -2,7 +2,9 @@
 
 Standard library only (the shim imports it). A connection whose first line is not a preamble
 is served as an anonymous client in the default project, so a plain MCP client can talk to the
-socket directly.
+socket directly. A preamble whose ``project`` is ``null`` names no project on purpose (the shim
+started outside any repository): project tools refuse on that connection, naming ``cwd``, the
+directory the shim started in.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ class Preamble:
     """Who is on the other end of a connection. (Not a dataclass: importing dataclasses
     costs the shim ~13 ms.)"""
 
-    __slots__ = ("agent", "pid", "project", "tools", "version")
+    __slots__ = ("agent", "cwd", "pid", "project", "tools", "version")
 
     def __init__(
         self,
@@ -27,15 +29,20 @@ class Preamble:
         pid: int | None,
         tools: list[str] | None = None,
         version: int = VERSION,
+        cwd: str | None = None,
     ) -> None:
         self.agent = agent
         self.project = project
         self.pid = pid
         self.tools = tools
         self.version = version
+        self.cwd = cwd
 
     def __repr__(self) -> str:
-        fields = f"agent={self.agent!r}, project={self.project!r}, pid={self.pid!r}, tools={self.tools!r}"
+        fields = (
+            f"agent={self.agent!r}, project={self.project!r}, pid={self.pid!r}, tools={self.tools!r}, "
+            f"cwd={self.cwd!r}"
+        )
         return f"Preamble({fields})"
 
     def encode(self) -> bytes:
@@ -47,6 +54,8 @@ class Preamble:
             "pid": self.pid,
             "tools": self.tools,
         }
+        if self.cwd is not None:
+            body["cwd"] = self.cwd
         return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
@@ -62,7 +71,7 @@ def parse(line: bytes) -> Preamble | None:
     if not isinstance(data, dict) or data.get("type") != MARKER:
         return None
     agent, project, pid, version = data.get("agent"), data.get("project"), data.get("pid"), data.get("v")
-    tools = data.get("tools")
+    tools, cwd = data.get("tools"), data.get("cwd")
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"preamble version must be a positive integer, got {version!r}")
     if agent is not None and (
@@ -79,8 +88,15 @@ def parse(line: bytes) -> Preamble | None:
         not isinstance(tools, list) or not all(isinstance(t, str) and t for t in tools)
     ):
         raise ValueError("preamble tools must be a list of tool group names")
+    if cwd is not None and (not isinstance(cwd, str) or not cwd.startswith("/") or "\0" in cwd):
+        raise ValueError("preamble cwd must be an absolute path")
     return Preamble(
-        agent=agent.strip() if agent else None, project=project, pid=pid, tools=tools, version=version
+        agent=agent.strip() if agent else None,
+        project=project,
+        pid=pid,
+        tools=tools,
+        version=version,
+        cwd=cwd,
     )
 
 

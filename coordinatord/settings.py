@@ -39,7 +39,7 @@ from pydantic_settings import (
 )
 
 from coordinatord.errors import ConfigError
-from coordinatord.paths import default_socket_path, default_state_dir, find_config_file
+from coordinatord.paths import canonical_root, default_socket_path, default_state_dir, find_config_file
 
 ENV_PREFIX = "COORDINATORD_"
 NESTED_DELIMITER = "__"
@@ -243,8 +243,8 @@ class ProjectEntry(_Section):
         value = value.expanduser()
         if not value.is_absolute():
             raise ValueError("must be an absolute path (or start with ~)")
-        # Resolved as the shim resolves --project, so both give the same project id.
-        return value.resolve()
+        # Canonical as the daemon makes every root, so both give the same project id.
+        return Path(canonical_root(value))
 
 
 class RateLimitSettings(_Section):
@@ -326,7 +326,7 @@ class _Load:
     seed_env: dict[str, Any] = field(default_factory=dict)
     file_data: dict[str, Any] = field(default_factory=dict)
     file_path: Path | None = None
-    # Defaults that depend on the environment (XDG dirs), computed from the given mapping.
+    # Defaults that depend on the machine (the uid's runtime dir, the home directory).
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -357,7 +357,7 @@ def load_settings(
         seed_env=_seed_env(env),
         file_data=_read_config_file(path) if path is not None else {},
         file_path=path,
-        defaults={"socket": default_socket_path(env), "state_dir": default_state_dir(env)},
+        defaults={"socket": default_socket_path(), "state_dir": default_state_dir()},
     )
     with _loading(load):
         try:

@@ -28,7 +28,7 @@ NO_DAEMON_CODE = -32000
 
 def run(socket_path: Path, agent: str | None, project: str | None, tools: list[str] | None = None) -> int:
     """Relay until the daemon closes the connection. Returns the process exit code."""
-    root = str(Path(project).resolve()) if project else str(paths.project_root(Path.cwd()))
+    root = str(Path(project).resolve()) if project else str(paths.find_project_root(Path.cwd()) or Path.cwd())
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(socket_path))

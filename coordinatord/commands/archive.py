@@ -67,7 +67,7 @@ def project_arg(value: str) -> str:
     """A project as the daemon knows it: an existing folder becomes its absolute path (as the
     shim sends it); anything else is taken as a project id."""
     path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
+    return paths.canonical_root(path) if path.exists() else value
 
 
 def fail(message: str) -> int:

@@ -28,7 +28,12 @@ TIMEOUT_S = 120.0
 
 def main(args: argparse.Namespace) -> int:
     socket_path = paths.shim_socket_path(args.socket)
-    project = project_arg(args.project) if args.project else str(paths.project_root(Path.cwd()))
+    if args.project:
+        project = project_arg(args.project)
+    elif (found := paths.find_project_root(Path.cwd())) is not None:
+        project = str(found)
+    else:
+        return fail(f"{paths.not_a_project(Path.cwd())}; run this in the project, or give --project")
     if args.action == "restore" and not args.session_id:
         print(
             "coordinatord sessions restore: give the id of the session to restore, e.g.\n"

@@ -36,7 +36,7 @@ from redis.retry import Retry
 
 from coordinatord.errors import ConfigError
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
-from coordinatord.paths import project_root
+from coordinatord.paths import canonical_root, find_project_root, not_a_project
 from coordinatord.services.activity import event_from_fields, iso_timestamp
 from coordinatord.settings import BackendSettings, Settings, load_settings, mask_url
 from coordinatord.store.embedded import embedded_socket_path
@@ -141,12 +141,14 @@ def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
     the git root of ``cwd``, as the shim finds it.
     """
     if value is None:
-        root = project_root(cwd)
-        return project_id_for(str(root)), str(root)
+        found = find_project_root(cwd)
+        if found is None:
+            raise TailError(f"{not_a_project(cwd)}; run tail there, or name it with --project DIR_OR_ID", 2)
+        return project_id_for(str(found)), str(found)
     path = (cwd / value).expanduser()
     if path.is_dir():
-        root = path.resolve()
-        return project_id_for(str(root)), str(root)
+        root = canonical_root(path)
+        return project_id_for(root), root
     if _PROJECT_ID.fullmatch(value) and "/" not in value:
         return value, None
     raise TailError(f"--project {value!r} is neither a directory nor a project id", 2)

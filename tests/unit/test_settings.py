@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from coordinatord.errors import ConfigError
+from coordinatord.paths import default_socket_path
 from coordinatord.settings import effective_settings, load_settings
 from tests.support import COORDINATORD
 
@@ -46,30 +47,34 @@ def test_prefixed_env_beats_seed_env() -> None:
     assert settings.backend.url.get_secret_value() == "redis://mine:6379/2"
 
 
-def test_defaults_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Socket and state dir default to the XDG runtime and state dirs."""
-    monkeypatch.chdir(tmp_path)
+def test_defaults_ignore_variables_an_editor_may_strip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Socket and state dir come from the uid and HOME, whatever XDG_* variables say: an MCP
+    client strips them from the shim's environment and from a daemon the shim starts."""
+    monkeypatch.setenv("HOME", str(tmp_path))
     env = {"XDG_RUNTIME_DIR": "/run/user/7", "XDG_STATE_HOME": "/st", "XDG_CONFIG_HOME": str(tmp_path)}
-    settings = load_settings({}, environ=env)
-    assert settings.socket == Path("/run/user/7/coordinatord/coordinatord.sock")
-    assert settings.state_dir == Path("/st/coordinatord")
-    assert settings.uses_embedded_backend
+    with_xdg, without = load_settings({}, environ=env), load_settings({}, environ={})
+    assert with_xdg.socket == without.socket == default_socket_path()
+    assert with_xdg.state_dir == without.state_dir == tmp_path / ".local" / "state" / "coordinatord"
+    assert with_xdg.uses_embedded_backend
 
 
 def test_config_file_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--config, then $COORDINATORD_CONFIG, then ./config.toml, then $XDG_CONFIG_HOME's."""
+    """--config, then $COORDINATORD_CONFIG, then ~/.config/coordinatord/config.toml; a
+    config.toml in the working directory is never read (it is some other program's)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    xdg = tmp_path / "xdg"
-    (xdg / "coordinatord").mkdir(parents=True)
-    write(xdg / "coordinatord" / "config.toml", "[backend]\nretries = 1\n")
-    env = {"XDG_CONFIG_HOME": str(xdg)}
-    assert load_settings({}, environ=env).backend.retries == 1
-    write(tmp_path / "config.toml", "[backend]\nretries = 2\n")
-    assert load_settings({}, environ=env).backend.retries == 2
-    named = write(tmp_path / "named.toml", "[backend]\nretries = 3\n")
-    assert load_settings({}, environ={**env, "COORDINATORD_CONFIG": str(named)}).backend.retries == 3
+    write(tmp_path / "config.toml", 'baseURL = "https://example.org/"\n[backend]\nretries = 2\n')
+    assert load_settings({}, environ={}).backend.retries == 3  # the default: ./config.toml unread
+    user = tmp_path / "home" / ".config" / "coordinatord"
+    user.mkdir(parents=True)
+    write(user / "config.toml", "[backend]\nretries = 1\n")
+    assert load_settings({}, environ={"XDG_CONFIG_HOME": "/elsewhere"}).backend.retries == 1
+    named = write(tmp_path / "named.toml", "[backend]\nretries = 5\n")
+    assert load_settings({}, environ={"COORDINATORD_CONFIG": str(named)}).backend.retries == 5
     flag = write(tmp_path / "flag.toml", "[backend]\nretries = 4\n")
-    env_named = {**env, "COORDINATORD_CONFIG": str(named)}
+    env_named = {"COORDINATORD_CONFIG": str(named)}
     assert load_settings({}, config_file=str(flag), environ=env_named).backend.retries == 4
 
 
