@@ -36,6 +36,7 @@ from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
 from coordinatord.sockio import ProtocolStream
+from coordinatord.tool_groups import unknown_groups_message
 
 log = structlog.get_logger("coordinatord.server")
 
@@ -331,8 +332,7 @@ class ConnectionServer:
         if identity is not None and identity.tools is not None:
             unknown = sorted(set(identity.tools) - self._app.registry.groups)
             if unknown:
-                known = ", ".join(sorted(self._app.registry.groups))
-                message = f"unknown tool group(s) {', '.join(unknown)} in --tools; known groups: {known}"
+                message = unknown_groups_message(unknown)
                 await sender.send(error_line(INVALID_REQUEST, message))
                 log.warning("connection_refused_unknown_groups", conn=conn_id, groups=unknown)
                 return

@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from coordinatord.errors import ConfigError
 from coordinatord.paths import canonical_root, default_socket_path, default_state_dir, find_config_file
+from coordinatord.tool_groups import GROUPS
 
 ENV_PREFIX = "COORDINATORD_"
 NESTED_DELIMITER = "__"
@@ -147,16 +148,7 @@ class LoggingSettings(_Section):
 
 
 class ToolSettings(_Section):
-    groups: tuple[str, ...] = (
-        "kv",
-        "sessions",
-        "tasks",
-        "agents",
-        "locks",
-        "ratelimit",
-        "activity",
-        "memory_bank",
-    )
+    groups: tuple[str, ...] = GROUPS
 
 
 class SessionSettings(_Section):

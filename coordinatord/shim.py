@@ -28,7 +28,11 @@ NO_DAEMON_CODE = -32000
 
 def run(socket_path: Path, agent: str | None, project: str | None, tools: list[str] | None = None) -> int:
     """Relay until the daemon closes the connection. Returns the process exit code."""
-    root = str(Path(project).resolve()) if project else str(paths.find_project_root(Path.cwd()) or Path.cwd())
+    cwd = Path.cwd()
+    found = Path(project) if project else paths.find_project_root(cwd)
+    root = paths.canonical_root(found) if found is not None else None
+    if root is None:
+        sys.stderr.write(f"coordinatord shim: {paths.not_a_project(cwd)}; {paths.SHIM_PROJECT_FIX}\n")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(socket_path))
@@ -36,7 +40,7 @@ def run(socket_path: Path, agent: str | None, project: str | None, tools: list[s
         sock.close()
         return _serve_errors(no_daemon_message(socket_path), exc)
     with sock:
-        sock.sendall(Preamble(agent=agent, project=root, pid=os.getpid(), tools=tools).encode())
+        sock.sendall(Preamble(agent=agent, project=root, pid=os.getpid(), tools=tools, cwd=str(cwd)).encode())
         stdin_done = threading.Event()
         pump = threading.Thread(target=_stdin_to_socket, args=(sock, stdin_done), daemon=True)
         pump.start()

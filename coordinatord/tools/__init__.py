@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from coordinatord.tool_groups import GROUPS
 from coordinatord.tools import activity, agents, kv, locks, memory_bank, ratelimits, sessions, tasks
 from coordinatord.tools.registry import Param, ToolRegistry, ToolReply, ToolSpec
 
 __all__ = ["Param", "ToolRegistry", "ToolReply", "ToolSpec", "build_registry"]
-
-# Groups exist even before their tools do, so that config and --tools can name them.
-GROUPS = frozenset({"kv", "sessions", "tasks", "agents", "locks", "ratelimit", "activity", "memory_bank"})
 
 
 def build_registry() -> ToolRegistry:
@@ -23,5 +21,5 @@ def build_registry() -> ToolRegistry:
             *activity.TOOLS,
             *memory_bank.TOOLS,
         ),
-        groups=GROUPS,
+        groups=frozenset(GROUPS),
     )

@@ -78,3 +78,10 @@ def test_param_schema_carries_description_and_default() -> None:
     """The schema an agent sees is derived from the same Param that checks arguments."""
     param = Param("pattern", "string", "Glob", required=False, default="*")
     assert param.schema() == {"type": "string", "description": "Glob", "default": "*"}
+
+
+def test_every_tool_is_in_a_group_the_shim_knows() -> None:
+    """The shim checks --tools against tool_groups.GROUPS: every tool's group must be there."""
+    from coordinatord.tool_groups import GROUPS
+
+    assert REGISTRY.groups == frozenset(GROUPS)
