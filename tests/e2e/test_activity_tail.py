@@ -142,7 +142,8 @@ async def test_a_job_action_is_an_activity_event(daemon: DaemonProcess, workdir:
 
 async def test_tail_prints_the_last_events_of_the_cwd_project(daemon: DaemonProcess, workdir: Path) -> None:
     """Without --follow tail prints the newest -n events (of --agent) and exits; by default it
-    reads the project of the cwd, and --project accepts a project id."""
+    reads the project of the cwd (a repository), and --project accepts a project id."""
+    (workdir / ".git").mkdir()
     ns = project_of(workdir)
     async with (
         connect(daemon.socket_path, agent="writer", project=workdir) as writer,
@@ -203,6 +204,7 @@ async def test_tail_says_when_the_backend_cannot_be_reached(workdir: Path) -> No
     exit 1; a --project that is neither a directory nor an id: exit 2."""
     config = workdir / "empty.toml"
     config.touch()
+    (workdir / ".git").mkdir()  # the cwd is a project: what fails is reaching the backend
     env = {"COORDINATORD_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
     base = [COORDINATORD, "tail", "--state-dir", str(workdir / "state")]
     runs = {

@@ -286,6 +286,7 @@ async def test_commands_name_the_socket_when_no_daemon_answers() -> None:
     directory = short_tmpdir()
     try:
         socket_path = directory / "none.sock"
+        (directory / ".git").mkdir()  # sessions list reads the cwd's project
         for args in (["archive"], ["archive", "--project", str(directory)], ["sessions", "list"]):
             command = [COORDINATORD, *args, "--socket", str(socket_path)]
             with anyio.fail_after(30):
