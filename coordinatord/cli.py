@@ -47,13 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     shim = commands.add_parser(
         "shim",
         help="relay an editor's stdio to the daemon (put this in mcp.json)",
-        description="Relay MCP between stdin/stdout and the daemon's socket. Standard library only.",
+        description=(
+            "Relay MCP between stdin/stdout and the daemon's socket. Standard library only. Survives "
+            "daemon restarts (calls in flight get an error, the session goes on) and starts the daemon "
+            "when none answers."
+        ),
         epilog=(
             'example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]'
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shim.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the daemon finds it)")
+    shim.add_argument(
+        "--config", metavar="FILE", help="config file (default: ~/.config/coordinatord/config.toml)"
+    )
+    shim.add_argument(
+        "--no-autostart",
+        action="store_true",
+        help="never start a daemon; wait shim.wait_for_daemon_s for one (default: shim.autostart)",
+    )
     shim.add_argument("--agent", metavar="NAME", help="this agent's name (default: the MCP client's name)")
     shim.add_argument(
         "--project", metavar="DIR", help="project root (default: git root of the cwd, else the cwd)"
@@ -148,10 +160,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "shim":
-        from coordinatord import paths, shim
+        from coordinatord import shim
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
-        return shim.run(paths.shim_socket_path(args.socket), args.agent, args.project, tools)
+        return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
     if args.command in ("status", "tail", "archive", "sessions"):
         # Each operator command lives in its own module, imported only when it runs.
         import importlib

@@ -225,8 +225,14 @@ class DaemonProcess:
         return code
 
 
-def shim_command(socket_path: Path, agent: str = "tester", project: Path | None = None) -> list[str]:
+def shim_command(
+    socket_path: Path, agent: str = "tester", project: Path | None = None, autostart: bool = False
+) -> list[str]:
+    """A shim's command line. Auto-start is off unless asked for: a test's shim must never
+    start a daemon in the user's own state dir when a test daemon is gone."""
     args = [COORDINATORD, "shim", "--socket", str(socket_path), "--agent", agent]
+    if not autostart:
+        args.append("--no-autostart")
     if project is not None:
         args += ["--project", str(project)]
     return args

@@ -40,7 +40,7 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
 def shim_params(
     socket_path: Path, agent: str | None = "tester", project: Path | None = None
 ) -> StdioServerParameters:
-    args = ["shim", "--socket", str(socket_path)]
+    args = ["shim", "--socket", str(socket_path), "--no-autostart"]  # never in the user's state dir
     if agent is not None:
         args += ["--agent", agent]
     if project is not None:

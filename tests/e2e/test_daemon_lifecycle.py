@@ -118,6 +118,7 @@ def test_shim_relays_until_stdin_closes_and_stays_light(daemon: DaemonProcess, w
         "shim",
         "--socket",
         str(daemon.socket_path),
+        "--no-autostart",
         "--project",
         str(workdir),
     ]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 
-from tests.e2e.conftest import connect
+from tests.e2e.conftest import INITIALIZE, INITIALIZED, connect, frames
 from tests.support import COORDINATORD, DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -21,6 +21,7 @@ def shim_with_tools(socket_path: Path, project: Path, tools: str) -> StdioServer
         "shim",
         "--socket",
         str(socket_path),
+        "--no-autostart",
         "--agent",
         "budget",
         "--project",
@@ -57,12 +58,27 @@ async def test_every_group_is_served_by_default(daemon: DaemonProcess, workdir: 
 
 
 def test_unknown_group_is_refused_with_the_known_ones(daemon: DaemonProcess, workdir: Path) -> None:
-    """A misspelt group in --tools gets an error naming it and the groups that exist."""
+    """A misspelt group in --tools: the shim says so on stderr, answers the client's initialize
+    with the error under its id, and exits 2 without relaying anything."""
     command = [COORDINATORD, "shim", "--socket", str(daemon.socket_path), "--tools", "kv,lcoks"]
-    done = subprocess.run(command, input=b"", capture_output=True, timeout=30, check=False, cwd=workdir)
-    error = json.loads(done.stdout.splitlines()[0])["error"]
-    assert "unknown tool group(s) lcoks" in error["message"]
-    assert "locks" in error["message"] and "kv" in error["message"]
+    stdin = frames(INITIALIZE, INITIALIZED)
+    done = subprocess.run(command, input=stdin, capture_output=True, timeout=30, check=False, cwd=workdir)
+    assert done.returncode == 2
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [reply["id"] for reply in replies] == [INITIALIZE["id"]]
+    message = replies[0]["error"]["message"]
+    assert "unknown tool group(s) lcoks" in message
+    assert "locks" in message and "kv" in message
+    assert "unknown tool group(s) lcoks" in done.stderr.decode()
+
+
+async def test_unknown_group_reaches_an_mcp_client(daemon: DaemonProcess, workdir: Path) -> None:
+    """What an editor sees: the initialize fails with the message, not "Connection closed"."""
+    params = shim_with_tools(daemon.socket_path, workdir, "kv,lcoks")
+    refused = pytest.RaisesExc(MCPError, match=r"unknown tool group\(s\) lcoks")
+    with anyio.fail_after(30), pytest.RaisesGroup(refused, flatten_subgroups=True):
+        async with Client(params, mode="legacy"):
+            pass
 
 
 async def test_sigterm_lets_an_in_flight_call_finish(workdir: Path) -> None:
