@@ -40,6 +40,12 @@ from pydantic_settings import (
 
 from coordinatord.errors import ConfigError
 from coordinatord.paths import canonical_root, default_socket_path, default_state_dir, find_config_file
+from coordinatord.shim.config import (
+    MAX_LINE_BYTES,
+    MAX_LINE_BYTES_RANGE,
+    WAIT_FOR_DAEMON_MAX_S,
+    WAIT_FOR_DAEMON_S,
+)
 from coordinatord.tool_groups import GROUPS
 
 ENV_PREFIX = "COORDINATORD_"
@@ -109,11 +115,27 @@ class EmbeddedSettings(_Section):
 
 
 class ServerSettings(_Section):
-    max_line_bytes: int = Field(default=4 * 1024 * 1024, ge=4096, le=256 * 1024 * 1024)
+    # The shim enforces the same limit (it reads this key), so it answers an over-long line itself.
+    max_line_bytes: int = Field(
+        default=MAX_LINE_BYTES, ge=MAX_LINE_BYTES_RANGE[0], le=MAX_LINE_BYTES_RANGE[1]
+    )
     preamble_timeout_s: float = Field(default=5.0, gt=0, le=120)
     drain_timeout_s: float = Field(default=10.0, ge=0, le=600)
     max_connections: int = Field(default=256, ge=1, le=100_000)
     fast_path: bool = Field(default=True, description="answer tools/call without the SDK once initialised")
+
+
+class ShimSettings(_Section):
+    """Read by the shim itself (coordinatord/shim/config.py, without pydantic); declared here so
+    that the daemon accepts them in the shared config file and ``coordinatord config`` shows them."""
+
+    autostart: bool = Field(default=True, description="start the daemon when none answers")
+    wait_for_daemon_s: float = Field(
+        default=WAIT_FOR_DAEMON_S,
+        gt=0,
+        le=WAIT_FOR_DAEMON_MAX_S,
+        description="how long a request waits for a daemon before it fails",
+    )
 
 
 class LimitSettings(_Section):
@@ -259,6 +281,7 @@ class Settings(BaseSettings):
     backend: BackendSettings = BackendSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     server: ServerSettings = ServerSettings()
+    shim: ShimSettings = ShimSettings()
     limits: LimitSettings = LimitSettings()
     ttl: TtlSettings = TtlSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -49,15 +49,11 @@ def client_line(line: bytes) -> ClientLine:
     """Classify a line the editor wrote: a request (with a usable id), a notification, a
     response (to a request of the daemon's), or something unreadable the daemon will answer."""
     if len(line) > PARSE_LIMIT:
-        # A large line is a tools/call with a large value: read its id, not the value.
-        request_id = read_id(line)
-        if request_id is not None and b'"method"' in line[:PARSE_LIMIT]:
-            return ClientLine(REQUEST, request_id)
-        return ClientLine(UNREADABLE, request_id)
+        return _unparsed(line)  # a tools/call with a large value: read its id, not the value
     try:
         message: Any = json.loads(line)
     except (ValueError, RecursionError):
-        return ClientLine(UNREADABLE, read_id(line))
+        return _unparsed(line)
     if not isinstance(message, dict):
         return ClientLine(UNREADABLE)
     method = message.get("method")
@@ -77,6 +73,15 @@ def client_line(line: bytes) -> ClientLine:
     if request_id is None:
         return ClientLine(UNREADABLE)  # an id the daemon will refuse; nothing to track
     return ClientLine(REQUEST, request_id, method)
+
+
+def _unparsed(line: bytes) -> ClientLine:
+    """A line not parsed whole: a request if it has an id and names a method (the daemon
+    answers it, even if only with an error), else nothing the shim can track."""
+    request_id = read_id(line)
+    if request_id is not None and b'"method"' in line[:PARSE_LIMIT]:
+        return ClientLine(REQUEST, request_id)
+    return ClientLine(UNREADABLE, request_id)
 
 
 class DaemonLine:
