@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import select
 import shutil
 import signal
 import socket
@@ -44,8 +45,10 @@ DAEMON_STOP_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 30.0
 COLD_START_DISCARDED = 3
 
-TARGET_COLD_START_MEDIAN_MS = 60.0
+TARGET_COLD_START_MEDIAN_MS = 50.0
 TARGET_GET_VIA_SHIM_P50_MS = 1.5
+TARGET_RECONNECT_MS = 1000.0
+TARGET_SHIM_REGRESSION = 0.05  # redis_get via shim p50 at most 5 % above the --compare-shim tree's
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +153,9 @@ class ShimChannel:
     """An editor's view: a ``coordinatord shim`` process on pipes."""
 
     def __init__(self, command: Sequence[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd, env=clean_env()
+        )
         if self.proc.stdin is None or self.proc.stdout is None:  # cannot happen with PIPE
             raise BenchError("shim started without pipes")
         self._stdin = self.proc.stdin
@@ -228,10 +233,11 @@ class McpClient:
         self._next_id += 1
         return self._next_id
 
-    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def request(self, method: str, params: dict[str, Any], check: bool = True) -> dict[str, Any]:
         request_id = self._id()
         self.channel.send(request_line(request_id, method, params))
-        return checked(read_reply(self.channel, request_id), method)
+        reply = read_reply(self.channel, request_id)
+        return checked(reply, method) if check else reply
 
     def initialize(self) -> None:
         self.request("initialize", INITIALIZE_PARAMS)
@@ -339,19 +345,32 @@ class Target:
     daemon: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     ready_event: dict[str, Any] | None = None
+    config: Path | None = None  # the config file of a daemon this script started (shims read it too)
+    daemon_pid: int | None = None  # the daemon now serving, when a shim started it (not our child)
 
 
-def daemon_env(redis_url: str | None, workdir: Path) -> dict[str, str]:
-    """Our environment without anything that would point the daemon elsewhere."""
-    env = {
+def clean_env() -> dict[str, str]:
+    """Our environment without anything that would point the daemon or a shim elsewhere."""
+    return {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("COORDINATORD_", "UPSTASH_")) and key != "REDIS_URL"
     }
-    env["XDG_CONFIG_HOME"] = str(workdir / "config")  # no user config.toml
+
+
+def write_config(workdir: Path, redis_url: str | None) -> Path:
+    """The daemon's whole configuration in one file, which the shims are given too: a daemon a
+    shim starts (the reconnect series) then runs exactly as the first one did."""
+    config = workdir / "config.toml"
+    lines = [
+        f"socket = {json.dumps(str(workdir / 'c.sock'))}",
+        f"state_dir = {json.dumps(str(workdir / 'state'))}",
+    ]
     if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
+        lines += ["[backend]", f"url = {json.dumps(redis_url)}"]
+    config.write_text("\n".join(lines) + "\n")
+    config.chmod(0o600)  # it may hold a password
+    return config
 
 
 def start_daemon(workdir: Path, redis_url: str | None) -> Target:
@@ -359,20 +378,12 @@ def start_daemon(workdir: Path, redis_url: str | None) -> Target:
         raise BenchError(f"no coordinatord in {VENV_BIN}: run this script with the project venv's python")
     sock = str(workdir / "c.sock")
     log_path = workdir / "daemon.out"
-    command = [
-        str(VENV_BIN / "coordinatord"),
-        "serve",
-        "--socket",
-        sock,
-        "--state-dir",
-        str(workdir / "state"),
-    ]
+    config = write_config(workdir, redis_url)
+    command = [str(VENV_BIN / "coordinatord"), "serve", "--config", str(config)]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=workdir, env=daemon_env(redis_url, workdir), stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(command, cwd=workdir, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
     backend = mask_url(redis_url) if redis_url else "embedded valkey"
-    target = Target(sock, workdir, backend, proc, log_path)
+    target = Target(sock, workdir, backend, proc, log_path, config=config)
     try:
         wait_until_serving(target)
     except BaseException:
@@ -423,6 +434,9 @@ def ping(sock: str) -> None:
 
 
 def stop_daemon(target: Target) -> None:
+    if target.daemon_pid is not None:
+        stop_foreign_daemon(target.daemon_pid)
+        return
     if target.daemon is None:
         return
     target.daemon.send_signal(signal.SIGTERM)
@@ -462,14 +476,22 @@ def mask_url(url: str) -> str:
 # Measurements.
 
 
-def shim_command(sock: str) -> list[str]:
-    return [str(VENV_BIN / "coordinatord"), "shim", "--socket", sock, "--agent", AGENT]
+def shim_command(target: Target, autostart: bool = False, executable: str | None = None) -> list[str]:
+    """``executable``: another tree's ``coordinatord`` (``--compare-shim``), given only the
+    flags every version of the shim has."""
+    base = [executable or str(VENV_BIN / "coordinatord"), "shim", "--socket", target.socket, "--agent", AGENT]
+    base += ["--project", str(target.workdir)]
+    if executable is not None:
+        return base
+    if target.config is not None:
+        base += ["--config", str(target.config)]
+    return base if autostart else [*base, "--no-autostart"]
 
 
-def time_shim_start(target: Target) -> float:
+def time_shim_start(target: Target, executable: str | None = None) -> float:
     """Spawn a shim, send ``initialize``, and time until its reply line arrives."""
     started = time.perf_counter()
-    channel = ShimChannel(shim_command(target.socket), target.workdir)
+    channel = ShimChannel(shim_command(target, executable=executable), target.workdir)
     channel.send(request_line(1, "initialize", INITIALIZE_PARAMS))
     line = channel.readline()
     elapsed = time.perf_counter() - started
@@ -498,10 +520,12 @@ def measure_startup(target: Target, starts: int) -> list[StartupFigure]:
     ]
 
 
-def open_client(target: Target, transport: str) -> McpClient:
+def open_client(
+    target: Target, transport: str, executable: str | None = None, autostart: bool = False
+) -> McpClient:
     channel: Channel
     if transport == "shim":
-        channel = ShimChannel(shim_command(target.socket), target.workdir)
+        channel = ShimChannel(shim_command(target, autostart, executable), target.workdir)
     else:
         channel = SocketChannel(target.socket)
     client = McpClient(channel)
@@ -550,7 +574,7 @@ def measure_transport(target: Target, transport: str, calls: int, warmup: int) -
 def worker_main(args: argparse.Namespace) -> int:
     """Worker mode: open a shim, warm up, say ``ready``, wait for ``go``, run, print results."""
     series = SERIES_BY_NAME[args.concurrent_series]
-    target = Target(args.socket, Path(args.workdir), "")
+    target = Target(args.socket, Path(args.workdir), "", config=Path(args.config) if args.config else None)
     client = open_client(target, "shim")
     for call in series.setup:
         client.call(call)
@@ -580,6 +604,7 @@ def measure_concurrent(
         str(target.workdir),
         "--concurrent-series",
         series.name,
+        *(["--config", str(target.config)] if target.config else []),
         "--calls",
         str(per_client),
         "--warmup",
@@ -637,6 +662,131 @@ def reap(worker: subprocess.Popen[bytes]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Reconnect: the daemon dies under a long-lived shim, which starts another.
+
+
+@dataclass
+class ReconnectFigure:
+    name: str
+    n: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    rounds_ms: list[float]
+    errors_seen: int  # calls answered "the daemon restarted" (sent as it died) before one succeeded
+
+
+def measure_reconnect(target: Target, rounds: int) -> ReconnectFigure:
+    """SIGKILL the daemon under a shim with auto-start; time from the kill until a ``redis_get``
+    on that same shim (and MCP session) is answered. An agent that gets the shim's "daemon
+    restarted" error for a call it sent just as the daemon died retries it: counted, not hidden."""
+    client = open_client(target, "shim", autostart=True)
+    times: list[float] = []
+    errors = 0
+    try:
+        client.call(ToolCall("redis_set", {"key": KEY, "value": VALUE}))
+        for _ in range(rounds):
+            killed_at = kill_serving_daemon(target)
+            while True:
+                reply = client.request(
+                    "tools/call", {"name": "redis_get", "arguments": {"key": KEY}}, check=False
+                )
+                if "error" not in reply:
+                    checked(reply, "redis_get")
+                    break
+                if "daemon restarted" not in str(reply["error"]):
+                    raise BenchError(f"redis_get after the kill: {reply['error']}")
+                errors += 1
+            times.append(time.perf_counter() - killed_at)
+            target.daemon_pid = serving_pid(target)
+    finally:
+        client.close()
+    ms = sorted(t * 1000 for t in times)
+    name = "reconnect after SIGKILL (kill -> next call answered, auto-start)"
+    return ReconnectFigure(
+        name, len(ms), statistics.median(ms), ms[0], ms[-1], [t * 1000 for t in times], errors
+    )
+
+
+def serving_pid(target: Target) -> int:
+    """The pid of the daemon holding the socket's lock (it writes its pid there)."""
+    text = Path(target.socket + ".lock").read_text().strip()
+    if not text.isdigit():
+        raise BenchError(f"no daemon pid in {target.socket}.lock")
+    return int(text)
+
+
+def kill_serving_daemon(target: Target) -> float:
+    """SIGKILL whichever daemon serves now and wait until it is gone; returns the kill's time."""
+    if target.daemon is not None:
+        target.daemon.kill()
+        killed_at = time.perf_counter()
+        target.daemon.wait()
+        target.daemon = None
+        return killed_at
+    assert target.daemon_pid is not None
+    pidfd = os.pidfd_open(target.daemon_pid)
+    try:
+        os.kill(target.daemon_pid, signal.SIGKILL)
+        killed_at = time.perf_counter()
+        select.select([pidfd], [], [], DAEMON_STOP_TIMEOUT_S)
+    finally:
+        os.close(pidfd)
+    return killed_at
+
+
+def stop_foreign_daemon(pid: int) -> None:
+    """SIGTERM a daemon that is not our child (a shim started it) and wait for it to exit."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not select.select([pidfd], [], [], DAEMON_STOP_TIMEOUT_S)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise BenchError(f"daemon {pid} ignored SIGTERM for {DAEMON_STOP_TIMEOUT_S} s")
+    finally:
+        os.close(pidfd)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison with another tree's shim (say the previous commit's), on the same daemon.
+
+
+@dataclass
+class ComparisonRound:
+    start_median_ms: float
+    other_start_median_ms: float
+    get_p50_ms: float
+    other_get_p50_ms: float
+
+
+def measure_comparison(
+    target: Target, other: str, rounds: int, starts: int, calls: int, warmup: int
+) -> list[ComparisonRound]:
+    """Alternate this tree's shim and ``other`` (a ``coordinatord`` executable), ``rounds``
+    times: cold starts, then sequential ``redis_get``. On a shared 2-core machine only figures
+    taken side by side like this can be compared."""
+    get = SERIES_BY_NAME["redis_get"]
+    results: list[ComparisonRound] = []
+    for _ in range(rounds):
+        medians = [
+            statistics.median(time_shim_start(target, executable) for _ in range(starts)) * 1000
+            for executable in (None, other)
+        ]
+        p50s = []
+        for executable in (None, other):
+            client = open_client(target, "shim", executable)
+            try:
+                p50s.append(measure_series(client, get, "shim", calls, warmup).p50_ms)
+            finally:
+                client.close()
+        results.append(ComparisonRound(medians[0], medians[1], p50s[0], p50s[1]))
+    return results
+
+
+# --------------------------------------------------------------------------------------------
 # Report.
 
 
@@ -644,6 +794,8 @@ def reap(worker: subprocess.Popen[bytes]) -> None:
 class Report:
     startup: list[StartupFigure] = field(default_factory=list)
     latency: list[LatencyFigure] = field(default_factory=list)
+    reconnect: ReconnectFigure | None = None
+    comparison: list[ComparisonRound] = field(default_factory=list)
 
     def find_latency(self, name: str) -> LatencyFigure | None:
         return next((figure for figure in self.latency if figure.name == name), None)
@@ -657,6 +809,15 @@ def target_checks(report: Report) -> list[dict[str, Any]]:
     get = report.find_latency("redis_get via shim")
     if get is not None:
         checks.append(check("redis_get via shim p50", get.p50_ms, TARGET_GET_VIA_SHIM_P50_MS))
+    if report.reconnect is not None:
+        checks.append(
+            check("reconnect after SIGKILL, median", report.reconnect.median_ms, TARGET_RECONNECT_MS)
+        )
+    if report.comparison:
+        ours = statistics.median(r.get_p50_ms for r in report.comparison)
+        other = statistics.median(r.other_get_p50_ms for r in report.comparison)
+        limit = other * (1 + TARGET_SHIM_REGRESSION)
+        checks.append(check("redis_get via shim p50 vs --compare-shim (median of rounds)", ours, limit))
     socket_get = report.find_latency("redis_get via socket")
     if socket_get is not None:
         for series in SERIES:
@@ -704,6 +865,25 @@ def render(report: Report, checks: Sequence[dict[str, Any]]) -> str:
             for f in report.latency
         ]
         parts.append(format_table(["series", "n", "p50 ms", "p99 ms", "mean ms", "calls/s"], rows))
+    if report.reconnect is not None:
+        f = report.reconnect
+        rounds = ", ".join(f"{ms:.0f}" for ms in f.rounds_ms)
+        rows = [[f.name, str(f.n), f"{f.median_ms:.0f}", f"{f.min_ms:.0f}", f"{f.max_ms:.0f}", rounds]]
+        parts.append(format_table(["reconnect", "n", "median ms", "min ms", "max ms", "each ms"], rows))
+    if report.comparison:
+        rows = [
+            [
+                str(index + 1),
+                f"{r.start_median_ms:.1f}",
+                f"{r.other_start_median_ms:.1f}",
+                f"{r.get_p50_ms:.3f}",
+                f"{r.other_get_p50_ms:.3f}",
+                f"{(r.get_p50_ms / r.other_get_p50_ms - 1) * 100:+.1f} %",
+            ]
+            for index, r in enumerate(report.comparison)
+        ]
+        headers = ["round", "start ms", "other start ms", "get p50 ms", "other get p50 ms", "get vs other"]
+        parts.append(format_table(headers, rows))
     if checks:
         rows = [
             [c["name"], f"{c['value_ms']:.2f}", f"<= {c['limit_ms']:g}", "PASS" if c["pass"] else "MISS"]
@@ -777,12 +957,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=sorted(SERIES_BY_NAME),
         help="series for --clients",
     )
+    parser.add_argument(
+        "--reconnects",
+        type=int,
+        default=5,
+        help="SIGKILL the daemon this many times under a shim that restarts it (0: skip; not with --socket)",
+    )
+    parser.add_argument(
+        "--compare-shim",
+        metavar="COORDINATORD",
+        help="another tree's coordinatord executable: alternate its shim with this one's",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of --compare-shim (default 3)")
     parser.add_argument("--json", type=Path, help="results file (default bench/results/bench-<UTC>.json)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.starts < 1 or args.warmup < 0 or args.clients < 0:
-        parser.error("--calls and --starts must be positive; --warmup and --clients not negative")
+    if args.calls < 1 or args.starts < 1 or args.warmup < 0 or args.clients < 0 or args.reconnects < 0:
+        parser.error(
+            "--calls and --starts must be positive; --warmup, --clients and --reconnects not negative"
+        )
+    if args.compare_shim and not Path(args.compare_shim).is_file():
+        parser.error(f"--compare-shim {args.compare_shim}: no such file (give a venv's bin/coordinatord)")
     if args.socket and args.redis_url:
         parser.error("--redis-url only applies to a daemon this script starts; drop it with --socket")
     return args
@@ -826,6 +1023,14 @@ def run_benchmark(args: argparse.Namespace, target: Target) -> Report:
             f"{series.name} via {args.clients} concurrent shims, {args.calls // args.clients} calls each"
         )
         report.latency.append(measure_concurrent(target, series, args.clients, args.calls, args.warmup))
+    if args.compare_shim:
+        progress(f"this shim and {args.compare_shim}, alternating, {args.compare_rounds} rounds")
+        report.comparison = measure_comparison(
+            target, args.compare_shim, args.compare_rounds, args.starts, args.calls, args.warmup
+        )
+    if args.reconnects and target.config is not None:
+        progress(f"reconnect after SIGKILL x{args.reconnects} (the shim starts the daemon again)")
+        report.reconnect = measure_reconnect(target, args.reconnects)
     return report
 
 
@@ -859,6 +1064,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "options": {k: v for k, v in vars(args).items() if k not in ("worker", "workdir", "json")},
             "startup": [asdict(f) for f in report.startup],
             "latency": [asdict(f) for f in report.latency],
+            "reconnect": asdict(report.reconnect) if report.reconnect else None,
+            "comparison": [asdict(r) for r in report.comparison],
             "targets": checks,
         },
     )

@@ -20,9 +20,13 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
 
 from coordinatord.shim.config import ShimConfig
+
+# No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 IDLE, STARTING, OTHERS_STARTING, FAILED = range(4)
 

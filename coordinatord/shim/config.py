@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from coordinatord import paths
+
+# No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 WAIT_FOR_DAEMON_S = 10.0
 WAIT_FOR_DAEMON_MAX_S = 600.0

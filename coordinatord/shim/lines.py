@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from coordinatord.request_id import RequestId, read_id
+
+# No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PARSE_LIMIT = 64 * 1024
 """Lines up to this size are parsed whole; longer ones (large values) only have their id read."""

@@ -38,7 +38,7 @@ from coordinatord.shim import lines
 from coordinatord.shim.autostart import FAILED, OTHERS_STARTING, STARTING, Starter
 from coordinatord.shim.config import ShimConfig
 
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024
 
 NO_DAEMON = -32000
 """Error code of a request no daemon answered (none was reachable within the wait)."""
