@@ -400,26 +400,52 @@ def daemons_serving(socket_path: Path) -> list[int]:
 
 def stop_daemon_at(socket_path: Path, timeout: float = 30.0) -> None:
     """SIGTERM the daemon serving ``socket_path`` (one a shim started: not our child) and wait
-    until it has exited, through a pidfd (no polling)."""
+    until it has exited, through a pidfd. A daemon still starting is looked for until
+    ``timeout`` (there is no event to wait on for a process that is not ours)."""
     import select
+    import time
 
-    try:
-        pid = int(control_request(socket_path, "status", timeout=10)["daemon"]["pid"])
-    except (DaemonError, OSError, KeyError, TypeError, ValueError):  # no answer: look for it by name
-        pids = daemons_serving(socket_path)
+    deadline = time.monotonic() + timeout
+    pids: list[int] = []
+    while not pids:
+        try:
+            pids = [int(control_request(socket_path, "status", timeout=10)["daemon"]["pid"])]
+        except (DaemonError, OSError, KeyError, TypeError, ValueError):  # no answer: look by name
+            pids = daemons_serving(socket_path)
         if not pids:
-            return
-        pid = pids[0]
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        if not select.select([pidfd], [], [], timeout)[0]:
-            os.kill(pid, signal.SIGKILL)
-            select.select([pidfd], [], [], timeout)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
+            if time.monotonic() > deadline or not _lock_held(socket_path):
+                return
+            time.sleep(0.05)
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            if not select.select([pidfd], [], [], timeout)[0]:
+                os.kill(pid, signal.SIGKILL)
+                select.select([pidfd], [], [], timeout)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+
+def _lock_held(socket_path: Path) -> bool:
+    """Whether a daemon (or a shim starting one) holds the socket's lock or its start lock."""
+    import fcntl
+
+    for lock in (
+        socket_path.with_name(socket_path.name + ".lock"),
+        socket_path.with_name(socket_path.name + ".start.lock"),
+    ):
+        try:
+            with lock.open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return True
+        except OSError:
+            continue
+    return False

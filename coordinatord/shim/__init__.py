@@ -63,3 +63,6 @@ def main(
         return Relay(config, preamble.encode(), starter).run()
     except KeyboardInterrupt:
         return 130
+    finally:
+        if starter is not None:
+            starter.close()

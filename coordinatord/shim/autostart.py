@@ -12,6 +12,12 @@ editor's process group), stdin from ``/dev/null``, stdout and stderr appended to
 ``<state_dir>/autostart.log``, working directory ``/``. It runs with the shim's environment,
 which an MCP client has stripped, so it takes its backend from the config file; ``--socket``,
 ``--state-dir`` and ``--config`` are passed so that it serves exactly where this shim looks.
+
+When the user has installed the systemd unit (``~/.config/systemd/user/coordinatord.service``)
+and this shim looks for the default socket, the unit is started instead (``systemctl --user
+--no-block start``): a daemon of the shim's own would keep systemd's from starting, and the
+unit's would then fail until it gave up. If ``systemctl`` cannot do it (no user manager, as on
+WSL without systemd), the shim starts the daemon itself after all.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ if TYPE_CHECKING:
 
 IDLE, STARTING, OTHERS_STARTING, FAILED = range(4)
 
+UNIT = "coordinatord.service"
+
 RETRY_AFTER_FAILURE_S = 5.0
 """After a start that failed, requests fail at once (with its reason) for this long."""
 
@@ -46,8 +54,10 @@ class Starter:
         self.failure: str | None = None
         self._failed_at = 0.0
         self._lock: IO[str] | None = None
-        self._child: Any = None  # subprocess.Popen, imported only when a start happens
+        self.child: Any = None
+        """The daemon this shim started (a ``subprocess.Popen``; the module is imported only then)."""
         self._started_at = 0.0
+        self.by_systemd = False
 
     @property
     def lock_path(self) -> Path:
@@ -78,11 +88,16 @@ class Starter:
         try:
             with log:
                 os.chmod(log_path, 0o600)
+                if self._start_unit(subprocess, env, log):
+                    self.state = STARTING
+                    self._started_at = now
+                    self.by_systemd = True
+                    return True
                 log.write(
                     f"--- started by coordinatord shim (pid {os.getpid()}): {self.command()}\n".encode()
                 )
                 log.flush()
-                self._child = subprocess.Popen(
+                self.child = subprocess.Popen(
                     self.argv(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -96,7 +111,32 @@ class Starter:
             return False
         self.state = STARTING
         self._started_at = now
+        self.by_systemd = False
         return True
+
+    def unit_file(self) -> Path | None:
+        """The user's systemd unit, when it exists and would serve where this shim looks."""
+        if not self._config.socket_is_default:
+            return None  # the unit serves on the default socket, not on this one
+        unit = Path.home() / ".config" / "systemd" / "user" / UNIT
+        return unit if unit.is_file() else None
+
+    def _start_unit(self, subprocess: Any, env: dict[str, str], log: IO[bytes]) -> bool:
+        """``systemctl --user --no-block start`` the unit; whether systemd took the job."""
+        if self.unit_file() is None:
+            return False
+        # systemctl finds the user manager through XDG_RUNTIME_DIR, which editors strip.
+        env = {**env, "XDG_RUNTIME_DIR": f"/run/user/{os.getuid()}"}
+        command = ["systemctl", "--user", "--no-block", "start", UNIT]
+        log.write(f"--- coordinatord shim (pid {os.getpid()}): {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return bool(done.returncode == 0)
 
     def argv(self) -> list[str]:
         config = self._config
@@ -113,7 +153,7 @@ class Starter:
         """Notice that the daemon this shim started has exited, or that another shim's start is
         over (its lock is free again)."""
         if self.state == STARTING:
-            code = self._child.poll()
+            code = None if self.by_systemd else self.child.poll()
             if code is not None:
                 self._fail(now, self._exit_message(code))
             elif now - self._started_at > GIVE_UP_S:
@@ -130,6 +170,10 @@ class Starter:
             self.state = IDLE
             self.failure = None
 
+    def close(self) -> None:
+        """The shim is ending: let another shim start a daemon if this one's never answered."""
+        self._release()
+
     def _fail(self, now: float, message: str) -> None:
         self._release()
         self.state = FAILED
@@ -142,6 +186,12 @@ class Starter:
         return (
             f"the daemon this shim started exited with status {code}{said}; see {self._config.autostart_log}"
         )
+
+    def starting_hint(self) -> str:
+        """Where to look when a start under way does not answer."""
+        if self.by_systemd:
+            return f"journalctl --user -u {UNIT}"
+        return str(self._config.autostart_log)
 
     def _take_lock(self) -> bool:
         if self._lock is not None:

@@ -334,9 +334,9 @@ class Relay:
         if not starter.may_start(now):
             return
         if starter.start(now):
+            how = "systemd's unit" if starter.by_systemd else "one"
             self._say(
-                f"no daemon answers at {self._config.socket}; starting one "
-                f"(its output goes to {self._config.autostart_log})"
+                f"no daemon answers at {self._config.socket}; starting {how} (see {starter.starting_hint()})"
             )
         self._retry_delay = FIRST_RETRY_S
         self._retry_at = min(self._retry_at, now + FIRST_RETRY_S)
@@ -386,7 +386,10 @@ class Relay:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._lost()
+            # The daemon closed its end. What it wrote before closing (a refusal, replies) is
+            # still to be read, and decides what happens next: read it before calling it lost.
+            self._out.clear()
+            self._drain_then_lose(sock)
             return
         del self._out[:sent]
         if not self._out and not self._stdin_open and self._ready:
@@ -404,6 +407,21 @@ class Relay:
         if not data:
             self._lost()
             return
+        self._take_from_daemon(data)
+
+    def _drain_then_lose(self, sock: socket.socket) -> None:
+        """Read what the daemon wrote before it closed, then handle the loss."""
+        while self._sock is sock:
+            try:
+                data = sock.recv(CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            self._take_from_daemon(data)
+
+    def _take_from_daemon(self, data: bytes) -> None:
         buffer = self._from_daemon
         buffer += data
         end = buffer.rfind(b"\n")
@@ -532,7 +550,7 @@ class Relay:
         if starter is None:
             return f"{where}{wait} (auto-start is off); start it with: {config.serve_command()}"
         if starter.state in (STARTING, OTHERS_STARTING):
-            return f"{where}: a daemon is starting but did not answer{wait}; see {config.autostart_log}"
+            return f"{where}: a daemon is starting but did not answer{wait}; see {starter.starting_hint()}"
         return f"{where}{wait}; start it with: {config.serve_command()}"
 
     # --- small things ------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def test_a_refusal_ends_the_shim_and_reaches_the_editor(scripted: ScriptedDaemon
     peer.close()
     reply = shim.reply()
     assert reply["id"] == 1 and reply["error"]["message"] == "bad coordinatord preamble: nope"
-    assert "bad coordinatord preamble: nope" in shim.stderr()
+    assert "bad coordinatord preamble: nope" in shim.stderr(wait_for="bad coordinatord preamble")
     assert shim.process.wait(timeout=30) == 2
 
 
