@@ -31,7 +31,16 @@ async def invoke(
     refusal = scope.refusal(spec.needs_project)
     if refusal is not None:
         # No project: nothing is written (no presence, no activity), only the daemon's log.
-        log.info("tool_call", agent=agent, project=None, tool=name, outcome="refused", reason="no_project")
+        log.info(
+            "tool_call",
+            agent=agent,
+            project=None,
+            tool=name,
+            key=None,
+            duration_ms=0.0,
+            outcome="refused",
+            reason="no_project",
+        )
         return ToolReply(texts=(f"{name}: {refusal}",), is_error=True)
     app.mark_present(peer, agent)
     log.debug("tool_call_started", agent=agent, project=scope.project_id, tool=name)
