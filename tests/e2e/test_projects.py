@@ -290,9 +290,12 @@ async def used_project(daemon: DaemonProcess, backend: Store, root: Path, keys: 
     """A project a shim used (``keys`` keys written) and left; returns its id once the
     daemon has written everything it will for it (the activity of its closed connection)."""
     agent = unique("user")
-    async with connect(daemon.socket_path, agent=agent, project=root) as client:
-        for index in range(keys):
-            assert text_of(await client.call_tool("redis_set", {"key": f"k{index}", "value": "v"})) == "OK"
+    with anyio.fail_after(30):
+        async with connect(daemon.socket_path, agent=agent, project=root) as client:
+            for index in range(keys):
+                assert (
+                    text_of(await client.call_tool("redis_set", {"key": f"k{index}", "value": "v"})) == "OK"
+                )
     await daemon.wait_for_log("connection_closed", agent=agent)
     project_id = project_id_for(str(root))
     stream = Namespace(project_id).key(ACTIVITY_STREAM)
@@ -382,13 +385,14 @@ async def test_forget_refuses_config_connected_and_unknown_projects(
     root = workdir / "busy"
     root.mkdir()
     agent = unique("holder")
-    async with connect(daemon.socket_path, agent=agent, project=root):
-        busy = await cli(daemon, "projects", "forget", str(root))
-        assert busy.returncode == 1
-        assert f"agents: {agent}" in busy.stderr and "--force" in busy.stderr
-        forced = await cli(daemon, "projects", "forget", str(root), "--force")
-        assert forced.returncode == 0, forced.stderr
-        assert f"still connected: {agent}" in forced.stdout
+    with anyio.fail_after(60):
+        async with connect(daemon.socket_path, agent=agent, project=root):
+            busy = await cli(daemon, "projects", "forget", str(root))
+            assert busy.returncode == 1
+            assert f"agents: {agent}" in busy.stderr and "--force" in busy.stderr
+            forced = await cli(daemon, "projects", "forget", str(root), "--force")
+            assert forced.returncode == 0, forced.stderr
+            assert f"still connected: {agent}" in forced.stdout
 
     unknown = await cli(daemon, "projects", "forget", "nosuch-0123456789")
     assert unknown.returncode == 1
