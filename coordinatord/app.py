@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import structlog
 
 from coordinatord.clock import Clock, system_clock
-from coordinatord.keyspace import DEFAULT_PROJECT_ID, KeyRules, Namespace, TtlPolicy, project_id_for
+from coordinatord.errors import NoProjectError
+from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy
 from coordinatord.presence import Presence
-from coordinatord.services.activity import ActivityLog
+from coordinatord.scope import ProjectScope
+from coordinatord.services.activity import CONNECTION_KIND, ActivityLog, connection_facts
 from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
@@ -25,6 +28,8 @@ from coordinatord.services.sessions import SessionService
 from coordinatord.services.tasks import TaskService
 from coordinatord.settings import Settings
 from coordinatord.store import Store
+
+log = structlog.get_logger("coordinatord.app")
 
 ANONYMOUS_AGENT = "anonymous"
 MAX_AGENT_NAME = 128
@@ -47,21 +52,63 @@ ControlHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 @dataclass
 class Peer:
-    """One socket connection: who is on the other end and which project it works in."""
+    """One socket connection: who is on the other end and which project it works in.
+
+    Two pids: ``peer_pid`` (and ``peer_uid``) come from the kernel (SO_PEERCRED) and can be
+    trusted; ``claimed_pid`` is what the preamble says, which any process can set. ``pid`` is
+    the trusted one whenever the kernel gave it.
+    """
 
     conn_id: int
     agent: str | None
-    project_root: str | None
-    shim_pid: int | None
+    scope: ProjectScope
+    claimed_pid: int | None
     peer_pid: int | None
     peer_uid: int | None
     groups: frozenset[str]
-    namespace: Namespace = field(init=False)
     present_as: str | None = None  # the agent name this connection counts as present for
 
-    def __post_init__(self) -> None:
-        project_id = project_id_for(self.project_root) if self.project_root else DEFAULT_PROJECT_ID
-        self.namespace = Namespace(project_id)
+    @property
+    def namespace(self) -> Namespace:
+        """The project's namespace; an unscoped connection has none, and asking for it is the
+        same refusal its tool calls get (so no code path can write for it by accident)."""
+        namespace = self.scope.namespace
+        if namespace is None:
+            raise NoProjectError(self.scope.missing or "this connection has no project")
+        return namespace
+
+    @property
+    def project_id(self) -> str | None:
+        return self.scope.project_id
+
+    @property
+    def project_root(self) -> str | None:
+        return self.scope.root
+
+    @property
+    def pid(self) -> int | None:
+        return self.peer_pid if self.peer_pid is not None else self.claimed_pid
+
+    @property
+    def pid_mismatch(self) -> bool:
+        """The preamble claims a pid the kernel does not confirm."""
+        claimed, real = self.claimed_pid, self.peer_pid
+        return claimed is not None and real is not None and claimed != real
+
+    def describe(self) -> dict[str, Any]:
+        """The connection as ``coordinatord status`` shows it."""
+        return {
+            "conn": self.conn_id,
+            "agent": self.present_as or self.agent,
+            "project": self.project_id,
+            "root": self.project_root,
+            "no_project": self.scope.missing,
+            "cwd": self.scope.cwd,
+            "pid": self.pid,
+            "peer_pid": self.peer_pid,
+            "peer_uid": self.peer_uid,
+            "claimed_pid": self.claimed_pid,
+        }
 
 
 @dataclass
@@ -154,15 +201,64 @@ class App:
         self.control_handlers: dict[str, ControlHandler] = {}
 
     def mark_present(self, peer: Peer, agent: str) -> None:
-        """The connection's agent counts as present (once known: preamble or first call)."""
-        if peer.present_as is None:
+        """The connection's agent counts as present (once known: preamble or first call); an
+        unscoped connection is present in no project."""
+        namespace = peer.scope.namespace
+        if peer.present_as is None and namespace is not None:
             peer.present_as = agent
-            self.presence.enter(peer.namespace.project_id, agent)
+            self.presence.enter(namespace.project_id, agent)
+
+    def connection_opened(self, peer: Peer) -> None:
+        """Log the new connection with both pids, warn when they disagree, and record it in
+        the project's activity (an unscoped connection writes nothing anywhere)."""
+        scope = peer.scope
+        fields: dict[str, Any] = {
+            "conn": peer.conn_id,
+            "agent": peer.agent,
+            "project": scope.project_id,
+            "root": scope.root,
+            "pid": peer.pid,
+            "peer_pid": peer.peer_pid,
+            "peer_uid": peer.peer_uid,
+            "claimed_pid": peer.claimed_pid,
+        }
+        if scope.namespace is None:
+            fields.update(reason="no_project", cwd=scope.cwd)
+        log.info("connection_opened", **fields)
+        if peer.pid_mismatch:
+            log.warning(
+                "connection_pid_mismatch",
+                conn=peer.conn_id,
+                agent=peer.agent,
+                project=scope.project_id,
+                peer_pid=peer.peer_pid,
+                claimed_pid=peer.claimed_pid,
+                peer_uid=peer.peer_uid,
+            )
+        self._record_connection(peer, "connection_opened", peer.agent)
+        if peer.agent:
+            self.mark_present(peer, peer.agent)
 
     def connection_closed(self, peer: Peer) -> None:
+        agent = peer.present_as or peer.agent
         if peer.present_as is not None:
             self.presence.leave(peer.namespace.project_id, peer.present_as)
             peer.present_as = None
+        log.info("connection_closed", conn=peer.conn_id, agent=agent, project=peer.project_id)
+        self._record_connection(peer, "connection_closed", agent)
+
+    def _record_connection(self, peer: Peer, name: str, agent: str | None) -> None:
+        namespace = peer.scope.namespace
+        if namespace is None:
+            return
+        self.activity.record(
+            namespace,
+            kind=CONNECTION_KIND,
+            name=name,
+            agent=agent,
+            outcome="pid_mismatch" if peer.pid_mismatch else "ok",
+            extra=connection_facts(peer.peer_pid, peer.peer_uid, peer.claimed_pid),
+        )
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Running one tool call: look it up, check its arguments, call it, log it.
 
 Shared by the SDK's ``tools/call`` handler and the server's fast path, so both give the same
-results, the same errors and the same log event. No MCP here.
+results, the same errors and the same log event. On a connection whose shim named no project
+(:class:`coordinatord.scope.ProjectScope`), every tool that needs one is refused here, before
+it runs. No MCP here.
 """
 
 from __future__ import annotations
@@ -25,8 +27,23 @@ async def invoke(
     spec = app.registry.get(name, peer.groups)
     if spec is None:
         return None
+    scope = peer.scope
+    refusal = scope.refusal(spec.needs_project)
+    if refusal is not None:
+        # No project: nothing is written (no presence, no activity), only the daemon's log.
+        log.info(
+            "tool_call",
+            agent=agent,
+            project=None,
+            tool=name,
+            key=None,
+            duration_ms=0.0,
+            outcome="refused",
+            reason="no_project",
+        )
+        return ToolReply(texts=(f"{name}: {refusal}",), is_error=True)
     app.mark_present(peer, agent)
-    log.debug("tool_call_started", agent=agent, project=peer.namespace.project_id, tool=name)
+    log.debug("tool_call_started", agent=agent, project=scope.project_id, tool=name)
     call = CallContext(app, peer, agent)
     started = time.perf_counter()
     outcome = "ok"
@@ -47,14 +64,16 @@ async def invoke(
     log.info(
         "tool_call",
         agent=agent,
-        project=peer.namespace.project_id,
+        project=scope.project_id,
         tool=name,
         key=call.log_key,
         duration_ms=duration_ms,
         outcome=outcome,
     )
+    if scope.namespace is None:
+        return reply  # a call that needs no project (redis_ping) on an unscoped connection
     app.activity.record(
-        peer.namespace,
+        scope.namespace,
         kind="tool",
         name=name,
         agent=agent,

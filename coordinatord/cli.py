@@ -26,6 +26,8 @@ examples:
   coordinatord tail --follow               agent activity as it happens
   coordinatord archive                     archive sessions to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
+  coordinatord projects list               the projects the jobs walk, and where they live
+  coordinatord projects forget ID --purge  forget a project no editor uses and delete its keys
   coordinatord config                      print the effective settings, secrets masked
 """
 
@@ -73,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shim.add_argument("--agent", metavar="NAME", help="this agent's name (default: the MCP client's name)")
     shim.add_argument(
-        "--project", metavar="DIR", help="project root (default: git root of the cwd, else the cwd)"
+        "--project",
+        metavar="DIR",
+        help="project root (default: the repository holding the cwd; outside one, no project)",
     )
     shim.add_argument(
         "--tools",
@@ -149,6 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sessions.add_argument("--force", action="store_true", help="restore over a live session")
     sessions.add_argument("--json", action="store_true", help="print JSON")
+
+    projects = commands.add_parser(
+        "projects",
+        help="list the known projects, or forget one",
+        description="The projects the daemon's jobs walk (announced by shims or in [[projects]] of "
+        "config): list them, or forget one (and with --purge delete every key of its namespace).",
+        epilog=(
+            "examples:\n  coordinatord projects list\n  coordinatord projects forget my-app-845bd79b59\n"
+            "  coordinatord projects forget ~/src/old-app --purge"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    projects.add_argument("action", choices=["list", "forget"], help="what to do")
+    projects.add_argument("project", nargs="?", metavar="ID_OR_ROOT", help="the project to forget")
+    _add_client_socket_flag(projects)
+    projects.add_argument(
+        "--purge", action="store_true", help="forget: also delete every key of the project's namespace"
+    )
+    projects.add_argument(
+        "--force", action="store_true", help="forget: even while an editor is connected in it"
+    )
+    projects.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -169,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
-    if args.command in ("status", "tail", "archive", "sessions"):
+    if args.command in ("status", "tail", "archive", "sessions", "projects"):
         # Each operator command lives in its own module, imported only when it runs.
         import importlib
 

@@ -13,8 +13,9 @@
   archives on disk.
 - ``sessions_restore`` ``{project, session_id, force?}`` → ``session_restore``'s result.
 
-A project is named by its root (an absolute path, as the shim sends it) or its id; a root no
-shim has announced yet is accepted when it is a folder on this host.
+A project is named by its root (an absolute path, in any spelling: it is canonicalised as a
+shim's is) or its id; a root no shim has announced yet is accepted when it is a folder on this
+host.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from coordinatord.app import App, ControlHandler
 from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError
 from coordinatord.jobs import JobContext, Jobs, archiver
 from coordinatord.jobs.schedule import SESSION_ARCHIVER
-from coordinatord.keyspace import project_id_for
+from coordinatord.scope import project_ref
 from coordinatord.services.archive import read_archive
 from coordinatord.services.projects import KnownProject
 
@@ -111,18 +112,16 @@ class SessionControl:
     async def _project(self, value: Any) -> KnownProject:
         if not isinstance(value, str) or not value:
             raise InvalidArgumentError("argument 'project' must be a project root (an absolute path) or id")
-        known = await self._app.projects.known()
-        for project in known:
-            if value in (project.project_id, project.root):
-                return project
+        registry = self._app.projects
+        found = await registry.find(value)
+        if found is not None:
+            return found
         if os.path.isabs(value):
+            ref = await anyio.to_thread.run_sync(project_ref, value)  # any spelling: one project
             return KnownProject(
-                project_id=project_id_for(value),
-                root=value,
-                host=self._app.projects.host,
-                last_seen=None,
-                source="command",
+                project_id=ref.project_id, root=ref.root, host=registry.host, last_seen=None, source="command"
             )
+        known = await registry.known()
         names = ", ".join(f"{p.project_id} ({p.root})" for p in known) or "none yet"
         raise NotFoundError(f"no known project {value!r}; known projects: {names}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from coordinatord import __version__, control_sessions, logs
+from coordinatord import __version__, control_projects, control_sessions, logs
 from coordinatord.app import App
 from coordinatord.errors import ConfigError, CoordinatordError
 from coordinatord.jobs import Jobs
@@ -110,6 +110,7 @@ async def _serve(
             status = DaemonStatus(app, connections, jobs, started_at=time.time())
             app.control_handlers.update(status.control_handlers())
             app.control_handlers.update(control_sessions.handlers(app, jobs))
+            app.control_handlers.update(control_projects.handlers(app, connections.describe))
             background.start_soon(app.activity.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)

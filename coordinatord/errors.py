@@ -12,6 +12,7 @@
         ├── InvalidArgumentError      an argument is missing, of the wrong type or out of range
         ├── LimitExceededError        a key, value or count is above a configured limit
         ├── NotFoundError             the session, task, lock… named does not exist
+        ├── NoProjectError            the connection's shim named no project (the fix is named)
         ├── ArchiveError              a session archive file cannot be written or read
         └── ConflictError             the state changed under the call (e.g. a held lock, a
             │                         version that moved on) and the call cannot go ahead
@@ -62,6 +63,11 @@ class LimitExceededError(ToolError):
 
 class NotFoundError(ToolError):
     """The session, task, agent or lock named by the call does not exist."""
+
+
+class NoProjectError(ToolError):
+    """The call needs a project and the connection has none: its shim started outside any
+    repository and was given no ``--project``. The message names the directory and the fix."""
 
 
 class ConflictError(ToolError):

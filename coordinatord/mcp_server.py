@@ -87,6 +87,7 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
     async def list_resources(ctx: Ctx, params: PaginatedRequestParams | None) -> HandlerResult:
         peer = ctx.lifespan_context
         if peer.project_root is None:
+            # The default project has no folder; an unscoped connection has no project at all.
             return ListResourcesResult(resources=[])
         try:
             index = await app.services.memory_bank.index(peer.namespace, peer.project_root)
@@ -108,6 +109,9 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
 
     async def read_resource(ctx: Ctx, params: ReadResourceRequestParams) -> HandlerResult:
         peer = ctx.lifespan_context
+        refusal = peer.scope.refusal(needs_project=True)
+        if refusal is not None:
+            raise MCPError(code=INVALID_PARAMS, message=f"{params.uri}: {refusal}")
         try:
             name = memory_bank.file_from_uri(params.uri)
             result = await app.services.memory_bank.get(peer.namespace, peer.project_root, name)

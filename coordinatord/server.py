@@ -35,6 +35,7 @@ from coordinatord import preamble
 from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
+from coordinatord.scope import ProjectScope
 from coordinatord.sockio import ProtocolStream
 from coordinatord.tool_groups import unknown_groups_message
 
@@ -340,22 +341,14 @@ class ConnectionServer:
         peer = Peer(
             conn_id=conn_id,
             agent=identity.agent if identity else None,
-            project_root=identity.project if identity else None,
-            shim_pid=identity.pid if identity else None,
+            # In a worker thread: canonicalising the root resolves it on disk.
+            scope=await anyio.to_thread.run_sync(ProjectScope.of, identity),
+            claimed_pid=identity.pid if identity else None,
             peer_pid=creds.pid if creds else None,
             peer_uid=creds.uid if creds else None,
             groups=groups,
         )
-        log.info(
-            "connection_opened",
-            conn=conn_id,
-            agent=peer.agent,
-            project=peer.namespace.project_id,
-            root=peer.project_root,
-            pid=peer.shim_pid or peer.peer_pid,
-        )
-        if peer.agent:
-            self._app.mark_present(peer, peer.agent)
+        self._app.connection_opened(peer)  # logs it (both pids) and counts the agent present
         relay = _Relay(
             self._app, peer, lines, sender, stream, self._settings.drain_timeout_s, self._fast_path
         )
@@ -374,8 +367,7 @@ class ConnectionServer:
         finally:
             self._relays.discard(relay)
             await relay.close()
-            self._app.connection_closed(peer)
-        log.info("connection_closed", conn=conn_id, agent=peer.agent, project=peer.namespace.project_id)
+            self._app.connection_closed(peer)  # logs it
 
 
 async def _first_line(lines: LineReader, sender: ProtocolStream) -> bytes | None:
@@ -465,14 +457,7 @@ class _Relay:
         self._outstanding.abandon()
 
     def describe(self) -> dict[str, Any]:
-        peer = self.peer
-        return {
-            "conn": peer.conn_id,
-            "agent": peer.present_as or peer.agent,
-            "project": peer.namespace.project_id,
-            "root": peer.project_root,
-            "pid": peer.shim_pid or peer.peer_pid,
-        }
+        return self.peer.describe()
 
     async def read_frames(
         self,

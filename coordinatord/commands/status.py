@@ -53,7 +53,7 @@ def render(status: dict[str, Any], now: float) -> str:
     daemon = status.get("daemon", {})
     lines.append(
         f"coordinatord {daemon.get('version', '?')} is running: pid {daemon.get('pid', '?')}, "
-        f"up {_duration(daemon.get('uptime_s'))}"
+        f"up {duration(daemon.get('uptime_s'))}"
     )
     lines.append(f"  socket    {daemon.get('socket', '?')}")
     lines.append(f"  daemon id {daemon.get('daemon_id', '?')}")
@@ -69,8 +69,11 @@ def render(status: dict[str, Any], now: float) -> str:
     lines += ["", f"connected shims: {len(connections)}"]
     for conn in connections:
         agent = conn.get("agent") or "(anonymous)"
-        root = f"  {conn['root']}" if conn.get("root") else ""
-        lines.append(f"  {agent:<20} {conn.get('project', '?')}{root}  (pid {conn.get('pid') or '?'})")
+        if conn.get("project") is None:
+            where = "no project" + (f" (shim started in {conn['cwd']})" if conn.get("cwd") else "")
+        else:
+            where = conn["project"] + (f"  {conn['root']}" if conn.get("root") else "")
+        lines.append(f"  {agent:<20} {where}  {_pid(conn)}")
 
     lines += ["", *_projects(status.get("projects") or {})]
 
@@ -82,6 +85,15 @@ def render(status: dict[str, Any], now: float) -> str:
     for job in jobs:
         lines.append(f"  {job.get('name', '?'):<{width}}  {_job(job, now)}")
     return "\n".join(lines)
+
+
+def _pid(conn: dict[str, Any]) -> str:
+    """``pid 123``, the kernel's; ``pid 123 (claims 456)`` when the preamble named another."""
+    pid, claimed = conn.get("pid"), conn.get("claimed_pid")
+    shown = f"pid {pid or '?'}"
+    if claimed is not None and claimed != pid:
+        shown += f" (claims {claimed})"
+    return shown
 
 
 def _projects(projects: dict[str, Any]) -> list[str]:
@@ -106,7 +118,7 @@ def _projects(projects: dict[str, Any]) -> list[str]:
             if agent.get("connected"):
                 notes.append("connected")
             if agent.get("idle_s") is not None:
-                notes.append(f"last heartbeat {_duration(agent['idle_s'])} ago")
+                notes.append(f"last heartbeat {duration(agent['idle_s'])} ago")
             lines.append(f"      {agent.get('agent')}" + (f"  ({', '.join(notes)})" if notes else ""))
         if active > len(agents):
             lines.append(f"      … and {active - len(agents)} more")
@@ -115,7 +127,7 @@ def _projects(projects: dict[str, Any]) -> list[str]:
         lines.append(f"    held locks: {held}")
         for lock in locks:
             left = lock.get("expires_in")
-            lease = "no expiry" if left is None else f"{_duration(left)} left"
+            lease = "no expiry" if left is None else f"{duration(left)} left"
             lines.append(
                 f"      {lock.get('resource')}  by {lock.get('held_by')}  "
                 f"(fencing {lock.get('fencing')}, {lease})"
@@ -126,7 +138,7 @@ def _projects(projects: dict[str, Any]) -> list[str]:
 
 
 def _job(job: dict[str, Any], now: float) -> str:
-    parts = [f"every {_duration(job.get('interval_s'))}"]
+    parts = [f"every {duration(job.get('interval_s'))}"]
     started = job.get("last_started")
     outcome = job.get("last_outcome")
     if started is None and outcome is None:
@@ -134,9 +146,9 @@ def _job(job: dict[str, Any], now: float) -> str:
     elif outcome == "not_leader":
         parts.append("last tick: another daemon is the leader")
     else:
-        ago = _duration(now - started) + " ago" if started is not None else "?"
-        duration = job.get("last_duration_ms")
-        took = f" in {duration:.1f} ms" if isinstance(duration, int | float) else ""
+        ago = duration(now - started) + " ago" if started is not None else "?"
+        took_ms = job.get("last_duration_ms")
+        took = f" in {took_ms:.1f} ms" if isinstance(took_ms, int | float) else ""
         text = f"last run {ago}: {outcome}{took}"
         counts = job.get("last_counts") or {}
         if counts:
@@ -145,13 +157,12 @@ def _job(job: dict[str, Any], now: float) -> str:
             text += f": {job['last_error']}"
         parts.append(text)
     next_run = job.get("next_run")
-    parts.append(
-        f"next in {_duration(max(0.0, next_run - now))}" if next_run is not None else "not scheduled"
-    )
+    parts.append(f"next in {duration(max(0.0, next_run - now))}" if next_run is not None else "not scheduled")
     return "; ".join(parts)
 
 
-def _duration(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
+    """A length of time as people read it: `0.2 s`, `33 s`, `4 min 58 s`, `3 h 5 min`, `2 d 1 h`."""
     if not isinstance(seconds, int | float):
         return "?"
     if seconds < 60:

@@ -35,9 +35,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from coordinatord.errors import ConfigError
-from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
-from coordinatord.paths import canonical_root, find_project_root, not_a_project
-from coordinatord.services.activity import event_from_fields, iso_timestamp
+from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
+from coordinatord.paths import find_project_root, not_a_project
+from coordinatord.scope import project_ref
+from coordinatord.services.activity import CONNECTION_KIND, event_from_fields, iso_timestamp
 from coordinatord.settings import BackendSettings, Settings, load_settings, mask_url
 from coordinatord.store.embedded import embedded_socket_path
 
@@ -144,11 +145,12 @@ def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
         found = find_project_root(cwd)
         if found is None:
             raise TailError(f"{not_a_project(cwd)}; run tail there, or name it with --project DIR_OR_ID", 2)
-        return project_id_for(str(found)), str(found)
+        ref = project_ref(str(found))
+        return ref.project_id, ref.root
     path = (cwd / value).expanduser()
     if path.is_dir():
-        root = canonical_root(path)
-        return project_id_for(root), root
+        ref = project_ref(str(path))
+        return ref.project_id, ref.root
     if _PROJECT_ID.fullmatch(value) and "/" not in value:
         return value, None
     raise TailError(f"--project {value!r} is neither a directory nor a project id", 2)
@@ -288,8 +290,10 @@ def format_json(event: dict[str, Any]) -> str:
 def format_line(event: dict[str, Any], *, colour: bool, tz: tzinfo | None = None) -> str:
     """One event as a readable line: time, agent, kind and name, outcome, duration, key.
 
-    The key comes last because it is the one column of unbounded width. Control characters in
-    any field are escaped, so an odd key or agent name cannot drive the terminal.
+    The key comes last because it is the one column of unbounded width; a connection event
+    (kind shown as ``conn``) has the peer there instead: ``pid 123 uid 1000``, and
+    ``(claims 456)`` when its preamble named another pid. Control characters in any field are
+    escaped, so an odd key or agent name cannot drive the terminal.
     """
     ts = event.get("ts")
     when = (
@@ -304,6 +308,8 @@ def format_line(event: dict[str, Any], *, colour: bool, tz: tzinfo | None = None
     duration = event.get("duration_ms")
     took = f"{duration:.1f} ms" if isinstance(duration, float) else "-"
     key = _clean(event.get("key") or "-")
+    if kind == CONNECTION_KIND:
+        kind, key = "conn", _peer(event)
 
     def paint(text: str, *codes: str) -> str:
         return f"\x1b[{';'.join(codes)}m{text}{_RESET}" if colour and codes else text
@@ -320,6 +326,14 @@ def format_line(event: dict[str, Any], *, colour: bool, tz: tzinfo | None = None
             key,
         )
     )
+
+
+def _peer(event: dict[str, Any]) -> str:
+    pid, uid, claimed = event.get("peer_pid"), event.get("peer_uid"), event.get("claimed_pid")
+    shown = f"pid {pid if pid is not None else '?'} uid {uid if uid is not None else '?'}"
+    if claimed is not None and claimed != pid:
+        shown += f" (claims {claimed})"
+    return shown
 
 
 def _clean(text: str) -> str:

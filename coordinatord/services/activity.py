@@ -1,13 +1,16 @@
 """The activity log: one event per tool call and per job action, in a capped stream per project.
 
-Events never hold values, only what happened: time, agent, project, kind (``tool`` or ``job``),
-the tool or job, the key or resource, the outcome and the duration. :meth:`ActivityLog.record`
-only queues (no I/O), and the flusher writes the queue every ``activity.flush_interval_s`` (or
-sooner, when a job reporting many events asks with :meth:`ActivityLog.flush_soon`), so a tool
-call never waits for its own activity event and a slow or dead backend slows no call. A flush
-is one Lua call per stream and :data:`APPEND_CHUNK` events (``lua/activity_append.lua``): a
-pipeline of one XADD per event costs about three times as much, nearly all of it in the client,
-and a heartbeat sweep can report tens of thousands of events.
+Events never hold values, only what happened: time, agent, project, kind (``tool``, ``job`` or
+``connection``), the tool, job or connection event, the key or resource, the outcome and the
+duration. Connection events (``connection_opened``, ``connection_closed``) also carry the
+peer's pid and uid as the kernel gave them (SO_PEERCRED) and the pid its preamble claimed, as
+extra stream fields (:data:`EXTRA_FIELDS`) that readers of the eight others can ignore.
+:meth:`ActivityLog.record` only queues (no I/O), and the flusher writes the queue every
+``activity.flush_interval_s`` (or sooner, when a job reporting many events asks with
+:meth:`ActivityLog.flush_soon`), so a tool call never waits for its own activity event and a
+slow or dead backend slows no call. A flush is one Lua call per stream and :data:`APPEND_CHUNK`
+events (``lua/activity_append.lua``): a pipeline of one XADD per event costs about three times
+as much, nearly all of it in the client, and a heartbeat sweep can report tens of thousands of events.
 
 When the backend is unreachable the events not yet written stay queued for the next flush; the
 queue is bounded (the oldest events are dropped beyond it, and the drop is logged). Delivery is at
@@ -29,7 +32,7 @@ so the log of a project nobody works on any more goes away. ``coordinatord tail`
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,10 +58,30 @@ APPEND_CHUNK = 250
 server (which runs a script to the end before anything else) stalls other clients ~2 ms at most."""
 EVENT_FIELDS = ("ts", "agent", "project", "kind", "name", "key", "outcome", "duration_ms")
 """The stream entry's fields, in the order ``lua/activity_append.lua`` writes them."""
+EXTRA_FIELDS = ("peer_pid", "peer_uid", "claimed_pid")
+"""Fields only connection events have (integers), written after the eight others."""
+CONNECTION_KIND = "connection"
 
 _APPEND = (Path(__file__).with_name("lua") / "activity_append.lua").read_text(encoding="utf-8")
 
-_Entry = tuple[str, list[str]]  # (stream key, the values of EVENT_FIELDS in order)
+_Entry = tuple[str, list[str]]
+"""(stream key, the values of EVENT_FIELDS in order, the number of extra fields, their pairs)"""
+
+
+def connection_facts(peer_pid: int | None, peer_uid: int | None, claimed_pid: int | None) -> dict[str, str]:
+    """The extra fields of a connection event (those known)."""
+    values = (peer_pid, peer_uid, claimed_pid)
+    return {name: str(value) for name, value in zip(EXTRA_FIELDS, values, strict=True) if value is not None}
+
+
+class ConnectionPeer(BaseModel):
+    """Who connected, as the kernel says (pid, uid) and as the shim claims (claimed_pid)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    peer_pid: int | None = Field(description="the connecting process, from the socket (SO_PEERCRED)")
+    peer_uid: int | None = Field(description="its user id, from the socket")
+    claimed_pid: int | None = Field(description="the pid its preamble claimed (anyone can write any)")
 
 
 class ActivityEvent(BaseModel):
@@ -69,14 +92,21 @@ class ActivityEvent(BaseModel):
     ts: str = Field(description="when it happened: ISO 8601, UTC, milliseconds")
     agent: str | None = Field(description="the calling agent, or the agent a job action concerned")
     project: str = Field(description="the project id")
-    kind: str = Field(description="tool (a tool call) or job (a scheduled job's action)")
-    name: str = Field(description="the tool or job")
+    kind: str = Field(
+        description="tool (a tool call), job (a scheduled job's action) or connection (an editor "
+        "connecting or leaving)"
+    )
+    name: str = Field(description="the tool, the job, or connection_opened / connection_closed")
     key: str | None = Field(description="the key or resource it was about, when there was one")
     outcome: str = Field(
         description="for tools: ok, refused, backend_error or internal_error; "
-        "for jobs: the action, e.g. agent_inactive, lock_reaped"
+        "for jobs: the action, e.g. agent_inactive, lock_reaped; for connections: ok, or "
+        "pid_mismatch when the pid the shim claims is not the one the kernel reports"
     )
     duration_ms: float | None = Field(description="how long the tool call took; null for job actions")
+    connection: ConnectionPeer | None = Field(
+        default=None, description="for connection events: the process on the other end"
+    )
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> ActivityEvent:
@@ -90,6 +120,11 @@ class ActivityEvent(BaseModel):
             key=event.get("key"),
             outcome=event.get("outcome") or "",
             duration_ms=event.get("duration_ms"),
+            connection=(
+                ConnectionPeer(**{name: event.get(name) for name in EXTRA_FIELDS})
+                if event.get("kind") == CONNECTION_KIND
+                else None
+            ),
         )
 
 
@@ -133,8 +168,10 @@ class ActivityLog:
         key: str | None = None,
         outcome: str = "ok",
         duration_ms: float | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
-        """Queue one event (no I/O here: the flusher writes it)."""
+        """Queue one event (no I/O here: the flusher writes it); ``extra``: fields beyond the
+        eight every event has (:data:`EXTRA_FIELDS`)."""
         if len(self._pending) == self._max_buffered:
             self._dropped += 1  # the deque's maxlen pushes the oldest out
         values = [
@@ -146,7 +183,11 @@ class ActivityLog:
             key or "",
             outcome,
             "" if duration_ms is None else f"{duration_ms:.3f}",
+            str(len(extra) if extra else 0),
         ]
+        if extra:
+            for name, value in extra.items():
+                values += (name, value)
         self._pending.append((ns.key(ACTIVITY_STREAM), values))
 
     def flush_soon(self) -> None:
@@ -258,6 +299,12 @@ def event_from_fields(entry_id: str, raw: list[str] | dict[str, str]) -> dict[st
                 event[name] = None
         else:
             event[name] = value or None
+    for name in EXTRA_FIELDS:
+        if name in fields:  # only connection events have them
+            try:
+                event[name] = int(fields[name])
+            except ValueError:
+                event[name] = None
     return event
 
 

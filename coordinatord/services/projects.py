@@ -3,6 +3,10 @@ and the host they live on) plus the ``[[projects]]`` entries of config.toml. Job
 
 Key: ``coord:projects`` (outside every namespace: it lists them), a hash of project id → JSON
 ``{root, host, last_seen}``, with a TTL refreshed on every announcement.
+
+An operator can forget a project (:meth:`ProjectRegistry.forget`: the jobs stop walking it) and
+purge its namespace (:meth:`ProjectRegistry.purge`: SCAN and UNLINK page by page, never KEYS, so
+the server is never held for long whatever the project's size).
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ import json
 import socket
 from pathlib import Path
 
+import anyio
 from pydantic import BaseModel, ConfigDict
 
 from coordinatord.clock import Clock, system_clock
-from coordinatord.keyspace import PROJECTS_KEY, Namespace, project_id_for
+from coordinatord.keyspace import PROJECTS_KEY, Namespace, check_id
+from coordinatord.scope import ProjectRef, project_ref
 from coordinatord.settings import ProjectEntry
 from coordinatord.store import Store
+
+PURGE_BATCH = 500
+"""Keys per SCAN step and per UNLINK when a project's namespace is purged."""
 
 REMEMBER_S = 30 * 86_400
 """A project no shim has announced for this long is forgotten."""
@@ -49,9 +58,15 @@ class ProjectRegistry:
         host: str | None = None,
     ) -> None:
         self._store = store
-        self._configured = configured
+        # Through the one rule that makes a root an id (the entries are canonical already).
+        self._configured: tuple[ProjectRef, ...] = tuple(project_ref(str(entry.root)) for entry in configured)
         self._clock = clock
         self.host = host or socket.gethostname()
+
+    @property
+    def configured_ids(self) -> frozenset[str]:
+        """The ids of the ``[[projects]]`` entries: always known, whatever is forgotten."""
+        return frozenset(ref.project_id for ref in self._configured)
 
     async def announce(self, project_id: str, root: str) -> None:
         record = json.dumps({"root": root, "host": self.host, "last_seen": round(self._clock(), 3)})
@@ -68,11 +83,9 @@ class ProjectRegistry:
         projects: dict[str, KnownProject] = {}
         forgotten: list[str] = []
         oldest = self._clock() - REMEMBER_S
-        for entry in self._configured:
-            root = str(entry.root)
-            pid = project_id_for(root)
-            projects[pid] = KnownProject(
-                project_id=pid, root=root, host=self.host, last_seen=None, source="config"
+        for ref in self._configured:
+            projects[ref.project_id] = KnownProject(
+                project_id=ref.project_id, root=ref.root, host=self.host, last_seen=None, source="config"
             )
         for pid, value in sorted(raw.items()):
             try:
@@ -98,3 +111,43 @@ class ProjectRegistry:
         if forgotten:
             await self._store.execute("HDEL", PROJECTS_KEY, *forgotten)
         return list(projects.values())
+
+    async def find(self, value: str) -> KnownProject | None:
+        """The known project ``value`` names: its id, its root as recorded, or (for an absolute
+        path) any spelling of that root."""
+        known = await self.known()
+        for project in known:
+            if value in (project.project_id, project.root):
+                return project
+        if value.startswith("/"):
+            ref = await anyio.to_thread.run_sync(project_ref, value)  # resolves it on disk
+            for project in known:
+                if ref.project_id == project.project_id:
+                    return project
+        return None
+
+    async def forget(self, project_id: str) -> bool:
+        """Remove a project from the registry (the jobs stop walking it); whether it was there.
+
+        A shim connecting from it again announces it again: forgetting is for projects no
+        editor uses any more.
+        """
+        return bool(await self._store.execute("HDEL", PROJECTS_KEY, project_id))
+
+    async def purge(self, project_id: str, batch: int = PURGE_BATCH) -> int:
+        """Delete every key of a project's namespace; returns how many were deleted.
+
+        Page by page (SCAN, then UNLINK of what the page found), so no single command holds the
+        server for long. Keys written while it runs may survive it.
+        """
+        # The id becomes a MATCH pattern: only the shape of an id can be one.
+        pattern = Namespace(check_id(project_id, "project")).pattern("*")
+        deleted = 0
+        cursor = "0"
+        while True:
+            cursor, keys = await self._store.scan_page(cursor, pattern, batch)
+            if keys:
+                # A key SCAN returns twice is deleted (and counted) once: UNLINK counts what it removed.
+                deleted += await self._store.unlink(sorted(set(keys)))
+            if cursor == "0":
+                return deleted

@@ -137,6 +137,22 @@ class RedisStore:
     async def expire(self, key: str, seconds: int) -> bool:
         return bool(await self._call(lambda: self._client.expire(key, seconds)))
 
+    async def scan_page(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]:
+        """One SCAN step: the next cursor (``"0"`` when the walk is over) and the keys it found
+        (a key may come twice while the table is rehashed). For walks that act on each page."""
+
+        async def step() -> tuple[str, list[str]]:
+            following, keys = await self._client.scan(cursor=int(cursor), match=match, count=count)
+            return str(following), [_text(key) for key in keys]
+
+        return await self._call(step)
+
+    async def unlink(self, keys: list[str]) -> int:
+        """Delete keys, freeing their memory in the background (UNLINK): for large deletions."""
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._client.unlink(*keys)))
+
     async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
         """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
 

@@ -277,6 +277,20 @@ class UpstashStore:
     async def expire(self, key: str, seconds: int) -> bool:
         return bool(await self._call(lambda: self._command(("EXPIRE", key, seconds))))
 
+    async def scan_page(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]:
+        """One SCAN step: the next cursor (``"0"`` when the walk is over) and the keys it found."""
+
+        async def step() -> tuple[str, list[str]]:
+            reply = await self._command(("SCAN", cursor, "MATCH", match, "COUNT", count))
+            return str(reply[0]), [str(key) for key in reply[1]]
+
+        return await self._call(step)
+
+    async def unlink(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._call(lambda: self._command(("UNLINK", *keys))))
+
     async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
         """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
 

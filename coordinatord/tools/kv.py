@@ -148,5 +148,6 @@ TOOLS = (
         redis_ping,
         read_only=True,
         idempotent=True,
+        needs_project=False,
     ),
 )

@@ -165,6 +165,9 @@ class ToolSpec:
     idempotent: bool = False
     title: str | None = None
     output: type[BaseModel] | None = None
+    needs_project: bool = True
+    """False only for tools that touch no project's keys (``redis_ping``): they also work on a
+    connection whose shim named no project."""
     _by_name: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

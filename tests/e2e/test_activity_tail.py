@@ -4,6 +4,7 @@ shim, and ``coordinatord tail`` (last events, filters, --follow) as a separate p
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -89,7 +90,15 @@ async def test_activity_recent_shows_calls_but_never_values(daemon: DaemonProces
         # No waiting: activity_recent flushes first, so the calls just made are already there.
         reply = await call(client, "activity_recent")
     assert SECRET not in json.dumps(reply)
-    events = reply["events"]
+    opened, *events = reply["events"]
+    assert (opened["kind"], opened["name"], opened["agent"], opened["outcome"]) == (
+        "connection",
+        "connection_opened",
+        "kilocode",
+        "ok",
+    )
+    assert opened["connection"]["peer_uid"] == os.getuid()
+    assert opened["connection"]["peer_pid"] == opened["connection"]["claimed_pid"] > 0
     assert [(e["name"], e["key"], e["outcome"]) for e in events] == [
         ("redis_set", "agent:context:s1", "ok"),
         ("redis_get", "agent:context:s1", "ok"),
@@ -97,10 +106,12 @@ async def test_activity_recent_shows_calls_but_never_values(daemon: DaemonProces
     ]
     for event in events:
         assert (event["agent"], event["project"], event["kind"]) == ("kilocode", ns.project_id, "tool")
-        assert event["duration_ms"] >= 0 and event["ts"].endswith("Z")
-    raw = await wait_for_events(daemon, ns, 4)  # the three calls and activity_recent itself
+        assert event["duration_ms"] >= 0 and event["ts"].endswith("Z") and event["connection"] is None
+    # Opened, the three calls, activity_recent itself, closed.
+    raw = await wait_for_events(daemon, ns, 6)
     assert SECRET not in json.dumps(raw)
-    assert raw[-1]["name"] == "activity_recent"
+    assert [event["name"] for event in raw[-2:]] == ["activity_recent", "connection_closed"]
+    assert raw[-1]["peer_pid"] == raw[0]["peer_pid"] and raw[-1]["kind"] == "connection"
 
 
 async def test_activity_recent_limit_and_agent(daemon: DaemonProcess, workdir: Path) -> None:
@@ -115,7 +126,12 @@ async def test_activity_recent_limit_and_agent(daemon: DaemonProcess, workdir: P
         newest = await call(kilo, "activity_recent", {"limit": 2})
         assert [e["key"] for e in newest["events"]] == ["k2", "c2"]
         only_cline = await call(kilo, "activity_recent", {"agent": "cline"})
-        assert [e["key"] for e in only_cline["events"]] == ["c0", "c1", "c2"]
+        assert [(e["name"], e["key"]) for e in only_cline["events"]] == [
+            ("connection_opened", None),
+            ("redis_get", "c0"),
+            ("redis_get", "c1"),
+            ("redis_get", "c2"),
+        ]
         too_many = await kilo.call_tool("activity_recent", {"limit": 1001})
         assert too_many.is_error and "'limit' is 1001" in text_of(too_many) and "1000" in text_of(too_many)
         zero = await kilo.call_tool("activity_recent", {"limit": 0})
@@ -142,8 +158,9 @@ async def test_a_job_action_is_an_activity_event(daemon: DaemonProcess, workdir:
 
 async def test_tail_prints_the_last_events_of_the_cwd_project(daemon: DaemonProcess, workdir: Path) -> None:
     """Without --follow tail prints the newest -n events (of --agent) and exits; by default it
-    reads the project of the cwd (a repository), and --project accepts a project id."""
-    (workdir / ".git").mkdir()
+    reads the project of the cwd, and --project accepts a project id. A connection event shows
+    the peer's pid and uid."""
+    (workdir / ".git").mkdir()  # a repository: the project tail finds from its cwd
     ns = project_of(workdir)
     async with (
         connect(daemon.socket_path, agent="writer", project=workdir) as writer,
@@ -152,20 +169,26 @@ async def test_tail_prints_the_last_events_of_the_cwd_project(daemon: DaemonProc
         for index in range(5):
             await writer.call_tool("redis_get", {"key": f"k{index}"})
         await other.call_tool("redis_get", {"key": "other"})
-    await wait_for_events(daemon, ns, 6)
+    await wait_for_events(daemon, ns, 10)  # each connection opened and closed, and six calls
 
     done = await run_tail(daemon, "-n", "3", "--json", "--agent", "writer", cwd=workdir)
     assert done.returncode == 0, done.stderr
     shown = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [(e["agent"], e["key"]) for e in shown] == [("writer", "k2"), ("writer", "k3"), ("writer", "k4")]
+    assert [(e["agent"], e["name"], e["key"]) for e in shown] == [
+        ("writer", "redis_get", "k3"),
+        ("writer", "redis_get", "k4"),
+        ("writer", "connection_closed", None),
+    ]
     assert all(e["project"] == ns.project_id and e["ts"].endswith("Z") for e in shown)
+    assert shown[-1]["peer_uid"] == os.getuid() and shown[-1]["peer_pid"] == shown[-1]["claimed_pid"]
 
-    done = await run_tail(daemon, "-n", "2", "--project", ns.project_id, cwd=Path("/"))
+    done = await run_tail(daemon, "-n", "2", "--agent", "writer", "--project", ns.project_id, cwd=Path("/"))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 2 and b"\x1b" not in done.stdout  # not a terminal: no colour
     assert lines[0].split()[2:5] == ["writer", "tool", "redis_get"] and lines[0].endswith("k4")
-    assert lines[1].split()[2:5] == ["other", "tool", "redis_get"] and lines[1].endswith("other")
+    assert lines[1].split()[2:6] == ["writer", "conn", "connection_closed", "ok"]
+    assert lines[1].endswith(f"pid {shown[-1]['peer_pid']} uid {os.getuid()}")
 
 
 async def test_tail_follow_shows_events_made_after_it_started(daemon: DaemonProcess, workdir: Path) -> None:
@@ -173,7 +196,7 @@ async def test_tail_follow_shows_events_made_after_it_started(daemon: DaemonProc
     ns = project_of(workdir)
     async with connect(daemon.socket_path, agent="kilocode", project=workdir) as client:
         await client.call_tool("redis_get", {"key": "before"})
-        await wait_for_events(daemon, ns, 1)
+        await wait_for_events(daemon, ns, 2)  # the connection's opening and the call
         command = tail_command(daemon, "--follow", "--json", "-n", "1", "--project", str(workdir))
         async with await anyio.open_process(
             command, env=daemon.env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -202,9 +225,9 @@ async def test_tail_follow_shows_events_made_after_it_started(daemon: DaemonProc
 async def test_tail_says_when_the_backend_cannot_be_reached(workdir: Path) -> None:
     """No embedded backend in the state dir, or a Redis URL nothing answers on: a clear message,
     exit 1; a --project that is neither a directory nor an id: exit 2."""
+    (workdir / ".git").mkdir()  # a repository: tail has a project before it looks for a backend
     config = workdir / "empty.toml"
     config.touch()
-    (workdir / ".git").mkdir()  # the cwd is a project: what fails is reaching the backend
     env = {"COORDINATORD_CONFIG": str(config), "PATH": "/usr/bin:/bin"}
     base = [COORDINATORD, "tail", "--state-dir", str(workdir / "state")]
     runs = {

@@ -282,12 +282,19 @@ async def test_sessions_commands_list_and_restore(daemon: DaemonProcess, workdir
 
 
 async def test_commands_name_the_socket_when_no_daemon_answers() -> None:
-    """With no daemon on the socket, archive and sessions exit 1 with a message naming the socket."""
+    """With no daemon on the socket, archive, sessions and projects exit 1 with a message naming
+    the socket."""
     directory = short_tmpdir()
+    (directory / ".git").mkdir()  # a repository, so that `sessions list` has a project to ask about
     try:
         socket_path = directory / "none.sock"
-        (directory / ".git").mkdir()  # sessions list reads the cwd's project
-        for args in (["archive"], ["archive", "--project", str(directory)], ["sessions", "list"]):
+        runs = (
+            ["archive"],
+            ["archive", "--project", str(directory)],
+            ["sessions", "list"],
+            ["projects", "list"],
+        )
+        for args in runs:
             command = [COORDINATORD, *args, "--socket", str(socket_path)]
             with anyio.fail_after(30):
                 done = await anyio.run_process(command, cwd=directory, check=False)

@@ -420,3 +420,23 @@ async def test_daemon_serves_seed_tools_over_upstash(fake: FakeUpstash) -> None:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(project, ignore_errors=True)
     assert code == 0, daemon.output.decode(errors="replace")
+
+
+async def test_scan_pages_and_unlink(upstash: UpstashStore, redis_store: Store) -> None:
+    """scan_page walks a pattern page by page to cursor "0" and unlink deletes what it found,
+    with the same results over REST as over the Redis protocol."""
+    for store in (upstash, redis_store):
+        ns = fresh_namespace()
+        for index in range(12):
+            await store.set(ns.key(f"k{index}"), "x", 60)
+        seen: set[str] = set()
+        cursor = "0"
+        while True:
+            cursor, keys = await store.scan_page(cursor, ns.pattern("*"), 5)
+            seen.update(keys)
+            if cursor == "0":
+                break
+        assert seen == {ns.key(f"k{index}") for index in range(12)}
+        assert await store.unlink(sorted(seen)) == 12
+        assert await store.unlink([]) == 0
+        assert await store.scan(ns.pattern("*"), 100) == ([], False)

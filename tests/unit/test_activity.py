@@ -19,6 +19,7 @@ from coordinatord.keyspace import project_id_for
 from coordinatord.services.activity import (
     ActivityEvent,
     append_chunks,
+    connection_facts,
     event_from_fields,
 )
 from coordinatord.tools.activity import TOOLS
@@ -35,6 +36,17 @@ TOOL_EVENT = {
     "key": "agent:context:s-1",
     "outcome": "ok",
     "duration_ms": 1.25,
+}
+CONNECTION_EVENT = {
+    **TOOL_EVENT,
+    "kind": "connection",
+    "name": "connection_opened",
+    "key": None,
+    "outcome": "pid_mismatch",
+    "duration_ms": None,
+    "peer_pid": 4242,
+    "peer_uid": 1000,
+    "claimed_pid": 1,
 }
 JOB_EVENT = {
     **TOOL_EVENT,
@@ -75,6 +87,36 @@ def test_stream_fields_parse_back_into_an_event() -> None:
         "duration_ms": None,
     }
     assert event_from_fields("1-0", dict(zip(flat[::2], flat[1::2], strict=True))) == event
+
+
+def test_a_connection_event_reads_back_its_peer() -> None:
+    """The extra fields of a connection event come back as integers; other events have none."""
+    flat = ["ts", "1771000000.250", "agent", "kilocode", "project", "p", "kind", "connection"]
+    flat += ["name", "connection_opened", "key", "", "outcome", "ok", "duration_ms", ""]
+    flat += ["peer_pid", "4242", "peer_uid", "1000", "claimed_pid", "4242"]
+    event = event_from_fields("1-0", flat)
+    assert (event["peer_pid"], event["peer_uid"], event["claimed_pid"]) == (4242, 1000, 4242)
+    shown = ActivityEvent.from_event(event)
+    assert shown.connection is not None and shown.connection.peer_pid == 4242
+    assert ActivityEvent.from_event(TOOL_EVENT).connection is None
+
+
+def test_connection_facts_carry_only_what_is_known() -> None:
+    """A pid the kernel did not give is left out rather than written as an empty field."""
+    assert connection_facts(4242, 1000, 1) == {"peer_pid": "4242", "peer_uid": "1000", "claimed_pid": "1"}
+    assert connection_facts(None, None, 7) == {"claimed_pid": "7"}
+
+
+def test_connection_line_shows_the_peer_and_what_it_claims() -> None:
+    """A connection event is kind `conn`, with the kernel's pid and uid where the key would be,
+    and the preamble's pid when it differs."""
+    line = format_line(CONNECTION_EVENT, colour=False, tz=UTC)
+    assert line.split()[2:] == [
+        "kilocode", "conn", "connection_opened", "pid_mismatch", "-", "pid", "4242", "uid", "1000",
+        "(claims", "1)",
+    ]  # fmt: skip
+    honest = format_line({**CONNECTION_EVENT, "claimed_pid": 4242, "outcome": "ok"}, colour=False, tz=UTC)
+    assert honest.endswith("pid 4242 uid 1000")
 
 
 def test_a_malformed_number_does_not_break_reading() -> None:
