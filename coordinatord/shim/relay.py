@@ -96,6 +96,7 @@ class Relay:
         self._from_editor = bytearray()  # a partial line from the editor
         self._skipping: bytes | None = None  # the head of an over-long editor line being skipped
         self._stdin_open = True
+        self._half_closed = False
         self._in_flight: dict[RequestId, tuple[str | None, bytes]] = {}
         self._waiting: deque[_Waiting] = deque()
         self._initialize: dict[str, object] | None = None  # the editor's, once answered
@@ -107,7 +108,6 @@ class Relay:
         self._retry_at = 0.0
         self._retry_delay = FIRST_RETRY_S
         self._outage_since: float | None = None
-        self._ever_connected = False
         self._said_waiting = False
         self._said_failure: str | None = None
         self._refused: lines.Refusal | None = None
@@ -253,20 +253,20 @@ class Relay:
             line = bytes(self._from_editor)
             self._from_editor.clear()
             self._from_editor_line(line)
-        if self._sock is None or not self._ready:
+        if self._sock is None:
             # No daemon to finish anything: what waits gets its answer now, and the shim ends
-            # (with status 1 if a request could not be served).
+            # (with status 1 if a request could not be served). A daemon still replaying the
+            # handshake gets what waits once it is done, then the half-close.
             unserved = any(w.request_id is not None for w in self._waiting)
             self._fail_waiting(self._no_daemon_message(waited=False))
             self._close_socket()
             self._exit(1 if unserved else 0)
             return
-        self._flush()
-        if not self._out:
-            self._half_close()
+        self._flush()  # half-closes once everything is out (after a handshake replay, if one runs)
 
     def _half_close(self) -> None:
-        if self._sock is not None:
+        if self._sock is not None and not self._half_closed:
+            self._half_closed = True
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
 
@@ -292,6 +292,7 @@ class Relay:
             return
         sock.setblocking(False)
         self._sock = sock
+        self._half_closed = False
         self._refused = None
         self._from_daemon.clear()
         self._out = bytearray(self._preamble)
@@ -303,7 +304,6 @@ class Relay:
             self._say(f"connected to the daemon at {self._config.socket} after {took:.1f} s")
             self._outage_since = None
         self._said_waiting = False
-        self._ever_connected = True
         if self._initialize is not None:
             self._replay_handshake()
         else:
@@ -379,7 +379,11 @@ class Relay:
 
     def _flush(self) -> None:
         sock = self._sock
-        if sock is None or not self._out:
+        if sock is None:
+            return
+        if not self._out:
+            if not self._stdin_open and self._ready:
+                self._half_close()
             return
         try:
             sent = sock.send(self._out)

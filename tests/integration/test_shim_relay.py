@@ -233,3 +233,27 @@ def test_an_over_long_line_is_answered_by_the_shim_and_never_sent(scripted: Scri
         peer.close()
     finally:
         shim.kill()
+
+
+def test_stdin_closed_during_a_replay_still_sends_what_waits(
+    scripted: ScriptedDaemon, shim: ShimProcess
+) -> None:
+    """The editor sends a call and leaves while the handshake is being replayed: the call still
+    goes out after the replay, its reply comes back, then the shim half-closes and exits 0."""
+    first = scripted.next()
+    handshake(first, shim)
+    first.close()
+    second = scripted.next()  # the shim reconnects by itself, nothing waiting
+    assert second.line()["type"] == "coordinatord-preamble"
+    replayed = second.line()
+    shim.send(call_line(2, "redis_ping", {}))
+    assert shim.process.stdin is not None
+    shim.process.stdin.close()
+    second.send(ok(replayed["id"]))
+    assert second.line()["method"] == "notifications/initialized"
+    assert second.line()["id"] == 2
+    second.send(ok(2, {"content": []}))
+    assert shim.reply() == ok(2, {"content": []})
+    assert second.reader.readline() == b""  # the shim's half-close
+    second.close()
+    assert shim.process.wait(timeout=30) == 0
