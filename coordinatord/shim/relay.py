@@ -109,6 +109,7 @@ class Relay:
         self._retry_delay = FIRST_RETRY_S
         self._outage_since: float | None = None
         self._said_waiting = False
+        self._said_expired: str | None = None
         self._said_failure: str | None = None
         self._refused: lines.Refusal | None = None
         self._exit_code: int | None = None
@@ -304,6 +305,7 @@ class Relay:
             self._say(f"connected to the daemon at {self._config.socket} after {took:.1f} s")
             self._outage_since = None
         self._said_waiting = False
+        self._said_expired = None
         if self._initialize is not None:
             self._replay_handshake()
         else:
@@ -524,7 +526,9 @@ class Relay:
             lines.error_reply(w.request_id, NO_DAEMON, message) for w in expired if w.request_id is not None
         ]
         if replies:
-            self._say(message)
+            if message != self._said_expired:  # once per outage and reason, however many calls
+                self._said_expired = message
+                self._say(message)
             self._to_editor(b"".join(replies))
 
     def _fail_waiting(self, message: str) -> None:
