@@ -3,8 +3,9 @@
 Profiling showed most of a call's time in the SDK's generic machinery (validating the whole
 message, the dispatcher's task and streams, per-request context and session objects, validating
 and re-dumping the result), not in the tool. Once a connection has completed the ``initialize``
-handshake, a well-formed ``tools/call`` is answered here instead: parsed with :mod:`json`, run
-by the same :func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
+handshake, a well-formed ``tools/call`` is answered here instead: read off the value
+:mod:`coordinatord.framing` parsed the line into (no model is built), run by the same
+:func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
 Everything else — the handshake, the 2026-07-28 era, ``tools/list``, malformed calls — still goes
 through the SDK, which stays the reference for what is valid.
 
@@ -66,19 +67,10 @@ class FastPath:
         if ok and request_id is not None and request_id == self._initialize_id:
             self.enabled = True
 
-    def parse_call(self, line: bytes) -> tuple[str | int, str, dict[str, Any] | None] | None:
-        """``(id, tool, arguments)`` for a well-formed ``tools/call``; ``None`` for anything else."""
-        if not self.enabled or b'"tools/call"' not in line:
-            return None
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return None
-        if (
-            not isinstance(message, dict)
-            or message.get("method") != "tools/call"
-            or message.get("jsonrpc") != "2.0"
-        ):
+    def parse_call(self, message: dict[str, Any]) -> tuple[str | int, str, dict[str, Any] | None] | None:
+        """``(id, tool, arguments)`` when ``message`` (a parsed line) is a well-formed
+        ``tools/call`` this path serves; ``None`` for anything else."""
+        if not self.enabled or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
             return None
         request_id, params = message.get("id"), message.get("params")
         if (
@@ -94,14 +86,12 @@ class FastPath:
             return None  # progress tokens, tasks: the SDK's business
         return request_id, name, arguments
 
-    def cancel(self, line: bytes) -> None:
-        """Apply a ``notifications/cancelled`` to a fast-path call (the SDK never saw it)."""
-        if not self._running or b'"notifications/cancelled"' not in line:
+    def cancel(self, message: dict[str, Any]) -> None:
+        """Apply a ``notifications/cancelled`` (``message``, a parsed line) to a fast-path call;
+        the SDK never saw that call."""
+        if not self._running or message.get("method") != "notifications/cancelled":
             return
-        try:
-            params = json.loads(line).get("params") or {}
-        except (ValueError, AttributeError):
-            return
+        params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         task = self._running.get(request_id) if isinstance(request_id, str | int) else None
         if task is not None:
