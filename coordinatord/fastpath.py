@@ -49,6 +49,7 @@ class FastPath:
         self._send = send
         self._done = done
         self._initialize_id: str | int | None = None
+        self._offered_name: str | None = None
         self._client_name: str | None = None
         self.enabled = False
         self._running: dict[str | int, asyncio.Task[None]] = {}
@@ -56,15 +57,18 @@ class FastPath:
         self._withdrawn: set[asyncio.Task[None]] = set()
 
     def saw_initialize(self, request_id: str | int, params: Any) -> None:
-        """The client's ``initialize`` request went to the SDK; remember who the client is."""
+        """The client's ``initialize`` request went to the SDK; remember who the client says it
+        is, which counts once the SDK accepts the handshake."""
         self._initialize_id = request_id
         info = params.get("clientInfo") if isinstance(params, dict) else None
         name = info.get("name") if isinstance(info, dict) else None
-        self._client_name = name if isinstance(name, str) and name else None
+        self._offered_name = name if isinstance(name, str) and name else None
 
     def saw_reply(self, request_id: str | int | None, ok: bool) -> None:
-        """The SDK answered a request; a successful ``initialize`` answer opens the fast path."""
+        """The SDK answered a request; a successful ``initialize`` answer opens the fast path
+        (a refused one, even a second one on an open connection, changes nothing)."""
         if ok and request_id is not None and request_id == self._initialize_id:
+            self._client_name = self._offered_name
             self.enabled = True
 
     def parse_call(self, message: dict[str, Any]) -> tuple[str | int, str, dict[str, Any] | None] | None:
@@ -89,8 +93,8 @@ class FastPath:
     def cancel(self, message: dict[str, Any]) -> None:
         """Apply a ``notifications/cancelled`` (``message``, a parsed line) to a fast-path call;
         the SDK never saw that call."""
-        if not self._running or message.get("method") != "notifications/cancelled":
-            return
+        if not self._running or message.get("method") != "notifications/cancelled" or "id" in message:
+            return  # (with an id it is a request, which cancels nothing: the SDK answers it)
         params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         task = self._running.get(request_id) if isinstance(request_id, str | int) else None
