@@ -241,7 +241,7 @@ def mutated(data: st.DataObject, line: bytes) -> bytes:
 
 @settings(max_examples=600, derandomize=True, deadline=None)
 @given(message=members, data=st.data())
-@example(message={"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"a": "\ud800"}}, data=None)  # type: ignore[arg-type]
+@example(message={"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"a": "\ud800"}}, data=None)
 def test_accepts_exactly_what_validate_json_accepted(
     message: dict[str, Any], data: st.DataObject | None
 ) -> None:
