@@ -391,9 +391,7 @@ class _Relay:
         self._drain_timeout_s = drain_timeout_s
         self._outstanding = _Outstanding(app.in_flight)
         self._reading = anyio.CancelScope()
-        self._fast = (
-            FastPath(app, peer, self._send_fast_reply, self._outstanding.discard) if fast_path else None
-        )
+        self._fast = FastPath(app, peer, self._send_reply, self._outstanding.discard) if fast_path else None
 
     async def close(self) -> None:
         """The connection is over: fast-path calls still running are cancelled (their client
@@ -453,7 +451,7 @@ class _Relay:
                 "bad_frame", conn=self.peer.conn_id, kind=frame.kind, answered=frame.reply is not None
             )
             if frame.reply is not None:
-                await self._sender.send(frame.reply)
+                await self._send_reply(frame.reply)
             return
         message = frame.message
         if isinstance(message, JSONRPCRequest):
@@ -462,7 +460,7 @@ class _Relay:
                 fast.saw_initialize(message.id, message.params)
         await out.send(frame)
 
-    async def _send_fast_reply(self, data: bytes) -> None:
+    async def _send_reply(self, data: bytes) -> None:
         # A client that left has nowhere for its reply to go.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             await self._sender.send(data)
