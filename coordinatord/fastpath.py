@@ -3,8 +3,9 @@
 Profiling showed most of a call's time in the SDK's generic machinery (validating the whole
 message, the dispatcher's task and streams, per-request context and session objects, validating
 and re-dumping the result), not in the tool. Once a connection has completed the ``initialize``
-handshake, a well-formed ``tools/call`` is answered here instead: parsed with :mod:`json`, run
-by the same :func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
+handshake, a well-formed ``tools/call`` is answered here instead: read off the value
+:mod:`coordinatord.framing` parsed the line into (no model is built), run by the same
+:func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
 Everything else — the handshake, the 2026-07-28 era, ``tools/list``, malformed calls — still goes
 through the SDK, which stays the reference for what is valid.
 
@@ -48,6 +49,7 @@ class FastPath:
         self._send = send
         self._done = done
         self._initialize_id: str | int | None = None
+        self._offered_name: str | None = None
         self._client_name: str | None = None
         self.enabled = False
         self._running: dict[str | int, asyncio.Task[None]] = {}
@@ -55,30 +57,24 @@ class FastPath:
         self._withdrawn: set[asyncio.Task[None]] = set()
 
     def saw_initialize(self, request_id: str | int, params: Any) -> None:
-        """The client's ``initialize`` request went to the SDK; remember who the client is."""
+        """The client's ``initialize`` request went to the SDK; remember who the client says it
+        is, which counts once the SDK accepts the handshake."""
         self._initialize_id = request_id
         info = params.get("clientInfo") if isinstance(params, dict) else None
         name = info.get("name") if isinstance(info, dict) else None
-        self._client_name = name if isinstance(name, str) and name else None
+        self._offered_name = name if isinstance(name, str) and name else None
 
     def saw_reply(self, request_id: str | int | None, ok: bool) -> None:
-        """The SDK answered a request; a successful ``initialize`` answer opens the fast path."""
+        """The SDK answered a request; a successful ``initialize`` answer opens the fast path
+        (a refused one, even a second one on an open connection, changes nothing)."""
         if ok and request_id is not None and request_id == self._initialize_id:
+            self._client_name = self._offered_name
             self.enabled = True
 
-    def parse_call(self, line: bytes) -> tuple[str | int, str, dict[str, Any] | None] | None:
-        """``(id, tool, arguments)`` for a well-formed ``tools/call``; ``None`` for anything else."""
-        if not self.enabled or b'"tools/call"' not in line:
-            return None
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return None
-        if (
-            not isinstance(message, dict)
-            or message.get("method") != "tools/call"
-            or message.get("jsonrpc") != "2.0"
-        ):
+    def parse_call(self, message: dict[str, Any]) -> tuple[str | int, str, dict[str, Any] | None] | None:
+        """``(id, tool, arguments)`` when ``message`` (a parsed line) is a well-formed
+        ``tools/call`` this path serves; ``None`` for anything else."""
+        if not self.enabled or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
             return None
         request_id, params = message.get("id"), message.get("params")
         if (
@@ -94,14 +90,12 @@ class FastPath:
             return None  # progress tokens, tasks: the SDK's business
         return request_id, name, arguments
 
-    def cancel(self, line: bytes) -> None:
-        """Apply a ``notifications/cancelled`` to a fast-path call (the SDK never saw it)."""
-        if not self._running or b'"notifications/cancelled"' not in line:
-            return
-        try:
-            params = json.loads(line).get("params") or {}
-        except (ValueError, AttributeError):
-            return
+    def cancel(self, message: dict[str, Any]) -> None:
+        """Apply a ``notifications/cancelled`` (``message``, a parsed line) to a fast-path call;
+        the SDK never saw that call."""
+        if not self._running or message.get("method") != "notifications/cancelled" or "id" in message:
+            return  # (with an id it is a request, which cancels nothing: the SDK answers it)
+        params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         task = self._running.get(request_id) if isinstance(request_id, str | int) else None
         if task is not None:

@@ -59,21 +59,18 @@ class Preamble:
         return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-def parse(line: bytes) -> Preamble | None:
-    """The preamble in ``line``, or ``None`` when the line is something else (MCP traffic).
+def parse(data: object) -> Preamble | None:
+    """The preamble a connection's first line (``data``, already parsed from JSON) is, or
+    ``None`` when it is something else (MCP traffic).
 
     Raises ``ValueError`` for a line that claims to be a preamble but is malformed.
     """
-    try:
-        data: Any = json.loads(line)
-    except ValueError:
-        return None
     if not isinstance(data, dict) or data.get("type") != MARKER:
         return None
     agent, project, pid, version = data.get("agent"), data.get("project"), data.get("pid"), data.get("v")
     tools, cwd = data.get("tools"), data.get("cwd")
     if not isinstance(version, int) or version < 1:
-        raise ValueError(f"preamble version must be a positive integer, got {version!r}")
+        raise ValueError(f"preamble version must be a positive integer, got {version!r:.40}")
     if agent is not None and (
         not isinstance(agent, str) or not agent.strip() or len(agent) > 128 or not agent.isprintable()
     ):
@@ -109,12 +106,9 @@ def control_request(command: str, args: dict[str, Any] | None = None) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
-def parse_control(line: bytes) -> tuple[str, dict[str, Any]] | None:
-    """``(command, args)`` when ``line`` is a control request, else ``None``."""
-    try:
-        data: Any = json.loads(line)
-    except ValueError:
-        return None
+def parse_control(data: object) -> tuple[str, dict[str, Any]] | None:
+    """``(command, args)`` when ``data`` (a first line, already parsed from JSON) is a control
+    request, else ``None``."""
     if not isinstance(data, dict) or data.get("type") != CONTROL_MARKER:
         return None
     command, args = data.get("command"), data.get("args")

@@ -6,6 +6,8 @@ useful if it carries that id: with ``"id": null`` the client's call hangs until 
 timeout. :func:`read_id` finds the top-level ``"id"`` member by scanning the line's structure
 (strings, brackets, colons) without building it, in the first :data:`HEAD_BYTES`; failing
 that, as the last member of the object (``..., "id": 7}`` at the very end).
+:func:`read_id_from_ends` does the same for a line the daemon skipped and kept only the two
+ends of.
 
 Standard library only: the shim uses it too.
 """
@@ -31,10 +33,17 @@ _ID_KEY = b'"id"'
 def read_id(line: bytes) -> RequestId | None:
     """The top-level ``id`` of a JSON-RPC object line (a string or an integer), or ``None``
     when it has none, it is ``null`` or of another type, or it cannot be found."""
-    head = line[:HEAD_BYTES]
-    found, value = _scan_head(head)
-    if not found and len(line) > len(head):
-        match = _LAST_MEMBER.search(line[-HEAD_BYTES:])
+    # Past HEAD_BYTES the head scan has not seen the end, so the end is worth a look.
+    return read_id_from_ends(line[:HEAD_BYTES], line[-HEAD_BYTES:] if len(line) > HEAD_BYTES else b"")
+
+
+def read_id_from_ends(head: bytes, tail: bytes) -> RequestId | None:
+    """:func:`read_id` of a line known only by its first and its last :data:`HEAD_BYTES` bytes
+    (one too long to keep whole): ``head`` is where the line starts, ``tail`` where it ends, or
+    empty when ``head`` is the whole line. Longer arguments are cut to those sizes."""
+    found, value = _scan_head(head[:HEAD_BYTES])
+    if not found and tail:
+        match = _LAST_MEMBER.search(tail[-HEAD_BYTES:])
         if match is not None:
             found, value = True, match.group(1)
     return _decode(value) if found and value is not None else None

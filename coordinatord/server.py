@@ -1,9 +1,26 @@
 """The Unix socket server: one MCP session per connection, all sharing one :class:`App`.
 
 A connection starts with an optional identity preamble line (see :mod:`coordinatord.preamble`),
-then carries newline-delimited JSON-RPC. Each line is decoded here; a line that is not JSON or
-not JSON-RPC gets a JSON-RPC error reply and the connection lives on. Whatever goes wrong in one
-connection is logged and ends that connection only, never the listener.
+then carries newline-delimited JSON-RPC. Lines are read by :mod:`coordinatord.lines` and parsed
+once by :mod:`coordinatord.framing`; a line that cannot be served, the first one included, gets
+a JSON-RPC error reply and the connection lives on. A first line that cannot be parsed is no
+preamble: the connection is served as a plain client (default project), and the line answered.
+Whatever goes wrong in one connection is logged and ends that connection only, never the
+listener.
+
+The daemon closes a connection on purpose only at its first line, after one error line that
+says so in its ``data`` (built by :func:`coordinatord.framing.refusal`), so that a shim can
+tell a refusal from a crash and not reconnect in a loop:
+
+=====================================  ======  ===================================================
+refused because                        code    ``error.data``
+=====================================  ======  ===================================================
+too many connections                   -32001  ``{"refused": true, "retry": true}`` (try later)
+a malformed preamble                   -32600  ``{"refused": true, "retry": false}``
+unknown tool groups in the preamble    -32600  ``{"refused": true, "retry": false}``
+=====================================  ======  ===================================================
+
+(A peer of another uid is closed on without a word; a control request gets its one reply.)
 """
 
 from __future__ import annotations
@@ -28,24 +45,22 @@ from mcp.server.lowlevel import Server
 from mcp.server.models import InitializationOptions
 from mcp.server.runner import serve_dual_era_loop
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCError, JSONRPCRequest, JSONRPCResponse, jsonrpc_message_adapter
-from pydantic import ValidationError
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse
 
-from coordinatord import preamble
+from coordinatord import framing, preamble
 from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
+from coordinatord.framing import BadLine
+from coordinatord.lines import LineReader, OverlongLine
 from coordinatord.scope import ProjectScope
 from coordinatord.sockio import ProtocolStream
 from coordinatord.tool_groups import unknown_groups_message
 
 log = structlog.get_logger("coordinatord.server")
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-SERVER_BUSY = -32001
 MAX_UNIX_PATH = 107
-RECEIVE_CHUNK = 256 * 1024
+INTERNAL_ERROR = -32603
 
 
 @dataclass(frozen=True)
@@ -144,80 +159,6 @@ def hold_lock(path: Path, conflict: Callable[[str], str]) -> IO[str]:
     return lock_file
 
 
-class LineReader:
-    """Newline-delimited frames from a byte stream, with a cap on a frame's size."""
-
-    def __init__(self, stream: ProtocolStream, max_line: int) -> None:
-        self._stream = stream
-        self._max_line = max_line
-        self._buffer = bytearray()
-        self._eof = False
-
-    async def next_line(self) -> bytes | None:
-        """The next line (without its newline); ``None`` at end of stream.
-
-        Raises :class:`LineTooLong` after skipping past a line above the cap.
-        """
-        while True:
-            newline = self._buffer.find(b"\n")
-            if newline >= 0:
-                line = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
-                return line
-            if len(self._buffer) > self._max_line:
-                await self._skip_line()
-                raise LineTooLong(self._max_line)
-            if self._eof:
-                if self._buffer:
-                    line = bytes(self._buffer)
-                    self._buffer.clear()
-                    return line
-                return None
-            await self._fill()
-
-    async def _fill(self) -> None:
-        try:
-            self._buffer += await self._stream.receive(RECEIVE_CHUNK)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
-            self._eof = True
-
-    async def _skip_line(self) -> None:
-        while not self._eof:
-            newline = self._buffer.find(b"\n")
-            if newline >= 0:
-                del self._buffer[: newline + 1]
-                return
-            self._buffer.clear()
-            await self._fill()
-        self._buffer.clear()
-
-
-class LineTooLong(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"message longer than server.max_line_bytes = {limit} bytes")
-
-
-def error_line(code: int, message: str, request_id: Any = None) -> bytes:
-    reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-    return json.dumps(reply).encode() + b"\n"
-
-
-def decode_frame(line: bytes) -> SessionMessage | bytes:
-    """A JSON-RPC message, or the error line to send back for a malformed frame."""
-    try:
-        return SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
-    except ValidationError:
-        pass
-    try:
-        data = json.loads(line)
-    except ValueError as exc:
-        return error_line(PARSE_ERROR, f"Parse error: not valid JSON ({exc})")
-    request_id = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-        request_id = None
-    return error_line(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", request_id)
-
-
 class ConnectionServer:
     """Serves every accepted connection until the daemon shuts down."""
 
@@ -309,32 +250,35 @@ class ConnectionServer:
         creds = peer_credentials(stream.raw_socket)
         if creds is not None and creds.uid not in (os.getuid(), 0):
             log.warning("connection_refused_foreign_uid", conn=conn_id, uid=creds.uid)
+            await stream.send(framing.refusal(f"this daemon serves uid {os.getuid()} only", retry=False))
             return
         sender = stream
         if self.open_connections > self._settings.max_connections:
-            await sender.send(error_line(SERVER_BUSY, "too many connections (server.max_connections)"))
+            await sender.send(framing.refusal("too many connections (server.max_connections)", retry=True))
             return
         lines = LineReader(stream, self._settings.max_line_bytes)
-        first: bytes | None = None
+        first: bytes | OverlongLine | None = None
         with anyio.move_on_after(self._settings.preamble_timeout_s):
-            first = await _first_line(lines, sender)
+            first = await _first_line(lines)
         if first is None:
             return
-        control = preamble.parse_control(first)
-        if control is not None:
-            await self._answer_control(conn_id, sender, *control)
-            return
-        try:
-            identity = preamble.parse(first)
-        except ValueError as exc:
-            await sender.send(error_line(INVALID_REQUEST, f"bad coordinatord preamble: {exc}"))
-            return
+        opening = framing.decode(first)
+        identity: preamble.Preamble | None = None
+        if not isinstance(opening, BadLine):  # a line that cannot be parsed is MCP traffic, answered
+            control = preamble.parse_control(opening)
+            if control is not None:
+                await self._answer_control(conn_id, sender, *control)
+                return
+            try:
+                identity = preamble.parse(opening)
+            except ValueError as exc:
+                await sender.send(framing.refusal(f"bad coordinatord preamble: {exc}", retry=False))
+                return
         groups = self._app.default_groups
         if identity is not None and identity.tools is not None:
             unknown = sorted(set(identity.tools) - self._app.registry.groups)
             if unknown:
-                message = unknown_groups_message(unknown)
-                await sender.send(error_line(INVALID_REQUEST, message))
+                await sender.send(framing.refusal(unknown_groups_message(unknown), retry=False))
                 log.warning("connection_refused_unknown_groups", conn=conn_id, groups=unknown)
                 return
             groups = frozenset(identity.tools)
@@ -359,7 +303,7 @@ class ConnectionServer:
             async with anyio.create_task_group() as tg:
                 if peer.project_root:
                     tg.start_soon(self._announce, peer)
-                tg.start_soon(relay.read_frames, read_send, None if identity else first, tg)
+                tg.start_soon(relay.read_frames, read_send, () if identity else (opening,))
                 tg.start_soon(relay.write_frames, write_recv)
                 await serve_dual_era_loop(
                     self._mcp, read_recv, write_send, lifespan_state=peer, init_options=self._init_options
@@ -370,14 +314,11 @@ class ConnectionServer:
             self._app.connection_closed(peer)  # logs it
 
 
-async def _first_line(lines: LineReader, sender: ProtocolStream) -> bytes | None:
+async def _first_line(lines: LineReader) -> bytes | OverlongLine | None:
+    """The first line that is not blank (an over-long one counts), or ``None`` at the end."""
     while True:
-        try:
-            line = await lines.next_line()
-        except LineTooLong as exc:
-            await sender.send(error_line(INVALID_REQUEST, str(exc)))
-            continue
-        if line is None or line.strip():
+        line = await lines.next_line()
+        if line is None or isinstance(line, OverlongLine) or line.strip():
             return line
 
 
@@ -443,9 +384,7 @@ class _Relay:
         self._drain_timeout_s = drain_timeout_s
         self._outstanding = _Outstanding(app.in_flight)
         self._reading = anyio.CancelScope()
-        self._fast = (
-            FastPath(app, peer, self._send_fast_reply, self._outstanding.discard) if fast_path else None
-        )
+        self._fast = FastPath(app, peer, self._send_reply, self._outstanding.discard) if fast_path else None
 
     async def close(self) -> None:
         """The connection is over: fast-path calls still running are cancelled (their client
@@ -460,25 +399,17 @@ class _Relay:
         return self.peer.describe()
 
     async def read_frames(
-        self,
-        out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
-        pending: bytes | None,
-        tg: anyio.abc.TaskGroup,
+        self, out: anyio.abc.ObjectSendStream[SessionMessage | Exception], opening: tuple[object, ...]
     ) -> None:
+        """Dispatch every line until the client's EOF; ``opening`` holds the first line's parsed
+        value when it was no preamble."""
         async with out:
             with self._reading:
-                if pending is not None:
-                    await self._dispatch(pending, out, tg)
-                while True:
-                    try:
-                        line = await self._lines.next_line()
-                    except LineTooLong as exc:
-                        await self._sender.send(error_line(INVALID_REQUEST, str(exc)))
-                        continue
-                    if line is None:
-                        break
-                    if line.strip():
-                        await self._dispatch(line, out, tg)
+                for value in opening:
+                    await self._dispatch(value, out)
+                while (line := await self._lines.next_line()) is not None:
+                    if isinstance(line, OverlongLine) or line.strip():
+                        await self._dispatch(framing.decode(line), out)
             with anyio.move_on_after(self._drain_timeout_s):
                 await self._outstanding.wait_empty()
 
@@ -488,23 +419,25 @@ class _Relay:
         self._reading.cancel()
 
     async def _dispatch(
-        self,
-        line: bytes,
-        out: anyio.abc.ObjectSendStream[SessionMessage | Exception],
-        tg: anyio.abc.TaskGroup,
+        self, value: object, out: anyio.abc.ObjectSendStream[SessionMessage | Exception]
     ) -> None:
+        """One parsed line (or the :class:`BadLine` it was) to the fast path, the SDK, or back
+        to the client as its error."""
         fast = self._fast
-        if fast is not None:
-            call = fast.parse_call(line)
+        if fast is not None and isinstance(value, dict):
+            call = fast.parse_call(value)
             if call is not None:
                 self._outstanding.add(call[0])
                 fast.start(*call)
                 return
-            fast.cancel(line)
-        frame = decode_frame(line)
-        if isinstance(frame, bytes):
-            log.warning("bad_frame", size=len(line))
-            await self._sender.send(frame)
+            fast.cancel(value)
+        frame = value if isinstance(value, BadLine) else framing.to_message(value)
+        if isinstance(frame, BadLine):
+            log.warning(
+                "bad_frame", conn=self.peer.conn_id, kind=frame.kind, answered=frame.reply is not None
+            )
+            if frame.reply is not None:
+                await self._send_reply(frame.reply)
             return
         message = frame.message
         if isinstance(message, JSONRPCRequest):
@@ -513,7 +446,7 @@ class _Relay:
                 fast.saw_initialize(message.id, message.params)
         await out.send(frame)
 
-    async def _send_fast_reply(self, data: bytes) -> None:
+    async def _send_reply(self, data: bytes) -> None:
         # A client that left has nowhere for its reply to go.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
             await self._sender.send(data)
@@ -523,8 +456,7 @@ class _Relay:
             try:
                 async for frame in frames:
                     message = frame.message
-                    data = message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await self._sender.send(data.encode() + b"\n")
+                    await self._sender.send(_encode(message))
                     if isinstance(message, JSONRPCResponse | JSONRPCError):
                         self._outstanding.discard(message.id)
                         if self._fast is not None:
@@ -546,3 +478,19 @@ async def listening(claim: SocketClaim) -> AsyncIterator[anyio.abc.SocketListene
         yield listener
     finally:
         await listener.aclose()
+
+
+def _encode(message: JSONRPCMessage) -> bytes:
+    """A message of the SDK's as one line. Should one ever fail to serialise, its request is
+    answered with an internal error instead: a reply that cannot be written must not end the
+    connection (the writer's failure would)."""
+    try:
+        return message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+    except Exception:
+        log.exception("reply_not_serialisable", kind=type(message).__name__)
+        request_id = message.id if isinstance(message, JSONRPCResponse | JSONRPCError) else None
+        if request_id is None:
+            return b""
+        return framing.error_line(
+            INTERNAL_ERROR, "Internal error: the reply could not be serialised", request_id
+        )

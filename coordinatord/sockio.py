@@ -33,8 +33,10 @@ class _Protocol(asyncio.Protocol):
         self.eof = False
         self.lost = False
         self.reading_paused = False
-        self._data_waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._data_waiter: asyncio.Future[None] | None = None  # one reader per connection
+        # Every sender waiting for the write buffer to drain: replies of concurrent calls send
+        # side by side, and each must be woken (one slot lost all but the last, for ever).
+        self._drain_waiters: set[asyncio.Future[None]] = set()
         self._writing_paused = False
 
     # --- the event loop's side ---------------------------------------------------------------
@@ -73,9 +75,9 @@ class _Protocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def _wake_writer(self) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # --- the stream's side -------------------------------------------------------------------
 
@@ -88,11 +90,12 @@ class _Protocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         while self._writing_paused and not self.lost:
-            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.add(waiter)
             try:
                 await waiter
             finally:
-                self._drain_waiter = None
+                self._drain_waiters.discard(waiter)
 
 
 class ProtocolStream:

@@ -147,8 +147,20 @@ def test_garbage_on_the_socket_gets_errors_and_harms_nobody(daemon: DaemonProces
             "id": 9,
             "error": {"code": -32600, "message": "Invalid Request: not a JSON-RPC 2.0 message"},
         }
+        bad.send(b'{"jsonrpc": "2.0", "id": 10, "method": "ping", "params": {\n')  # cut short
+        error = bad.reply()
+        assert error["id"] == 10 and error["error"]["code"] == -32700  # type: ignore[index]
         bad.send(b"[" * (5 * 1024 * 1024) + b"\n")  # above server.max_line_bytes
         assert "max_line_bytes" in str(bad.reply()["error"])
+        bad.send(b'{"id": 11, "params": "' + b"x" * (5 * 1024 * 1024) + b'"}\n')
+        assert bad.reply() == {
+            "jsonrpc": "2.0",
+            "id": 11,
+            "error": {
+                "code": -32600,
+                "message": "Invalid Request: message longer than server.max_line_bytes = 4194304 bytes",
+            },
+        }
         bad.send(frames(INITIALIZE, INITIALIZED, call_line(2, "redis_ping", {})))
         assert "result" in bad.reply()
         assert bad.reply()["result"]["content"][0]["text"] == "PONG"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from coordinatord import preamble
@@ -11,15 +13,18 @@ def test_round_trip() -> None:
     """What the shim encodes, the daemon parses back."""
     line = preamble.Preamble(agent="kilocode", project="/home/me/app", pid=42).encode()
     assert line.endswith(b"\n") and line.count(b"\n") == 1
-    parsed = preamble.parse(line.strip())
+    parsed = preamble.parse(json.loads(line))
     assert parsed is not None
     assert (parsed.agent, parsed.project, parsed.pid) == ("kilocode", "/home/me/app", 42)
 
 
-@pytest.mark.parametrize("line", [b'{"jsonrpc":"2.0","id":1,"method":"initialize"}', b"garbage", b"[1]"])
-def test_other_lines_are_not_preambles(line: bytes) -> None:
-    """MCP traffic or garbage as a first line means: no preamble (served anonymously)."""
-    assert preamble.parse(line) is None
+@pytest.mark.parametrize(
+    "value", [{"jsonrpc": "2.0", "id": 1, "method": "initialize"}, "garbage", [1], None, 7]
+)
+def test_other_lines_are_not_preambles(value: object) -> None:
+    """MCP traffic or any other JSON as a first line means: no preamble (served anonymously)."""
+    assert preamble.parse(value) is None
+    assert preamble.parse_control(value) is None
 
 
 @pytest.mark.parametrize(
@@ -34,4 +39,13 @@ def test_other_lines_are_not_preambles(line: bytes) -> None:
 def test_malformed_preambles_are_refused(body: str, message: str) -> None:
     """A line that claims to be a preamble but is malformed is refused with a reason."""
     with pytest.raises(ValueError, match=message):
-        preamble.parse(body.encode())
+        preamble.parse(json.loads(body))
+
+
+def test_control_requests_round_trip_and_malformed_ones_are_flagged() -> None:
+    """A control line parses back to its command; one with a bad shape is flagged for an error."""
+    assert preamble.parse_control(json.loads(preamble.control_request("status", {"a": 1}))) == (
+        "status",
+        {"a": 1},
+    )
+    assert preamble.parse_control({"type": preamble.CONTROL_MARKER, "command": 5}) == ("", {})

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinatord.request_id import HEAD_BYTES, read_id
+from coordinatord.request_id import HEAD_BYTES, read_id, read_id_from_ends
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -79,3 +79,27 @@ def test_escaped_key_and_invalid_utf8_elsewhere() -> None:
     """An escaped "id" key counts; bytes that are not UTF-8 elsewhere in the line do not matter."""
     assert read_id(b'{"\\u0069d": 5, "method": "x"}') == 5
     assert read_id(b'{"id": "a\\"b", "junk": "\xff\xfe"}') == 'a"b'
+
+
+@given(request_id=ids, size=st.integers(min_value=0, max_value=4 * HEAD_BYTES))
+def test_the_two_ends_of_a_line_give_what_the_whole_line_gives(request_id: str | int, size: int) -> None:
+    """A skipped line kept only by its ends yields the id read_id finds in the whole line, id
+    first or id last."""
+    filler = "x" * size
+    for members in (
+        {"jsonrpc": "2.0", "id": request_id, "method": "m", "params": {"v": filler}},
+        {"jsonrpc": "2.0", "method": "m", "params": {"v": filler}, "id": request_id},
+    ):
+        line = json.dumps(members).encode()
+        tail = line[-HEAD_BYTES:] if len(line) > HEAD_BYTES else b""
+        assert read_id_from_ends(line[:HEAD_BYTES], tail) == read_id(line)
+        if len(line) <= HEAD_BYTES or len(json.dumps(request_id)) < HEAD_BYTES // 2:
+            assert read_id(line) == request_id
+
+
+def test_ends_longer_than_head_bytes_are_cut() -> None:
+    """Given more than HEAD_BYTES at either end, only HEAD_BYTES of each are looked at."""
+    far = b'{"params":{"v":"' + b"x" * HEAD_BYTES + b'"},"id":1,"z":2}'
+    assert read_id_from_ends(far, b"") is None
+    assert read_id_from_ends(b"{", b'"id": 3}' + b" " * (2 * HEAD_BYTES)) is None
+    assert read_id_from_ends(b'{"params":{"v":"xx', b'xx"}, "id": 3}') == 3
