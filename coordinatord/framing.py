@@ -44,6 +44,10 @@ from coordinatord.request_id import read_id, read_id_from_ends
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 SERVER_BUSY = -32001
+CANCELLED = -32002
+"""A call given up before it was answered (the daemon stopping, or a client that left): it may
+or may not have taken effect. The shim answers calls cut off by a lost connection with the same
+code (``coordinatord.shim.relay.DAEMON_RESTARTED``)."""
 
 MAX_DEPTH = 201
 """The deepest nesting of arrays and objects accepted, the outermost one counting 1: what

@@ -351,6 +351,9 @@ class _Outstanding:
             self._empty.set()
             self._empty = None
 
+    def pending(self) -> list[str | int]:
+        return list(self._ids)
+
     def abandon(self) -> None:
         """The connection is gone: its unanswered requests no longer hold up a shutdown."""
         for request_id in list(self._ids):
@@ -383,6 +386,7 @@ class _Relay:
         self._stream = stream
         self._drain_timeout_s = drain_timeout_s
         self._outstanding = _Outstanding(app.in_flight)
+        self._given_up: set[str | int] = set()  # answered by give_up(): later replies are dropped
         self._reading = anyio.CancelScope()
         self._fast = FastPath(app, peer, self._send_reply, self._outstanding.discard) if fast_path else None
 
@@ -412,6 +416,31 @@ class _Relay:
                         await self._dispatch(framing.decode(line), out)
             with anyio.move_on_after(self._drain_timeout_s):
                 await self._outstanding.wait_empty()
+            await self._give_up()
+
+    async def _give_up(self) -> None:
+        """The calls still running after the drain are cancelled, and each is answered under its
+        own id with why, instead of the SDK's bare "Connection closed" (or, on the fast path,
+        no answer at all): the client, or the shim relaying for it, learns what became of it."""
+        pending = self._outstanding.pending()
+        if not pending:
+            return
+        if self._reading.cancel_called:
+            why = "the coordinatord daemon is stopping"
+        else:
+            limit = f"server.drain_timeout_s = {self._drain_timeout_s:g}"
+            why = f"the client closed its end and the call ran past {limit}"
+        message = f"{why}; this call was cancelled and may or may not have taken effect"
+        if self._fast is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._drain_timeout_s):
+                await self._fast.close()
+        for request_id in pending:
+            self._given_up.add(request_id)
+            self._outstanding.discard(request_id)
+            await self._send_reply(framing.error_line(framing.CANCELLED, message, request_id))
+        log.info(
+            "calls_given_up", conn=self.peer.conn_id, count=len(pending), stopping=self._reading.cancel_called
+        )
 
     def stop_reading(self) -> None:
         """Shutdown: read no more requests. Replies still due are written, then the daemon
@@ -456,6 +485,9 @@ class _Relay:
             try:
                 async for frame in frames:
                     message = frame.message
+                    if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id in self._given_up:
+                        self._given_up.discard(message.id)  # already answered by _give_up
+                        continue
                     await self._sender.send(_encode(message))
                     if isinstance(message, JSONRPCResponse | JSONRPCError):
                         self._outstanding.discard(message.id)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 
-from tests.e2e.conftest import INITIALIZE, INITIALIZED, connect, frames
+from tests.e2e.conftest import INITIALIZE, INITIALIZED, RawConnection, call_line, connect, frames
 from tests.support import COORDINATORD, DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -114,3 +116,56 @@ async def test_sigterm_lets_an_in_flight_call_finish(workdir: Path) -> None:
     finally:
         daemon.stop()
     assert '"event":"daemon_stopping"' in daemon.log_text()
+
+
+MODERN = {
+    PROTOCOL_VERSION_META_KEY: "2026-07-28",
+    CLIENT_INFO_META_KEY: {"name": "raw", "version": "0"},
+    CLIENT_CAPABILITIES_META_KEY: {},
+}
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+@pytest.mark.parametrize("cause", ["sigterm", "client_eof"])
+async def test_a_call_given_up_is_answered_with_why(workdir: Path, era: str, cause: str) -> None:
+    """A call still running past the drain (SIGTERM, or the client's end of input) gets an error
+    under its own id saying why and that it may or may not have taken effect, not the SDK's
+    bare "Connection closed" nor silence: on the fast path (handshake era) and through the SDK
+    (2026-07-28 era)."""
+    daemon = DaemonProcess(
+        workdir, env={"COORDINATORD_LOGGING__LEVEL": "debug", "COORDINATORD_SERVER__DRAIN_TIMEOUT_S": "0.2"}
+    )
+    daemon.start()
+    try:
+        async with connect(daemon.socket_path, agent="holder", project=workdir) as holder:
+            await holder.call_tool("lock_acquire", {"resource": "r", "ttl": 60})
+            waiter = RawConnection(daemon.socket_path)
+            try:
+                identity = {
+                    "type": "coordinatord-preamble",
+                    "v": 1,
+                    "agent": "waiter",
+                    "project": str(workdir),
+                }
+                waiter.send(frames(identity))
+                call = call_line(7, "lock_acquire", {"resource": "r", "wait_ms": 20_000})
+                if era == "legacy":
+                    waiter.initialize("waiter")
+                else:
+                    call["params"]["_meta"] = MODERN  # type: ignore[index]
+                waiter.send(frames(call))
+                await daemon.wait_for_log("tool_call_started", agent="waiter", tool="lock_acquire")
+                if cause == "sigterm":
+                    daemon.signal()
+                else:
+                    waiter.sock.shutdown(socket.SHUT_WR)
+                reply = await anyio.to_thread.run_sync(waiter.reply)
+            finally:
+                waiter.close()
+        assert reply["id"] == 7, reply
+        error = reply["error"]
+        assert isinstance(error, dict) and error["code"] == -32002
+        why = "daemon is stopping" if cause == "sigterm" else "the client closed its end"
+        assert why in error["message"] and "may or may not have taken effect" in error["message"]
+    finally:
+        assert daemon.stop() == 0
