@@ -38,7 +38,7 @@ from typing import Any
 from mcp.shared.message import SessionMessage
 from mcp_types import jsonrpc_message_adapter
 
-from coordinatord.lines import OverlongLine
+from coordinatord.line_reader import OverlongLine
 from coordinatord.request_id import read_id, read_id_from_ends
 
 PARSE_ERROR = -32700

@@ -1,7 +1,7 @@
 """The Unix socket server: one MCP session per connection, all sharing one :class:`App`.
 
 A connection starts with an optional identity preamble line (see :mod:`coordinatord.preamble`),
-then carries newline-delimited JSON-RPC. Lines are read by :mod:`coordinatord.lines` and parsed
+then carries newline-delimited JSON-RPC. Lines are read by :mod:`coordinatord.line_reader` and parsed
 once by :mod:`coordinatord.framing`; a line that cannot be served, the first one included, gets
 a JSON-RPC error reply and the connection lives on. A first line that cannot be parsed is no
 preamble: the connection is served as a plain client (default project), and the line answered.
@@ -52,7 +52,7 @@ from coordinatord.app import App, InFlight, Peer
 from coordinatord.errors import AlreadyRunningError, CoordinatordError, DaemonError
 from coordinatord.fastpath import FastPath
 from coordinatord.framing import BadLine
-from coordinatord.lines import LineReader, OverlongLine
+from coordinatord.line_reader import LineReader, OverlongLine
 from coordinatord.scope import ProjectScope
 from coordinatord.sockio import ProtocolStream
 from coordinatord.tool_groups import unknown_groups_message

@@ -15,7 +15,7 @@ from mcp_types import JSONRPCRequest, jsonrpc_message_adapter
 
 from coordinatord import framing
 from coordinatord.framing import MAX_DEPTH, BadLine, decode, to_message
-from coordinatord.lines import OverlongLine
+from coordinatord.line_reader import OverlongLine
 from coordinatord.request_id import HEAD_BYTES
 
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from coordinatord.lines import LineReader, OverlongLine
+from coordinatord.line_reader import LineReader, OverlongLine
 from coordinatord.request_id import HEAD_BYTES
 from coordinatord.sockio import ProtocolStream
 
