@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinatord.errors import DaemonError
+from coordinatord.paths import serve_command
 from coordinatord.preamble import control_request
 
 
@@ -29,7 +30,8 @@ def request(
             sock.connect(str(socket_path))
         except OSError as exc:
             raise DaemonNotRunningError(
-                f"no coordinatord daemon answers at {socket_path} ({exc.strerror or exc})"
+                f"no coordinatord daemon answers at {socket_path} ({exc.strerror or exc})\n"
+                f"start it with: {serve_command(socket_path)}"
             ) from None
         sock.sendall(control_request(command, args))
         with sock.makefile("rb") as reader:

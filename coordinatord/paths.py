@@ -116,6 +116,13 @@ SHIM_PROJECT_FIX = (
 )
 
 
+def serve_command(socket_path: Path) -> str:
+    """How to start a daemon on ``socket_path``, for messages that find none there."""
+    if socket_path == default_socket_path():
+        return "coordinatord serve"
+    return f"coordinatord serve --socket {socket_path}"
+
+
 def shim_socket_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
     """The socket a shim connects to, found the way the daemon finds the one it listens on:
     ``--socket``, ``$COORDINATORD_SOCKET``, the config file's ``socket``, the default.

@@ -45,8 +45,6 @@ def main(args: argparse.Namespace) -> int:
                 results.append(project)
                 if not args.json:
                     print(f"  {project['project_id']}  {project['root']}  {_counts(project)}", flush=True)
-    except control.DaemonNotRunningError as exc:
-        return fail(f"{exc}\nstart it with: coordinatord serve --socket {socket_path}")
     except DaemonError as exc:
         return fail(str(exc))
     totals = {name: sum(p.get(name, 0) for p in results) for name in ("archived", "unchanged", "failed")}

@@ -41,8 +41,6 @@ def main(args: argparse.Namespace) -> int:
         else:
             request = {"project": project_arg(args.project), "purge": args.purge, "force": args.force}
             result = control.request(socket_path, "projects_forget", request, timeout=FORGET_TIMEOUT_S)
-    except control.DaemonNotRunningError as exc:
-        return fail(f"{exc}\nstart it with: coordinatord serve --socket {socket_path}")
     except DaemonError as exc:
         message = str(exc)
         if "pass force" in message:

@@ -54,8 +54,6 @@ def main(args: argparse.Namespace) -> int:
                 {"project": project, "session_id": args.session_id, "force": bool(args.force)},
                 timeout=TIMEOUT_S,
             )
-    except control.DaemonNotRunningError as exc:
-        return fail(f"{exc}\nstart it with: coordinatord serve --socket {socket_path}")
     except DaemonError as exc:
         message = str(exc)
         if args.action == "restore" and "force=true" in message:

@@ -27,10 +27,6 @@ def main(args: argparse.Namespace) -> int:
     socket_path = paths.shim_socket_path(args.socket)
     try:
         result = control.request(socket_path, "status", timeout=TIMEOUT_S)
-    except control.DaemonNotRunningError as exc:
-        return _down(
-            args, str(socket_path), f"{exc}\nstart it with: coordinatord serve --socket {socket_path}"
-        )
     except DaemonError as exc:
         return _down(args, str(socket_path), str(exc))
     if args.json:
