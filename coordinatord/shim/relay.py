@@ -287,9 +287,9 @@ class Relay:
         sock.settimeout(1.0)
         try:
             sock.connect(str(self._config.socket))
-        except OSError as exc:
+        except OSError:
             sock.close()
-            self._connect_failed(now, exc)
+            self._connect_failed(now)
             return
         sock.setblocking(False)
         self._sock = sock
@@ -312,7 +312,7 @@ class Relay:
             self._become_ready()
         self._flush()
 
-    def _connect_failed(self, now: float, exc: OSError) -> None:
+    def _connect_failed(self, now: float) -> None:
         if self._outage_since is None:
             self._outage_since = now
         starting = self._starter is not None and self._starter.state in (STARTING, OTHERS_STARTING)
@@ -369,10 +369,7 @@ class Relay:
             self._out += self._initialized + b"\n"
         waiting, self._waiting = self._waiting, deque()
         for item in waiting:
-            if item.request_id is not None:
-                self._send_request(item.line, item.request_id, item.method)
-            elif lines.client_line(item.line).kind != lines.RESPONSE:
-                self._out += item.line + b"\n"
+            self._send_request(item.line, item.request_id, item.method)
 
     def _send_request(self, line: bytes, request_id: RequestId | None, method: str | None) -> None:
         if request_id is not None:
