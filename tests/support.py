@@ -302,6 +302,14 @@ class ShimProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def __enter__(self) -> ShimProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Whatever the test did, the process and its pipes are gone after it (a leaked one
+        would surface as a ResourceWarning in some later test)."""
+        self.kill()
+
     def send(self, *messages: dict[str, Any]) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))

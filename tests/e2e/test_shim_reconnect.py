@@ -178,17 +178,17 @@ def test_a_shim_started_before_the_daemon_waits_and_then_works(workdir: Path) ->
     and the session works."""
     daemon = DaemonProcess(workdir)
     env = {**os.environ, "COORDINATORD_SHIM__WAIT_FOR_DAEMON_S": "120"}
-    shim = ShimProcess([COORDINATORD, *shim_args(daemon, "early", workdir)], env=env)
-    try:
+    with ShimProcess([COORDINATORD, *shim_args(daemon, "early", workdir)], env=env) as shim:
         shim.send(INITIALIZE)
         shim.stderr(wait_for="waiting for one (auto-start is off)")
         daemon.start()
-        assert "result" in shim.reply(timeout=60)
-        shim.send(INITIALIZED, call_line(2, "redis_ping", {}))
-        assert shim.reply()["result"]["content"][0]["text"] == "PONG"
-        assert shim.close() == 0
-    finally:
-        assert daemon.stop() == 0
+        try:
+            assert "result" in shim.reply(timeout=60)
+            shim.send(INITIALIZED, call_line(2, "redis_ping", {}))
+            assert shim.reply()["result"]["content"][0]["text"] == "PONG"
+            assert shim.close() == 0
+        finally:
+            assert daemon.stop() == 0
 
 
 def test_a_shim_that_waits_too_long_says_why(workdir: Path) -> None:
@@ -197,13 +197,13 @@ def test_a_shim_that_waits_too_long_says_why(workdir: Path) -> None:
     socket_path = workdir / "none.sock"
     env = {**os.environ, "COORDINATORD_SHIM__WAIT_FOR_DAEMON_S": "0.3"}
     args = [COORDINATORD, "shim", "--socket", str(socket_path), "--project", str(workdir), "--no-autostart"]
-    shim = ShimProcess(args, env=env)
-    shim.send(INITIALIZE)
-    error = shim.reply()["error"]
-    assert error["code"] == -32000
-    assert f"no coordinatord daemon answers at {socket_path} within 0.3 s" in error["message"]
-    assert f"coordinatord serve --socket {socket_path}" in error["message"]
-    assert shim.close() == 0
+    with ShimProcess(args, env=env) as shim:
+        shim.send(INITIALIZE)
+        error = shim.reply()["error"]
+        assert error["code"] == -32000
+        assert f"no coordinatord daemon answers at {socket_path} within 0.3 s" in error["message"]
+        assert f"coordinatord serve --socket {socket_path}" in error["message"]
+        assert shim.close() == 0
 
 
 def test_the_first_call_starts_a_detached_daemon(workdir: Path) -> None:
@@ -211,14 +211,15 @@ def test_the_first_call_starts_a_detached_daemon(workdir: Path) -> None:
     which outlives the shim and writes its output to autostart.log."""
     daemon = DaemonProcess(workdir)
     config = write_config(daemon)
-    shim = ShimProcess([COORDINATORD, *shim_args(daemon, "first", workdir, autostart=True, config=config)])
+    args = [COORDINATORD, *shim_args(daemon, "first", workdir, autostart=True, config=config)]
     try:
-        shim.send(INITIALIZE)
-        assert "result" in shim.reply(timeout=60)
-        shim.send(INITIALIZED, call_line(2, "redis_set", {"key": "k", "value": "v"}))
-        assert shim.reply()["result"]["content"][0]["text"] == "OK"
-        assert "starting one" in shim.stderr()
-        assert shim.close() == 0
+        with ShimProcess(args) as shim:
+            shim.send(INITIALIZE)
+            assert "result" in shim.reply(timeout=60)
+            shim.send(INITIALIZED, call_line(2, "redis_set", {"key": "k", "value": "v"}))
+            assert shim.reply()["result"]["content"][0]["text"] == "OK"
+            shim.stderr(wait_for="starting one")
+            assert shim.close() == 0
         (pid,) = daemons_serving(daemon.socket_path)
         assert os.getsid(pid) == pid  # its own session: no terminal, no editor's signals
         assert (daemon.state_dir / "autostart.log").exists()
@@ -257,13 +258,12 @@ def test_a_daemon_that_cannot_start_is_reported_with_its_log(workdir: Path) -> N
     daemon = DaemonProcess(workdir)
     config = write_config(daemon, "[limits]\nmax_key_bytes = 1\n")
     env = {**os.environ, "COORDINATORD_SHIM__WAIT_FOR_DAEMON_S": "120"}
-    shim = ShimProcess(
-        [COORDINATORD, *shim_args(daemon, "bad", workdir, autostart=True, config=config)], env=env
-    )
-    shim.send(INITIALIZE)
-    message = shim.reply(timeout=60)["error"]["message"]
-    assert "exited with status 2" in message and "max_key_bytes" in message
-    assert str(daemon.state_dir / "autostart.log") in message
-    assert "max_key_bytes" in shim.stderr()
-    assert shim.close() == 0  # what it read, it answered
+    args = [COORDINATORD, *shim_args(daemon, "bad", workdir, autostart=True, config=config)]
+    with ShimProcess(args, env=env) as shim:
+        shim.send(INITIALIZE)
+        message = shim.reply(timeout=60)["error"]["message"]
+        assert "exited with status 2" in message and "max_key_bytes" in message
+        assert str(daemon.state_dir / "autostart.log") in message
+        shim.stderr(wait_for="max_key_bytes")  # said on stderr too
+        assert shim.close() == 0  # what it read, it answered
     assert daemons_serving(daemon.socket_path) == []

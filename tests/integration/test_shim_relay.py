@@ -85,13 +85,9 @@ def scripted() -> Iterator[ScriptedDaemon]:
 @pytest.fixture
 def shim(scripted: ScriptedDaemon) -> Iterator[ShimProcess]:
     project = scripted.path.parent
-    process = ShimProcess(
-        [COORDINATORD, "shim", "--socket", str(scripted.path), "--project", str(project), "--no-autostart"]
-    )
-    try:
+    args = [COORDINATORD, "shim", "--socket", str(scripted.path), "--project", str(project), "--no-autostart"]
+    with ShimProcess(args) as process:
         yield process
-    finally:
-        process.kill()
 
 
 def ok(request_id: Any, result: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -212,8 +208,7 @@ def test_an_over_long_line_is_answered_by_the_shim_and_never_sent(scripted: Scri
     config = scripted.path.parent / "c.toml"
     config.write_text("[server]\nmax_line_bytes = 4096\n")
     args = [COORDINATORD, "shim", "--socket", str(scripted.path), "--project", str(scripted.path.parent)]
-    shim = ShimProcess([*args, "--no-autostart", "--config", str(config)])
-    try:
+    with ShimProcess([*args, "--no-autostart", "--config", str(config)]) as shim:
         peer = scripted.next()
         handshake(peer, shim)
         big = {"key": "k", "value": "x" * 100_000}
@@ -231,8 +226,6 @@ def test_an_over_long_line_is_answered_by_the_shim_and_never_sent(scripted: Scri
         shim.send(call_line(9, "redis_ping", {}))
         assert peer.line()["id"] == 9
         peer.close()
-    finally:
-        shim.kill()
 
 
 def test_stdin_closed_during_a_replay_still_sends_what_waits(
