@@ -17,6 +17,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from coordinatord.errors import ConfigError
+
+# No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SOCKET_ENV = "COORDINATORD_SOCKET"
 STATE_DIR_ENV = "COORDINATORD_STATE_DIR"
 CONFIG_ENV = "COORDINATORD_CONFIG"
@@ -67,6 +74,22 @@ def find_config_file(explicit: str | None = None, environ: Mapping[str, str] | N
         return Path(env[CONFIG_ENV])
     user = user_config_file()
     return user if user.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The config file's TOML, or :class:`ConfigError` naming the file and what is wrong. The
+    one reader of it: the daemon's settings, the shim and the operator commands all use it."""
+    import tomllib  # only when a config file exists: it costs the shim a few ms
+
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def canonical_root(path: str | os.PathLike[str]) -> str:
@@ -134,13 +157,10 @@ def shim_socket_path(explicit: str | None, environ: Mapping[str, str] | None = N
         return Path(env[SOCKET_ENV])
     config = find_config_file(None, env)
     if config is not None:
-        import tomllib  # only when a config file exists: it costs the shim a few ms
-
         try:
-            with config.open("rb") as handle:
-                value = tomllib.load(handle).get("socket")
-        except (OSError, tomllib.TOMLDecodeError):
-            value = None
+            value = read_config_file(config).get("socket")
+        except ConfigError:
+            value = None  # the command asks the daemon anyway; the daemon reports the file
         if isinstance(value, str) and value:
             return Path(value)
     return default_socket_path()

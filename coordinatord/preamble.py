@@ -10,7 +10,11 @@ directory the shim started in.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+# No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MARKER = "coordinatord-preamble"
 VERSION = 1

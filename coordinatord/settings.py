@@ -12,7 +12,6 @@ setting, the bad value and where it came from.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,7 +38,13 @@ from pydantic_settings import (
 )
 
 from coordinatord.errors import ConfigError
-from coordinatord.paths import canonical_root, default_socket_path, default_state_dir, find_config_file
+from coordinatord.paths import (
+    canonical_root,
+    default_socket_path,
+    default_state_dir,
+    find_config_file,
+    read_config_file,
+)
 from coordinatord.shim.config import (
     MAX_LINE_BYTES,
     MAX_LINE_BYTES_RANGE,
@@ -370,7 +375,7 @@ def load_settings(
         cli={k: v for k, v in (cli or {}).items() if v is not None},
         environ={k: v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)},
         seed_env=_seed_env(env),
-        file_data=_read_config_file(path) if path is not None else {},
+        file_data=read_config_file(path) if path is not None else {},
         file_path=path,
         defaults={"socket": default_socket_path(), "state_dir": default_state_dir()},
     )
@@ -387,18 +392,6 @@ def _seed_env(env: Mapping[str, str]) -> dict[str, Any]:
         if env.get(name):
             out.setdefault(section, {})[key] = env[name]
     return out
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _describe(exc: ValidationError, load: _Load) -> str:

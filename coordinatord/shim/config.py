@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from coordinatord import paths
+from coordinatord.errors import ConfigError
 
 # No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
 TYPE_CHECKING = False
@@ -25,7 +26,7 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_LINE_BYTES_RANGE = (4096, 256 * 1024 * 1024)
 
 
-class ShimConfigError(Exception):
+class ShimConfigError(ConfigError):
     """A setting the shim reads is invalid; the message names it, the value and its source."""
 
 
@@ -115,17 +116,10 @@ def load(
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import tomllib  # only when there is a file to read: the import costs a few milliseconds
-
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ShimConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ShimConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ShimConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        return paths.read_config_file(path)
+    except ConfigError as exc:
+        raise ShimConfigError(str(exc)) from None
 
 
 def _env_name(setting: str) -> str:

@@ -389,40 +389,33 @@ class Relay:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            # The daemon closed its end. What it wrote before closing (a refusal, replies) is
-            # still to be read, and decides what happens next: read it before calling it lost.
             self._out.clear()
-            self._drain_then_lose(sock)
+            self._read_daemon(until_closed=True)  # the daemon closed its end
             return
         del self._out[:sent]
         if not self._out and not self._stdin_open and self._ready:
             self._half_close()
 
-    def _read_daemon(self) -> None:
+    def _read_daemon(self, until_closed: bool = False) -> None:
+        """Read what the daemon wrote; ``until_closed`` after a write it refused: everything it
+        wrote before it closed (a refusal, replies) decides what happens next, then the loss."""
         sock = self._sock
         assert sock is not None
-        try:
-            data = sock.recv(CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._lost()
-            return
-        self._take_from_daemon(data)
-
-    def _drain_then_lose(self, sock: socket.socket) -> None:
-        """Read what the daemon wrote before it closed, then handle the loss."""
         while self._sock is sock:
             try:
                 data = sock.recv(CHUNK)
+            except (BlockingIOError, InterruptedError):
+                if not until_closed:
+                    return
+                data = b""
             except OSError:
                 data = b""
             if not data:
                 self._lost()
                 return
             self._take_from_daemon(data)
+            if not until_closed:
+                return
 
     def _take_from_daemon(self, data: bytes) -> None:
         buffer = self._from_daemon
