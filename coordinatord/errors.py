@@ -7,7 +7,9 @@
     ├── DaemonError                   the daemon cannot start or serve
     │   └── AlreadyRunningError       another live daemon owns the socket
     ├── BackendError                  the Redis/Valkey backend failed a command
-    │   └── BackendUnavailableError   it could not be reached within the timeout
+    │   └── BackendUnavailableError   it could not be reached within the timeout, or it was
+    │                                 reached and will not serve us (password, TLS, database);
+    │                                 ``kind`` says which, for ``doctor`` and ``status``
     └── ToolError                     a tool call was refused; the message goes to the agent
         ├── InvalidArgumentError      an argument is missing, of the wrong type or out of range
         ├── LimitExceededError        a key, value or count is above a configured limit
@@ -42,11 +44,22 @@ class AlreadyRunningError(DaemonError):
 
 
 class BackendError(CoordinatordError):
-    """The backend answered with an error."""
+    """The backend answered with an error. ``kind`` names the failure in one word, so that
+    ``doctor`` and ``status`` can tell apart what the message explains to a person."""
+
+    default_kind = "command"
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or self.default_kind
 
 
 class BackendUnavailableError(BackendError):
-    """The backend could not be reached (connection refused, timed out, closed)."""
+    """The backend cannot serve calls: not reached (``refused``, ``timeout``, ``unreachable``),
+    or reached and turning us away (``noauth``, ``wrongpass``, ``nopass``, ``noperm``, ``tls``,
+    ``no_such_db``). Each message names the setting that fixes it."""
+
+    default_kind = "unreachable"
 
 
 class ToolError(CoordinatordError):

@@ -18,7 +18,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -37,6 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from coordinatord import backend_url
 from coordinatord.errors import ConfigError
 from coordinatord.paths import (
     canonical_root,
@@ -102,8 +102,9 @@ class BackendSettings(_Section):
     @classmethod
     def _known_scheme(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value()
-        if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        wrong = backend_url.problem(raw) if raw else None
+        if wrong:
+            raise ValueError(wrong)
         return value
 
 
@@ -408,13 +409,16 @@ def _describe(exc: ValidationError, load: _Load) -> str:
             continue
         source, value = _source_of(loc, load)
         shown = (
-            "<hidden>"
+            repr(mask_url(value))
+            if loc == ("backend", "url") and isinstance(value, str)
+            else "<hidden>"
             if _is_secret(loc)
             else repr(value)
             if source != "default"
             else repr(error.get("input"))
         )
-        reason = error["msg"]
+        # pydantic prefixes a validator's own message with "Value error, "; ours say enough.
+        reason = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             reason = "no such setting"
         lines.append(f"  {name} = {shown} (from {source}): {reason}")
@@ -471,16 +475,7 @@ def _is_secret(loc: tuple[str, ...]) -> bool:
 
 def mask_url(url: str) -> str:
     """``redis://user:secret@host`` → ``redis://user:***@host``; other URLs unchanged."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    return backend_url.mask(url)
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:

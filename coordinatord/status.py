@@ -48,7 +48,7 @@ class DaemonStatus:
             await app.store.ping()
             backend.update(healthy=True, ping_ms=round((time.perf_counter() - started) * 1000, 3))
         except BackendError as exc:
-            backend.update(healthy=False, error=str(exc))
+            backend.update(healthy=False, error=str(exc), kind=exc.kind)
         projects: dict[str, Any] = {"shown": [], "total": None}
         if backend["healthy"]:
             projects = await self._projects()

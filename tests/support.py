@@ -62,6 +62,8 @@ class ValkeyProcess:
 
     directory: Path
     persist: bool = False
+    password: str = ""  # requirepass: the server answers NOAUTH until it is given
+    tcp_port: int = 0  # also listen on 127.0.0.1:<tcp_port> (0: Unix socket only)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _drainer: threading.Thread | None = field(default=None, init=False)
 
@@ -71,7 +73,13 @@ class ValkeyProcess:
 
     @property
     def url(self) -> str:
+        """The Unix-socket URL, without the password (a client must add it)."""
         return f"unix://{self.socket_path}"
+
+    @property
+    def tcp_url(self) -> str:
+        assert self.tcp_port, "started without a TCP port"
+        return f"redis://127.0.0.1:{self.tcp_port}/0"
 
     def start(self) -> None:
         args = [
@@ -83,6 +91,10 @@ class ValkeyProcess:
             "--save", "",
             "--appendonly", "yes" if self.persist else "no",
         ]  # fmt: skip
+        if self.tcp_port:
+            args[1:3] = ["--port", str(self.tcp_port), "--bind", "127.0.0.1"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self.process.stdout is not None
         for raw in self.process.stdout:
@@ -117,10 +129,18 @@ class ValkeyProcess:
         self.process = None
 
 
+def free_tcp_port() -> int:
+    """A port nothing listens on now (the kernel's pick; a race with other programs is possible,
+    but nothing else on a test machine binds ephemeral ports on purpose)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
-def valkey_server(persist: bool = False) -> Iterator[ValkeyProcess]:
+def valkey_server(persist: bool = False, password: str = "", tcp_port: int = 0) -> Iterator[ValkeyProcess]:
     directory = short_tmpdir("vk-")
-    server = ValkeyProcess(directory, persist=persist)
+    server = ValkeyProcess(directory, persist=persist, password=password, tcp_port=tcp_port)
     server.start()
     try:
         yield server

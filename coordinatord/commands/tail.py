@@ -40,6 +40,7 @@ from coordinatord.paths import find_project_root, not_a_project
 from coordinatord.scope import project_ref
 from coordinatord.services.activity import CONNECTION_KIND, event_from_fields, iso_timestamp
 from coordinatord.settings import BackendSettings, Settings, load_settings, mask_url
+from coordinatord.store import failures
 from coordinatord.store.embedded import embedded_socket_path
 
 POLL_INTERVAL_S = 0.25
@@ -121,13 +122,20 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         try:
             events, last_id = last_events(client, key, args.lines, args.agent)
         except _unreachable as exc:
-            raise TailError(f"cannot reach the backend {backend_name}: {exc}", 1) from None
+            explained = failures.explain(exc, backend_name, url)
+            raise TailError(
+                str(explained) if explained else f"cannot reach the backend {backend_name}: {exc}", 1
+            ) from None
         emit(events)
         if args.follow:
             for batch in follow(client, key, last_id, backend_name):
                 emit(batch)
     except RedisError as exc:
-        # Not a lost connection (follow() waits those out): e.g. the key is not a stream.
+        # Not a lost connection (follow() waits those out): e.g. the key is not a stream, or
+        # (named by failures.explain) a database the server does not have.
+        explained = failures.explain(exc, backend_name, url)
+        if explained:
+            raise TailError(str(explained), 1) from None
         raise TailError(f"the backend {backend_name} refused to read {key}: {exc}", 1) from None
     finally:
         client.close()

@@ -11,12 +11,14 @@ only. Both remote stores have the interface :class:`StoreInterface` spells out.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 
+from coordinatord import logs
 from coordinatord.errors import BackendError, ConfigError
 from coordinatord.settings import Settings
 from coordinatord.store.redis import RedisStore
@@ -129,8 +131,12 @@ async def _remote(store: Store) -> AsyncIterator[Store]:
             await store.ping()
             log.info("backend_connected", backend=store.name)
         except BackendError as exc:
-            # The daemon serves anyway: calls fail fast with a clear message until it returns.
-            log.warning("backend_unreachable_at_start", backend=store.name, error=str(exc))
+            # The daemon serves anyway: calls fail fast with a clear message until it returns
+            # (or until the password is given: a restart with the fixed URL reconnects the
+            # editors by themselves). Said on stderr too, where someone starting it looks.
+            log.warning("backend_unreachable_at_start", backend=store.name, kind=exc.kind, error=str(exc))
+            if not logs.console_enabled():
+                print(f"coordinatord: warning: {exc}", file=sys.stderr, flush=True)
         yield store
     finally:
         await store.aclose()

@@ -18,10 +18,13 @@ async def bounded_call(
     *,
     unreachable: tuple[type[BaseException], ...] = (),
     refused: tuple[type[BaseException], ...] = (),
+    explain: Callable[[BaseException], BackendError | None] | None = None,
+    timeout_hint: str = "",
 ) -> T:
     """Run ``operation`` (retries included) within ``timeout_s``; a timeout or an ``unreachable``
     error becomes :class:`BackendUnavailableError`, a ``refused`` one :class:`BackendError`,
-    each naming the backend ``name``."""
+    each naming the backend ``name`` — unless ``explain`` knows better (a missing password is
+    not an unreachable server)."""
     try:
         # asyncio's own timeout, not anyio's fail_after: this wraps every backend call, and an
         # anyio cancel scope costs several times as much (the daemon runs on asyncio only).
@@ -29,9 +32,18 @@ async def bounded_call(
             return await operation()
     except TimeoutError:
         raise BackendUnavailableError(
-            f"backend {name} did not answer within {timeout_s:g} s (backend.timeout_s)"
+            f"backend {name} did not answer within {timeout_s:g} s (backend.timeout_s){timeout_hint}",
+            kind="timeout",
         ) from None
     except unreachable as exc:
-        raise BackendUnavailableError(f"backend {name} could not be reached: {exc}") from None
+        raise _explained(exc, explain) or BackendUnavailableError(
+            f"backend {name} could not be reached: {exc}"
+        ) from None
     except refused as exc:
-        raise BackendError(f"backend {name} refused the command: {exc}") from None
+        raise _explained(exc, explain) or BackendError(f"backend {name} refused the command: {exc}") from None
+
+
+def _explained(
+    exc: BaseException, explain: Callable[[BaseException], BackendError | None] | None
+) -> BackendError | None:
+    return explain(exc) if explain is not None else None

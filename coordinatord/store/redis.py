@@ -20,7 +20,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from coordinatord.errors import BackendError
 from coordinatord.settings import BackendSettings, mask_url
+from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
 
 T = TypeVar("T")
@@ -70,14 +72,20 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
 class RedisStore:
     """Async operations on one backend. The only code that touches redis-py types."""
 
-    def __init__(self, client: Redis, name: str, timeout_s: float) -> None:
+    def __init__(self, client: Redis, name: str, timeout_s: float, url: str = "") -> None:
         self._client = client
         self.name = name
         self._timeout_s = timeout_s
+        # Only for the URL forms error messages suggest; they never show its password.
+        self._url = url
+        self._timeout_hint = failures.timeout_hint(url)
 
     @classmethod
     def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> RedisStore:
-        return cls(build_client(url, settings), name or describe_url(url), settings.timeout_s)
+        return cls(build_client(url, settings), name or describe_url(url), settings.timeout_s, url)
+
+    def _explain(self, exc: BaseException) -> BackendError | None:
+        return failures.explain(exc, self.name, self._url)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -89,6 +97,8 @@ class RedisStore:
             operation,
             unreachable=(RedisConnectionError, RedisTimeoutError, OSError),
             refused=(RedisError,),
+            explain=self._explain,
+            timeout_hint=self._timeout_hint,
         )
 
     def script(self, source: str) -> StoreScript:

@@ -106,7 +106,9 @@ async def test_tls_refuses_a_server_signed_by_an_unknown_ca(tls_server: TlsServe
     url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0"
     store = Store.from_url(url, settings_for(tls_server, tls_server.other_ca))
     try:
-        with pytest.raises(BackendError, match=f"127.0.0.1:{tls_server.port}"):
+        with pytest.raises(BackendError, match=f"127.0.0.1:{tls_server.port}") as caught:
             await store.ping()
+        assert caught.value.kind == "tls"
+        assert "backend.tls_ca_file" in str(caught.value)
     finally:
         await store.aclose()

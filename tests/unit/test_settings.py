@@ -91,11 +91,32 @@ def test_invalid_values_name_setting_value_and_source(tmp_path: Path) -> None:
 
 
 def test_bad_url_scheme_is_reported_without_revealing_it() -> None:
-    """A REDIS_URL with an unknown scheme is refused, its value hidden (it may hold a password)."""
+    """A REDIS_URL with an unknown scheme is refused, shown with its password masked."""
     with pytest.raises(ConfigError) as caught:
         load_settings({}, environ={"REDIS_URL": "http://user:hunter2@host"})
     message = str(caught.value)
-    assert "backend.url = <hidden> (from environment variable REDIS_URL)" in message
+    assert "backend.url = 'http://user:***@host' (from environment variable REDIS_URL)" in message
+    assert "must start with redis://, rediss:// or unix://" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://:hunter2@127.0.0.1:notaport/0", "has port 'notaport'"),
+        ("redis://127.0.0.1:6379/abc", "has '/abc' as its path"),
+        ("redis://127.0.0.1:6379/0?db=two", "has db='two'"),
+        ("rediss://host:70000", "has port '70000'"),
+    ],
+)
+def test_malformed_url_is_a_settings_error(url: str, named: str) -> None:
+    """What redis-py would crash on (a port that is not a number) or silently misread (a
+    database that is not one: db 0) is refused when settings load, so every command that reads
+    them (serve, tail, config, doctor) exits 2 with the reason."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, environ={"REDIS_URL": url})
+    message = str(caught.value)
+    assert named in message
     assert "hunter2" not in message
 
 
