@@ -24,7 +24,7 @@ examples:
   coordinatord shim --agent kilocode       what an editor's mcp.json runs
   coordinatord status                      is the daemon up; connections, jobs, backend health
   coordinatord tail --follow               agent activity as it happens
-  coordinatord archive                     archive sessions to .kilocode/sessions/ now
+  coordinatord archive --all               archive every live session to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
   coordinatord projects list               the projects the jobs walk, and where they live
   coordinatord projects forget ID --purge  forget a project no editor uses and delete its keys
@@ -127,12 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         "archive",
         help="run the session archiver now",
         description="Ask the daemon to archive sessions to <project>/.kilocode/sessions/ now.",
-        epilog="examples:\n  coordinatord archive\n  coordinatord archive --project ~/src/app",
+        epilog="examples:\n  coordinatord archive\n  coordinatord archive --all --project ~/src/app",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(archive)
     archive.add_argument(
         "--project", metavar="DIR_OR_ID", help="only this project (default: every known project on this host)"
+    )
+    archive.add_argument(
+        "--all",
+        action="store_true",
+        help="every live session, not only the due ones (idle past jobs.archive_idle_s or expiring)",
     )
     archive.add_argument("--json", action="store_true", help="print JSON instead of a report")
 

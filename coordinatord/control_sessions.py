@@ -3,12 +3,12 @@
 
 - ``archive_plan`` ``{}`` → ``{"projects": [{project_id, root}]}``: the known projects whose
   folder is on this host, so that the client can archive them one by one and show progress.
-- ``archive`` ``{project?}`` → ``{"projects": [{project_id, root, archived, unchanged, failed}],
-  "totals": {...}}``: run the session archiver now, for one project (root or id) or for every
-  local known project. Runs beside the scheduled job rather than through it: the job's tick
-  yields to whichever daemon holds its leader lease, while an operator asks *this* daemon about
-  a folder on *this* host; two runs at once are safe (archive writes are idempotent and
-  serialised per folder).
+- ``archive`` ``{project?, all?}`` → ``{"projects": [{project_id, root, archived, unchanged, failed,
+  not_due}], "totals": {...}}``: run the session archiver now, for one project (root or id) or
+  for every local known project; the due sessions, or with ``all`` every live one. Runs beside
+  the scheduled job rather than through it: the job's tick yields to whichever daemon holds its
+  leader lease, while an operator asks *this* daemon about a folder on *this* host; two runs at
+  once are safe (archive writes are idempotent and serialised per folder).
 - ``sessions_list`` ``{project}`` → the live sessions (as ``session_list`` gives them) and the
   archives on disk.
 - ``sessions_restore`` ``{project, session_id, force?}`` → ``session_restore``'s result.
@@ -71,10 +71,18 @@ class SessionControl:
             projects = [await self._local_project(args.get("project"))]
         results = []
         totals: Counter[str] = Counter(dict.fromkeys(archiver.COUNTS, 0))
+        every_session = args.get("all") is True
         for project in projects:
-            counts = await archiver.archive_project(ctx, project)
+            live = await self._app.services.sessions.live_count(project.namespace)
+            counts = await archiver.archive_project(ctx, project, every_session=every_session)
             totals.update(counts)
-            results.append({"project_id": project.project_id, "root": project.root, **counts})
+            # Live sessions the walk did not take (not idle long enough, nor about to expire):
+            # so that "0 archived" with sessions open says why, and what archives them now.
+            walked = counts["archived"] + counts["unchanged"] + counts["failed"]
+            not_due = 0 if every_session else max(0, live - walked)
+            results.append(
+                {"project_id": project.project_id, "root": project.root, **counts, "not_due": not_due}
+            )
         log.info("archive_requested", **totals)
         return {"projects": results, "totals": dict(totals)}
 

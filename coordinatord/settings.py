@@ -188,6 +188,9 @@ class SessionSettings(_Section):
     max_message_bytes: int = Field(default=64 * 1024, ge=16, le=64 * 1024 * 1024)
     max_context_bytes: int = Field(default=1024 * 1024, ge=16, le=512 * 1024 * 1024)
     archive_dir: str = Field(default=".kilocode/sessions", description="relative to the project root")
+    archive_gitignore: bool = Field(
+        default=True, description="a new archive folder gets a .gitignore of '*' (archives stay out of git)"
+    )
 
     @model_validator(mode="after")
     def _default_within_ceiling(self) -> SessionSettings:

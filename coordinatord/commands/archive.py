@@ -1,8 +1,9 @@
-"""``coordinatord archive [--project DIR_OR_ID] [--json]``: run the session archiver now.
+"""``coordinatord archive [--project DIR_OR_ID] [--all] [--json]``: run the session archiver now.
 
 Asks the running daemon (control commands ``archive_plan`` and ``archive``) to write the due
 sessions — idle past ``jobs.archive_idle_s`` or with a TTL ending before the next run plus
-``jobs.archive_margin_s`` — to ``<project>/.kilocode/sessions/<id>.json``. Without
+``jobs.archive_margin_s``; with ``--all`` every live session — to
+``<project>/.kilocode/sessions/<id>.json`` (live sessions stay in Redis). Without
 ``--project`` every known project whose folder is on this host is archived, one at a time, with
 a line per project as it finishes. Exit code 0 when all went well, 1 when the daemon does not
 answer or a session could not be archived.
@@ -40,7 +41,8 @@ def main(args: argparse.Namespace) -> int:
             targets = [project_arg(args.project)]
         results: list[dict[str, Any]] = []
         for target in targets:
-            reply = control.request(socket_path, "archive", {"project": target}, timeout=ARCHIVE_TIMEOUT_S)
+            request = {"project": target, "all": bool(args.all)}
+            reply = control.request(socket_path, "archive", request, timeout=ARCHIVE_TIMEOUT_S)
             for project in reply["projects"]:
                 results.append(project)
                 if not args.json:
@@ -53,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"projects": results, "totals": totals}, indent=2))
     else:
         print(f"done: {_counts(totals)} in {_plural(len(results), 'project')}")
+        not_due = sum(p.get("not_due", 0) for p in results)
+        if not_due:
+            print(
+                f"{_plural(not_due, 'live session')} not due yet (active within jobs.archive_idle_s "
+                "and not about to expire); `coordinatord archive --all` archives them now"
+            )
     if totals["failed"]:
         return fail(
             f"{_plural(totals['failed'], 'session')} could not be archived; the daemon's log says why "

@@ -51,8 +51,11 @@ async def local_projects(ctx: JobContext) -> list[KnownProject]:
     return local
 
 
-async def archive_project(ctx: JobContext, project: KnownProject) -> dict[str, int]:
-    """Archive one project's due sessions; its counts (``projects`` is 1)."""
+async def archive_project(
+    ctx: JobContext, project: KnownProject, *, every_session: bool = False
+) -> dict[str, int]:
+    """Archive one project's due sessions (``every_session``: all its live ones, as
+    ``coordinatord archive --all`` asks); its counts (``projects`` is 1)."""
     sessions = ctx.app.services.sessions
     jobs = ctx.app.settings.jobs
     ns = project.namespace
@@ -60,7 +63,8 @@ async def archive_project(ctx: JobContext, project: KnownProject) -> dict[str, i
     counts["projects"] = 1
     batches = sessions.due_for_archive(
         ns,
-        idle_s=jobs.archive_idle_s,
+        # Idle for 0 s or more: every session whose last activity is not in the future.
+        idle_s=0 if every_session else jobs.archive_idle_s,
         horizon_s=jobs.archive_s + jobs.archive_margin_s,
         batch_size=jobs.batch_size,
     )

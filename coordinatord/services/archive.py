@@ -19,6 +19,10 @@ Format ``coordinatord.session/1`` — one UTF-8 JSON object per file,
       "history": [{"role": "user", "message": "...", "ts": "...", "agent": "..."}, ...]
     }
 
+A folder this module creates gets a ``.gitignore`` of ``*`` (unless
+``sessions.archive_gitignore`` is off): archives hold conversation text, which must not be one
+``git add .`` away from a commit. A folder that already existed is left as its owner made it.
+
 Durability: the JSON goes to a temp file in the same directory (created 0600: sessions hold
 conversation text), which is flushed and fsynced, renamed over the target, and then the
 directory is fsynced, so after a crash the file is either the old one or the new one, whole.
@@ -46,6 +50,11 @@ from coordinatord.errors import ArchiveError, NotFoundError, OlderStateError
 FORMAT = "coordinatord.session/1"
 FORMAT_FAMILY = "coordinatord.session/"
 DIR_MODE = 0o700  # new archive directories: conversation text is private to the user
+GITIGNORE = (
+    "# Written by coordinatord: session archives hold conversation text; keep them out of git.\n"
+    "# (sessions.archive_gitignore = false stops coordinatord adding this to new folders.)\n"
+    "*\n"
+)
 
 
 def archive_order(data: Mapping[str, Any]) -> tuple[int, int]:
@@ -68,8 +77,9 @@ def encode_archive(data: Mapping[str, Any]) -> bytes:
         return (json.dumps(data, ensure_ascii=True, indent=2, allow_nan=False) + "\n").encode("ascii")
 
 
-def write_archive(path: Path, data: Mapping[str, Any]) -> None:
+def write_archive(path: Path, data: Mapping[str, Any], *, gitignore: bool = True) -> None:
     """Write ``data`` to ``path`` atomically and durably, unless ``path`` holds a later state.
+    When this creates the folder, it also writes the folder's ``.gitignore`` (``gitignore``).
 
     Raises :class:`OlderStateError` when the existing file is later than ``data`` and
     :class:`ArchiveError` when the directory or file cannot be written (or the existing file
@@ -80,12 +90,7 @@ def write_archive(path: Path, data: Mapping[str, Any]) -> None:
         raise ValueError(f"archive data must have format {FORMAT!r}")
     payload = encode_archive(data)
     directory = path.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    except OSError as exc:
-        raise ArchiveError(
-            f"cannot create the archive directory {directory}: {_reason(exc)}; nothing was changed"
-        ) from None
+    _create_directory(directory, gitignore)
     with _locked_directory(directory) as dir_fd:
         existing = _existing_state(path)
         new = archive_order(data)
@@ -96,6 +101,23 @@ def write_archive(path: Path, data: Mapping[str, Any]) -> None:
                 "an archive is never replaced by an older state, so it was left as it is"
             )
         _replace_durably(path, payload, dir_fd)
+
+
+def _create_directory(directory: Path, gitignore: bool) -> None:
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            return
+        if gitignore:
+            # Written before any archive, so no archive is ever in the folder unignored.
+            with open(directory / ".gitignore", "x", encoding="utf-8") as ignore:
+                ignore.write(GITIGNORE)
+    except OSError as exc:
+        raise ArchiveError(
+            f"cannot create the archive directory {directory}: {_reason(exc)}; nothing was changed"
+        ) from None
 
 
 def read_archive(path: Path) -> dict[str, Any]:

@@ -574,6 +574,10 @@ class SessionService:
             raise self._not_found(session_id)
         return HistoryResult(session_id=session_id, turns=[turn_of(turn_record(t)) for t in snap.turns])
 
+    async def live_count(self, ns: Namespace) -> int:
+        """How many sessions the project's index holds (some may have expired a moment ago)."""
+        return int(await self._store.execute("ZCARD", ns.key(SESSIONS_INDEX)))
+
     async def list_sessions(self, ns: Namespace) -> ListResult:
         """Live sessions, most recently active first, from the index (expired entries dropped)."""
         index = ns.key(SESSIONS_INDEX)
@@ -814,7 +818,7 @@ class SessionService:
     def _write_unless_same(self, path: Path, data: Mapping[str, Any]) -> bool:
         if self.archived_state(path) == archive_order(data):
             return False
-        write_archive(path, data)
+        write_archive(path, data, gitignore=self._settings.archive_gitignore)
         return True
 
 

@@ -227,6 +227,35 @@ async def test_archive_command_archives_a_project_and_is_idempotent(
         assert report["projects"][0]["root"] == str(root_of(workdir))
 
 
+async def test_archive_all_archives_a_live_session_into_an_ignored_folder(
+    daemon: DaemonProcess, workdir: Path
+) -> None:
+    """A session in use is not due, so plain `archive` says why it wrote nothing and names
+    `--all`, which archives it now; the folder coordinatord created keeps it out of git."""
+    with anyio.fail_after(30):
+        await anyio.run_process(["git", "init", "-q", str(workdir)])
+    async with connect(daemon.socket_path, project=workdir) as client:
+        await call(client, "session_save", {"session_id": "busy", "context": {"step": 3}})
+        plain = await cli(daemon, "archive", "--project", str(workdir), cwd=workdir)
+        assert plain.returncode == 0, plain.stderr
+        assert "0 archived" in plain.stdout
+        assert "1 live session not due yet" in plain.stdout and "archive --all" in plain.stdout
+        assert not archive_file(workdir, "busy").exists()
+        every = await cli(daemon, "archive", "--all", "--project", str(workdir), cwd=workdir)
+        assert every.returncode == 0, every.stderr
+        assert "1 archived" in every.stdout and "not due" not in every.stdout
+        assert json.loads(archive_file(workdir, "busy").read_text())["context"] == {"step": 3}
+        assert (await call(client, "session_load", {"session_id": "busy"}))["found"]
+    folder = archive_file(workdir, "busy").parent
+    assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+    # What the user would see before a commit: nothing of the archive folder.
+    with anyio.fail_after(30):
+        status = await anyio.run_process(
+            ["git", "-C", str(workdir), "status", "--porcelain", "--untracked-files=all"]
+        )
+    assert ".kilocode" not in status.stdout.decode()
+
+
 async def test_archive_command_walks_every_local_project(daemon: DaemonProcess) -> None:
     """Without --project, `coordinatord archive` archives each known project on this host, one line each."""
     if not embedded(daemon):

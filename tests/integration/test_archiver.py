@@ -176,7 +176,8 @@ async def test_a_write_failing_before_the_rename_leaves_no_partial_file(
         assert await setup.run() == counts(failed=2)
     assert {e["key"] for e in logs if e["event"] == "session_archive_failed"} == {"new", "old"}
     folder = setup.path("old").parent
-    assert sorted(p.name for p in folder.iterdir()) == ["old.json"]  # no temp file left behind
+    # No temp file left behind (the .gitignore came with the folder).
+    assert sorted(p.name for p in folder.iterdir()) == [".gitignore", "old.json"]
     assert setup.path("old").read_bytes() == old_bytes
     assert (await svc.load(ns, "new")).found
     assert (await svc.load(ns, "old")).version == 2

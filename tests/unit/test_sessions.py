@@ -22,6 +22,7 @@ from coordinatord.errors import (
 from coordinatord.services import archive
 from coordinatord.services.archive import (
     FORMAT,
+    GITIGNORE,
     archive_order,
     read_archive,
     write_archive,
@@ -220,7 +221,23 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
     assert read_archive(path) == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert [p.name for p in path.parent.iterdir()] == ["s1.json"]  # no temp file left
+    assert sorted(p.name for p in path.parent.iterdir()) == [".gitignore", "s1.json"]  # no temp file
+
+
+def test_a_folder_it_creates_is_ignored_by_git_and_an_existing_one_is_left_alone(tmp_path: Path) -> None:
+    """Archives hold conversation text: a new folder gets a .gitignore of '*' before the first
+    archive lands in it; a folder the user made (and perhaps tracks) is not touched, and the
+    setting turns it off."""
+    new = tmp_path / "new" / "sessions" / "s1.json"
+    write_archive(new, make_archive())
+    assert (new.parent / ".gitignore").read_text() == GITIGNORE
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    write_archive(existing / "s1.json", make_archive())
+    assert not (existing / ".gitignore").exists()
+    off = tmp_path / "off" / "sessions" / "s1.json"
+    write_archive(off, make_archive(), gitignore=False)
+    assert [p.name for p in off.parent.iterdir()] == ["s1.json"]
 
 
 def test_older_state_never_replaces_a_newer_archive(tmp_path: Path) -> None:
