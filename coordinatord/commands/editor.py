@@ -102,6 +102,9 @@ def _remove(args: argparse.Namespace, target: Target, scope: str, path: Path) ->
         return 0
     if not change.changed:
         print(f"{path}: {change.note}; nothing changed")
+        if args.project is None and not args.global_ and len(target.scopes()) > 1:
+            other = "--global" if scope == "project" else "--project DIR"
+            print(f"(the {scope} config was looked at; for the other one pass {other})")
         return 0
     backup = editors.apply(change)
     print(f"{path}: {change.note} ({target.title}, {scope})")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from coordinatord import paths
 from coordinatord.editors import jsonc
-from coordinatord.editors.targets import _ANTIGRAVITY, BY_NAME, TARGETS, Target, choose
+from coordinatord.editors.targets import ANTIGRAVITY_PATHS, BY_NAME, TARGETS, Target, choose
 from coordinatord.errors import ConfigError
 
 # No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
@@ -150,8 +150,9 @@ def config_path(target: Target, scope: str, home: Path, project: Path | None) ->
         return choose(project, target.project_paths)
     if not target.global_paths:
         raise EditorConfigError(f"{target.title} has no global config; use --project")
-    if target.global_paths == _ANTIGRAVITY and (home / ".gemini" / "config").is_dir():
-        return home / _ANTIGRAVITY[0]  # Antigravity 2.0 is installed: its file, even if an old one is left
+    if target.global_paths == ANTIGRAVITY_PATHS and (home / ".gemini" / "config").is_dir():
+        # Antigravity 2.0 is installed: its file, even where a pre-2.0 one is left behind.
+        return home / ANTIGRAVITY_PATHS[0]
     return choose(home, target.global_paths)
 
 

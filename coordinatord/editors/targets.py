@@ -15,7 +15,7 @@ Sources, checked in 2026 (editors move these; see docs/editors.md for the hand-w
   (cline/cline#7081 and #7249, maintainers' answer; cline/cline#9390 CLI configuration docs;
   cline/cline#11683: the ``~/.cline/mcp.json`` of the MCP overview page is not read). Cline's
   auto-approve key is ``autoApprove``; it has no project scope (cline/cline#13596).
-- Google Antigravity: see ``_ANTIGRAVITY`` below.
+- Google Antigravity: see ``ANTIGRAVITY_PATHS`` below.
 - Roo Code: ``.roo/mcp.json``, globalStorage ``rooveterinaryinc.roo-cline/settings/
   mcp_settings.json`` (docs.roocode.com/features/mcp/using-mcp-in-roo).
 - Claude Code: project ``.mcp.json``, user ``mcpServers`` of ``~/.claude.json``.
@@ -68,7 +68,7 @@ def _global_storage(extension: str, filename: str) -> tuple[str, ...]:
 # them and leaves ~/.gemini/config/.migrated (WolframResearch/AgentTools#191). So: the 2.0 path
 # first; the old one only where it is the one that exists. Not ~/.gemini/antigravity-cli/
 # (the CLI's own settings and caches) and not ~/.gemini/settings.json (the Gemini CLI's).
-_ANTIGRAVITY = (".gemini/config/mcp_config.json", ".gemini/antigravity/mcp_config.json")
+ANTIGRAVITY_PATHS = (".gemini/config/mcp_config.json", ".gemini/antigravity/mcp_config.json")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ TARGETS: tuple[Target, ...] = (
         "json",
         ("mcpServers",),
         "standard",
-        global_paths=_ANTIGRAVITY,
+        global_paths=ANTIGRAVITY_PATHS,
         project_paths=(".agents/mcp_config.json",),
         next_global="in Antigravity: Agent panel > ... > MCP Servers > Manage MCP Servers > Refresh "
         "(or restart Antigravity / `agy`)",
