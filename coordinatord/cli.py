@@ -29,6 +29,8 @@ examples:
   coordinatord projects list               the projects the jobs walk, and where they live
   coordinatord projects forget ID --purge  forget a project no editor uses and delete its keys
   coordinatord config                      print the effective settings, secrets masked
+  coordinatord editor add kilocode         put the shim into an editor's MCP config
+  coordinatord editor list                 editor configs naming coordinatord; do they reach it
 """
 
 
@@ -180,7 +182,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="forget: even while an editor is connected in it"
     )
     projects.add_argument("--json", action="store_true", help="print JSON")
+
+    _add_editor_parser(commands)
     return parser
+
+
+def _add_editor_parser(commands: Any) -> None:
+    from coordinatord.editors.targets import TARGETS
+
+    names = [target.editor for target in TARGETS]
+    editor = commands.add_parser(
+        "editor",
+        help="add coordinatord to an editor's MCP config, list those configs, remove it again",
+        description="Write the shim into an editor's own MCP config file (merged, comments kept, a "
+        "backup next to it), list the configs that name coordinatord, or take it out again. "
+        "See docs/editors.md.",
+        epilog=(
+            "examples:\n  coordinatord editor add kilocode            this project's kilo.jsonc\n"
+            "  coordinatord editor add cline-cli --global\n"
+            "  coordinatord editor add claude-code --dry-run\n"
+            "  coordinatord editor list --json\n  coordinatord editor remove kilocode\n\n"
+            f"editors: {', '.join(names)}"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = editor.add_subparsers(dest="editor_action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add (or update) the server in an editor's config")
+    remove = actions.add_parser("remove", help="undo add")
+    for sub in (add, remove):
+        sub.add_argument("editor", choices=names, metavar="EDITOR", help=", ".join(names))
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument(
+            "--project",
+            nargs="?",
+            const="",
+            metavar="DIR",
+            help="the project's config (DIR: the project root; default inside a project)",
+        )
+        where.add_argument("--global", dest="global_", action="store_true", help="the user-wide config")
+        sub.add_argument("--name", default="redis", help="the server's name (default: redis, the seed's)")
+        sub.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    add.add_argument("--agent", metavar="NAME", help="the shim's --agent (default: the editor's name)")
+    add.add_argument("--tools", metavar="GROUPS", help="the shim's --tools, e.g. kv,locks")
+    add.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="alwaysAllow the seed's eight raw tools too (default: read-only tools only)",
+    )
+    add.add_argument("--force", action="store_true", help="replace a server of that name that is not ours")
+    add.add_argument("--config", metavar="FILE", help="written into the shim's args as --config FILE")
+    add.add_argument("--socket", metavar="PATH", help="written into the shim's args as --socket PATH")
+    listing = actions.add_parser("list", help="configs naming coordinatord, and whether they reach it")
+    listing.add_argument("--project", metavar="DIR", help="project root (default: the cwd's project)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_client_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -200,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
-    if args.command in ("status", "tail", "archive", "sessions", "projects"):
+    if args.command in ("status", "tail", "archive", "sessions", "projects", "editor"):
         # Each operator command lives in its own module, imported only when it runs.
         import importlib
 

@@ -38,7 +38,12 @@ class DaemonStatus:
         self._started_at = started_at
 
     def control_handlers(self) -> dict[str, ControlHandler]:
-        return {"status": self.status, "run_job": self.run_job}
+        return {"status": self.status, "run_job": self.run_job, "ping": self.ping}
+
+    async def ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The cheapest answer a daemon gives (``coordinatord editor list`` asks it of every
+        socket an editor's shim would use): no backend call."""
+        return {"pid": os.getpid(), "version": __version__, "socket": str(self._app.settings.socket)}
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         app = self._app
