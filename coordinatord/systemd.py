@@ -116,7 +116,12 @@ def inherited_listener(environ: MutableMapping[str, str] | None = None) -> socke
     if not fds:
         return None
     fd, name = fds[0]
-    described = f"fd {fd} ({name}) passed by systemd (LISTEN_FDS={len(fds)})"
+    return check_listener(fd, f"fd {fd} ({name}) passed by systemd (LISTEN_FDS={len(fds)})")
+
+
+def check_listener(fd: int, described: str) -> socket.socket:
+    """``fd`` as a socket object when it is a listening AF_UNIX stream socket with a path;
+    else :class:`ActivationError`, ``fd`` left open as it was."""
     try:
         mode = os.fstat(fd).st_mode
     except OSError as exc:

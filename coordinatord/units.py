@@ -57,8 +57,11 @@ def _exec_word(word: str) -> str:
     return word
 
 
-def render_service(command: list[str]) -> str:
-    exec_start = " ".join(_exec_word(word) for word in [*command, "serve"])
+def render_service(command: list[str], *, exec_start: str | None = None) -> str:
+    """The service unit running ``command serve`` (``exec_start``: that line as it is written,
+    specifiers and all, for the repository's copy)."""
+    if exec_start is None:
+        exec_start = " ".join(_exec_word(word) for word in [*command, "serve"])
     prevent = f"{EXIT_INVALID_SETTINGS} {EXIT_ALREADY_RUNNING}"
     return f"""\
 {MARKER}; it replaces this file when run again.
@@ -151,3 +154,18 @@ WantedBy=sockets.target
 def render(command: list[str], socket_path: Path, uid: int | None = None) -> dict[str, str]:
     """File name → content, for both units."""
     return {SERVICE: render_service(command), SOCKET: render_socket(socket_path, uid)}
+
+
+REPOSITORY_EXEC_START = "%h/.local/bin/coordinatord serve"
+"""The repository's copy (systemd/) is rendered for ``pipx install``, which puts it there."""
+
+
+def repository_units() -> dict[str, str]:
+    """What systemd/ in the repository holds: the same units, for a ``pipx install`` and the
+    runtime dir's socket (``coordinatord service install`` writes the ones for this install)."""
+    uid = 1000
+    socket_path = Path(f"/run/user/{uid}/coordinatord/coordinatord.sock")
+    return {
+        SERVICE: render_service([], exec_start=REPOSITORY_EXEC_START),
+        SOCKET: render_socket(socket_path, uid),
+    }
