@@ -250,9 +250,7 @@ async def _watchdog(store: Store, interval_s: float) -> None:
         await anyio.sleep(max(0.0, period - (time.monotonic() - tick)))
 
 
-async def _wait_for_stop(
-    signals: AsyncIterator[int], stop: anyio.Event | None, shutdown: anyio.Event
-) -> str:
+async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, shutdown: anyio.Event) -> str:
     reason = "stop_requested"
     async with anyio.create_task_group() as tg:
 

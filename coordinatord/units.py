@@ -20,7 +20,6 @@ WATCHDOG_SEC = 30
 its backend answer."""
 
 
-
 def coordinatord_command() -> list[str]:
     """How to run this very install of coordinatord, as absolute paths: the ``coordinatord``
     script this process was started as, else the one beside this interpreter (a venv's bin),

@@ -160,7 +160,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def _daemon_outside_systemd(socket_path: Path) -> str | None:
-    """"the daemon (pid N)" when a daemon that systemd does not run answers on the socket."""
+    """Who answers on the socket ("a coordinatord daemon (pid N)") when systemd does not run it."""
     from coordinatord import control
     from coordinatord.errors import DaemonError
 
