@@ -159,3 +159,20 @@ def test_uninstall_without_a_manager_removes_the_files_and_their_links(world: Wo
     assert done.returncode == 0, done.stderr
     assert not (world.units / SOCKET).exists() and not (wants / SOCKET).is_symlink()
     assert "no systemd user manager" in done.stderr
+
+
+def test_stop_under_the_units_stops_socket_and_service_through_systemctl(world: World) -> None:
+    """The socket unit listens where `stop` looks and systemd says it is active: both units are
+    stopped by systemctl (the service alone would be started again by the next connection)."""
+    world.units.mkdir(parents=True)
+    socket_path = world.root / "c.sock"
+    (world.units / SOCKET).write_text(f"{MARKER}\n[Socket]\nListenStream={socket_path}\n")
+    fake_systemctl.set_state(world.state, SOCKET, "enabled", "active", "listening")
+    fake_systemctl.set_state(world.state, SERVICE, "disabled", "active", "running")
+    done = subprocess.run(
+        [COORDINATORD, "stop", "--socket", str(socket_path)],
+        env=world.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ["--user", "stop", SOCKET, SERVICE] in world.calls()
+    assert f"stopped {SERVICE} and {SOCKET} (systemd)" in done.stdout
