@@ -23,6 +23,8 @@ examples:
   coordinatord serve                       run the daemon (embedded Valkey unless REDIS_URL is set)
   coordinatord shim --agent kilocode       what an editor's mcp.json runs
   coordinatord status                      is the daemon up; connections, jobs, backend health
+  coordinatord stop                        stop the daemon (and systemd's socket for it, if any)
+  coordinatord service install --now       run it as a systemd user service, socket-activated
   coordinatord tail --follow               agent activity as it happens
   coordinatord archive --all               archive every live session to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
@@ -105,6 +107,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
+
+    stop = commands.add_parser(
+        "stop",
+        help="stop the running daemon and wait until it has",
+        description=(
+            "Stop the running daemon: calls in flight finish first, as on SIGTERM. Under the systemd "
+            "units this stops both coordinatord.socket and coordinatord.service (stopping the service "
+            "alone leaves systemd listening, and the next connection starts it again). Exits 0 when it "
+            "stopped, 1 when none was running, 3 when it did not stop."
+        ),
+        epilog="examples:\n  coordinatord stop\n  coordinatord stop --socket /tmp/coord.sock --timeout 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_client_socket_flag(stop)
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=40.0,
+        metavar="S",
+        help="how long to wait for it to exit (default 40)",
+    )
+
+    service = commands.add_parser(
+        "service",
+        help="install or uninstall the systemd user units (service + socket)",
+        description=(
+            "Write coordinatord.service (ExecStart: this coordinatord, Type=notify, watchdog) and "
+            "coordinatord.socket (socket activation on the daemon's socket) into "
+            "~/.config/systemd/user, then daemon-reload and enable the socket; or disable and remove "
+            "them. Without a systemd user manager (WSL without systemd, containers) nothing is "
+            "written: the shim's auto-start covers that case. See docs/service.md."
+        ),
+        epilog=(
+            "examples:\n  coordinatord service install --dry-run\n  coordinatord service install --now\n"
+            "  coordinatord service uninstall"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    service.add_argument("action", choices=["install", "uninstall"], help="what to do")
+    service.add_argument("--now", action="store_true", help="install: also start the socket now")
+    service.add_argument(
+        "--dry-run", action="store_true", help="print the files and the commands; write and run nothing"
+    )
+    service.add_argument(
+        "--force", action="store_true", help="install: replace unit files that coordinatord did not write"
+    )
 
     tail = commands.add_parser(
         "tail",
@@ -247,6 +295,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env COORDINATORD_STATE_DIR)")
 
 
+OPERATOR_COMMANDS = ("status", "stop", "service", "editor", "tail", "archive", "sessions", "projects")
+"""Commands that live in coordinatord/commands/<name>.py, each with ``main(args) -> int``."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "shim":
@@ -254,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
-    if args.command in ("status", "tail", "archive", "sessions", "projects", "editor"):
+    if args.command in OPERATOR_COMMANDS:
         # Each operator command lives in its own module, imported only when it runs.
         import importlib
 

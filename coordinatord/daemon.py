@@ -1,8 +1,14 @@
 """The daemon's lifecycle: claim the socket, open the store, serve, drain, stop.
 
-Components start in order as nested context managers and stop in reverse; SIGTERM/SIGINT stop
-accepting connections, let in-flight calls finish (bounded by ``server.drain_timeout_s``) and
-exit 0.
+Components start in order as nested context managers and stop in reverse; SIGTERM/SIGINT (or
+the ``shutdown`` control command, ``coordinatord stop``) stop accepting connections, let
+in-flight calls finish (bounded by ``server.drain_timeout_s``) and exit 0.
+
+Under systemd (see :mod:`coordinatord.systemd`) the daemon serves the socket systemd passed
+when socket-activated, says ``READY=1``, ``STOPPING=1`` and ``STATUS=`` lines, and sends
+``WATCHDOG=1`` while its event loop and its backend answer. Exit statuses: 0 after a clean stop,
+:data:`~coordinatord.errors.EXIT_INVALID_SETTINGS` (2), :data:`~coordinatord.errors.EXIT_ALREADY_RUNNING`
+(10: another daemon owns the socket or the state dir), 1 for any other failure.
 """
 
 from __future__ import annotations
@@ -10,24 +16,33 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 
-from coordinatord import __version__, control_projects, control_sessions, logs
+from coordinatord import __version__, control_projects, control_sessions, logs, systemd
 from coordinatord.app import App
-from coordinatord.errors import ConfigError, CoordinatordError
+from coordinatord.errors import (
+    EXIT_ALREADY_RUNNING,
+    EXIT_FAILURE,
+    EXIT_INVALID_SETTINGS,
+    EXIT_OK,
+    AlreadyRunningError,
+    BackendError,
+    ConfigError,
+    CoordinatordError,
+)
 from coordinatord.jobs import Jobs
 from coordinatord.jobs.schedule import register_all
 from coordinatord.mcp_server import build_server
-from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening
+from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening, reach_or_stop
 from coordinatord.settings import Settings
 from coordinatord.status import DaemonStatus
-from coordinatord.store import open_store
+from coordinatord.store import Store, open_store
 
 log = structlog.get_logger("coordinatord.daemon")
 
@@ -42,7 +57,7 @@ def run_daemon(settings: Settings) -> int:
         logs.configure(settings.logging, settings.log_file)
     except OSError as exc:
         print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
-        return 1
+        return EXIT_FAILURE
     try:
         anyio.run(serve, settings)
         # Stopping is under way: a second SIGTERM (systemd, an impatient Ctrl-C) must not turn
@@ -54,12 +69,23 @@ def run_daemon(settings: Settings) -> int:
         error = _coordinatord_error(raised)
         if error is None:
             raise
-        log.error("daemon_failed", error=str(error))
+        code = exit_code(error)
+        log.error("daemon_failed", error=str(error), exit_status=code)
+        systemd.notify(systemd.status(f"failed: {error}"))
         if not logs.console_enabled():
             print(f"coordinatord: {error}", flush=True)
-        # 2 for settings, as for invalid values: a supervisor should not retry those.
-        return 2 if isinstance(error, ConfigError) else 1
-    return 0
+        return code
+    return EXIT_OK
+
+
+def exit_code(error: CoordinatordError) -> int:
+    """2 for settings, 10 for another daemon in the way (a supervisor should retry neither,
+    see the unit's ``RestartPreventExitStatus=``), 1 for the rest."""
+    if isinstance(error, ConfigError):
+        return EXIT_INVALID_SETTINGS
+    if isinstance(error, AlreadyRunningError):
+        return EXIT_ALREADY_RUNNING
+    return EXIT_FAILURE
 
 
 def _coordinatord_error(raised: BaseException) -> CoordinatordError | None:
@@ -88,10 +114,31 @@ async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
     log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 1))
 
 
+def _inherited_socket(settings: Settings) -> Any:
+    """The listening socket systemd passed (socket activation), checked against the socket this
+    daemon is configured for; None when there is none."""
+    try:
+        inherited = systemd.inherited_listener()
+    except systemd.ActivationError as exc:
+        raise ConfigError(f"{exc}; reinstall the units with `coordinatord service install`") from None
+    if inherited is None:
+        return None
+    bound = Path(inherited.getsockname())
+    if os.path.realpath(bound) != os.path.realpath(settings.socket):
+        inherited.detach()  # systemd's descriptor: ours to leave alone
+        raise ConfigError(
+            f"systemd passed a socket on {bound}, but this daemon's socket is {settings.socket} "
+            "(--socket, COORDINATORD_SOCKET or the config file's socket); shims look there, so "
+            "render the socket unit for it again: coordinatord service install"
+        )
+    return inherited
+
+
 async def _serve(
     settings: Settings, signals: AsyncIterator[int], stop: anyio.Event | None, started: float
 ) -> None:
-    claim = SocketClaim(settings.socket)
+    watchdog_s = systemd.watchdog_interval_s()
+    claim = SocketClaim(settings.socket, inherited=_inherited_socket(settings))
     claim.acquire()
     state_lock = None
     try:
@@ -99,18 +146,31 @@ async def _serve(
         state_lock = hold_lock(
             settings.state_dir / "daemon.lock",
             lambda owner: (
-                f"another coordinatord daemon (pid {owner}) uses the state dir {settings.state_dir}"
+                f"another coordinatord daemon (pid {owner.pid}) uses the state dir "
+                f"{settings.state_dir}"
+                + (f", serving on {owner.socket}" if owner.socket else "")
+                + "; "
+                + (reach_or_stop(Path(owner.socket)) if owner.socket else "stop it with `kill -TERM <pid>`")
+                + ", or give this one another --state-dir"
             ),
+            socket_path=settings.socket,
         )
         async with open_store(settings) as store, anyio.create_task_group() as background:
             app = App(settings, store)
             connections = ConnectionServer(app, build_server(app))
             jobs = Jobs(app, app.projects)
             register_all(jobs, settings.jobs)
-            status = DaemonStatus(app, connections, jobs, started_at=time.time())
+            service = {
+                "unit": systemd.own_unit(),
+                "socket_activated": claim.inherited is not None,
+                "watchdog_s": watchdog_s,
+            }
+            status = DaemonStatus(app, connections, jobs, started_at=time.time(), service=service)
+            shutdown = anyio.Event()
             app.control_handlers.update(status.control_handlers())
             app.control_handlers.update(control_sessions.handlers(app, jobs))
             app.control_handlers.update(control_projects.handlers(app, connections.describe))
+            app.control_handlers["shutdown"] = _shutdown_handler(shutdown, service)
             background.start_soon(app.activity.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
@@ -121,13 +181,19 @@ async def _serve(
                     version=__version__,
                     pid=os.getpid(),
                     socket=str(settings.socket),
+                    socket_activated=claim.inherited is not None,
+                    watchdog_s=watchdog_s,
                     backend=store.name,
                     startup_ms=round((time.monotonic() - started) * 1000, 1),
                 )
-                _notify_systemd("READY=1")
+                serving = f"serving on {settings.socket}, backend {store.name}"
+                systemd.notify("READY=1\n" + systemd.status(serving))
+                if watchdog_s is not None:
+                    background.start_soon(_watchdog, store, watchdog_s)
                 _freeze_startup_heap()
-                reason = await _wait_for_stop(signals, stop)
-                _notify_systemd("STOPPING=1")
+                reason = await _wait_for_stop(signals, stop, shutdown)
+                stopping = f"stopping ({reason}), {app.in_flight.count} calls in flight"
+                systemd.notify("STOPPING=1\n" + systemd.status(stopping))
                 log.info("daemon_stopping", reason=reason, in_flight=app.in_flight.count)
                 await listener.aclose()
                 with anyio.move_on_after(settings.server.drain_timeout_s) as drain:
@@ -145,9 +211,54 @@ async def _serve(
             state_lock.close()
 
 
-async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None) -> str:
+def _shutdown_handler(shutdown: anyio.Event, service: dict[str, Any]) -> Any:
+    """The ``shutdown`` control command (``coordinatord stop``): the reply goes out first (the
+    shutdown waits for every connection, this one included, to close), then the daemon stops
+    as on SIGTERM."""
+
+    async def handler(args: dict[str, Any]) -> dict[str, Any]:
+        shutdown.set()
+        return {"pid": os.getpid(), **service}
+
+    return handler
+
+
+async def _watchdog(store: Store, interval_s: float) -> None:
+    """``WATCHDOG=1`` every half interval, each only after the backend answered a ping within a
+    quarter of it: a daemon whose event loop is stuck sends nothing, and one whose backend does
+    not answer (hung, stopped, unreachable) skips the keep-alive, so that systemd restarts it
+    after ``WatchdogSec``. Each skip is logged, and said in ``STATUS=``."""
+    period, bound = interval_s / 2, interval_s / 4
+    failing = False
+    while True:
+        tick = time.monotonic()
+        error: str | None = None
+        with anyio.move_on_after(bound) as scope:
+            try:
+                await store.ping()
+            except BackendError as exc:
+                error = str(exc)
+        if scope.cancelled_caught:
+            error = f"backend {store.name} did not answer a ping within {bound:g} s"
+        if error is None:
+            systemd.notify("WATCHDOG=1" + ("\nSTATUS=backend answers again" if failing else ""))
+            failing = False
+        else:
+            log.warning("watchdog_keepalive_skipped", error=error, watchdog_s=interval_s)
+            systemd.notify(systemd.status(f"watchdog keep-alive skipped: {error}"))
+            failing = True
+        await anyio.sleep(max(0.0, period - (time.monotonic() - tick)))
+
+
+async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, shutdown: anyio.Event) -> str:
     reason = "stop_requested"
     async with anyio.create_task_group() as tg:
+
+        async def on_shutdown() -> None:
+            nonlocal reason
+            await shutdown.wait()
+            reason = "shutdown_command"
+            tg.cancel_scope.cancel()
 
         async def on_signal() -> None:
             nonlocal reason
@@ -157,6 +268,7 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None) 
             tg.cancel_scope.cancel()
 
         tg.start_soon(on_signal)
+        tg.start_soon(on_shutdown)
         if stop is not None:
             await stop.wait()
             tg.cancel_scope.cancel()
@@ -170,17 +282,3 @@ def _freeze_startup_heap() -> None:
     bench/jobs_bench.py, this was the longest wait any tool call saw during a job."""
     gc.collect()
     gc.freeze()
-
-
-def _notify_systemd(state: str) -> None:
-    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET, when systemd set it."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.sendto(state.encode(), address)
-        except OSError as exc:
-            log.warning("systemd_notify_failed", error=str(exc))

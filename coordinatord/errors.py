@@ -26,6 +26,16 @@ message a person can act on (it names the key, argument, setting or address invo
 
 from __future__ import annotations
 
+EXIT_OK = 0
+EXIT_FAILURE = 1
+"""The daemon could not start or keep serving (a backend it needs is down, a state dir it cannot
+write...): systemd's unit retries it."""
+EXIT_INVALID_SETTINGS = 2
+"""A :class:`ConfigError`: retrying cannot help until the settings are fixed."""
+EXIT_ALREADY_RUNNING = 10
+"""An :class:`AlreadyRunningError`: another daemon owns the socket or the state dir; retrying
+cannot help while it runs. 2 and 10 are the unit's ``RestartPreventExitStatus=``."""
+
 
 class CoordinatordError(Exception):
     """Base class of every error coordinatord raises deliberately."""

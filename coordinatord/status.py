@@ -31,7 +31,17 @@ PROJECTS_BUDGET_S = 5.0
 
 
 class DaemonStatus:
-    def __init__(self, app: App, connections: ConnectionServer, jobs: Jobs, started_at: float) -> None:
+    def __init__(
+        self,
+        app: App,
+        connections: ConnectionServer,
+        jobs: Jobs,
+        started_at: float,
+        service: dict[str, Any] | None = None,
+    ) -> None:
+        """``service``: how systemd runs the daemon (``unit``, ``socket_activated``,
+        ``watchdog_s``), shown as ``daemon.systemd``."""
+        self._service = service or {}
         self._app = app
         self._connections = connections
         self._jobs = jobs
@@ -65,6 +75,7 @@ class DaemonStatus:
                 "uptime_s": round(time.time() - self._started_at, 1),
                 "socket": str(app.settings.socket),
                 "daemon_id": self._jobs.daemon_id,
+                "systemd": self._service,
             },
             "backend": backend,
             "connections": self._connections.describe(),

@@ -17,7 +17,9 @@ When the user has installed the systemd unit (``~/.config/systemd/user/coordinat
 and this shim looks for the default socket, the unit is started instead (``systemctl --user
 --no-block start``): a daemon of the shim's own would keep systemd's from starting, and the
 unit's would then fail until it gave up. If ``systemctl`` cannot do it (no user manager, as on
-WSL without systemd), the shim starts the daemon itself after all.
+WSL without systemd), the shim starts the daemon itself after all. With the socket unit
+(``coordinatord.socket``, from ``coordinatord service install``) active, nothing of this runs:
+systemd accepts the connection and starts the daemon itself.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
 IDLE, STARTING, OTHERS_STARTING, FAILED = range(4)
 
 UNIT = "coordinatord.service"
+
+_SYSTEMD_VARS = frozenset(
+    ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID")
+)
+"""An editor run under systemd must not hand its own unit's notify socket, descriptors or
+watchdog to the daemon it starts."""
 
 RETRY_AFTER_FAILURE_S = 5.0
 """After a start that failed, requests fail at once (with its reason) for this long."""
@@ -84,7 +92,7 @@ class Starter:
         except OSError as exc:
             self._fail(now, f"cannot write the auto-start log {log_path}: {exc.strerror or exc}")
             return False
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")}
+        env = {k: v for k, v in os.environ.items() if k not in _SYSTEMD_VARS}
         try:
             with log:
                 os.chmod(log_path, 0o600)
