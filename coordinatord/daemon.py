@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from coordinatord import __version__, control_projects, control_sessions, logs
+from coordinatord import __version__, control_overview, control_projects, control_sessions, logs
 from coordinatord.app import App
 from coordinatord.errors import ConfigError, CoordinatordError
 from coordinatord.jobs import Jobs
@@ -107,10 +107,12 @@ async def _serve(
             connections = ConnectionServer(app, build_server(app))
             jobs = Jobs(app, app.projects)
             register_all(jobs, settings.jobs)
-            status = DaemonStatus(app, connections, jobs, started_at=time.time())
+            started_at = time.time()
+            status = DaemonStatus(app, connections, jobs, started_at=started_at)
             app.control_handlers.update(status.control_handlers())
             app.control_handlers.update(control_sessions.handlers(app, jobs))
             app.control_handlers.update(control_projects.handlers(app, connections.describe))
+            app.control_handlers.update(control_overview.handlers(app, connections.describe, started_at))
             background.start_soon(app.activity.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
