@@ -24,6 +24,7 @@ examples:
   coordinatord shim --agent kilocode       what an editor's mcp.json runs
   coordinatord status                      is the daemon up; connections, jobs, backend health
   coordinatord tail --follow               agent activity as it happens
+  coordinatord top                         live view: agents, locks, tasks, budgets, activity
   coordinatord archive                     archive sessions to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
   coordinatord projects list               the projects the jobs walk, and where they live
@@ -123,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
 
+    top = commands.add_parser(
+        "top",
+        help="live view of a project: agents, locks, tasks, rate limits, activity (q quits)",
+        description="A live view of one project (default: the one holding the current directory) or "
+        "of every known one, refreshed from the running daemon. q or Ctrl-C quits. Prints one frame "
+        "and exits with --once or when stdout is not a terminal; exits 1 then if no daemon answers.",
+        epilog="examples:\n  coordinatord top\n  coordinatord top --all\n"
+        "  coordinatord top --once --project ~/src/app | less",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = top.add_mutually_exclusive_group()
+    which.add_argument(
+        "--project", metavar="DIR_OR_ID", help="project root or id (default: git root of the cwd)"
+    )
+    which.add_argument("--all", action="store_true", help="every known project (the most recent first)")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    _add_client_socket_flag(top)
+    top.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR set)")
+    top.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)"
+    )
+
     archive = commands.add_parser(
         "archive",
         help="run the session archiver now",
@@ -195,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
-    if args.command in ("status", "tail", "archive", "sessions", "projects"):
+    if args.command in ("status", "tail", "top", "archive", "sessions", "projects"):
         # Each operator command lives in its own module, imported only when it runs.
         import importlib
 
