@@ -98,12 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         help="is the daemon up: pid, uptime, backend health, connections, agents, locks, jobs",
-        description="Ask the running daemon for its status. Exits 1 when no daemon answers.",
+        description="Ask the running daemon for its status. Exits 1 when no daemon answers. Coloured "
+        "on a terminal, unless --no-color or NO_COLOR is set.",
         epilog="examples:\n  coordinatord status\n  coordinatord status --json | jq .jobs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
+    status.add_argument(
+        "--no-color", action="store_true", help="no colours on a terminal (also: NO_COLOR set)"
+    )
 
     tail = commands.add_parser(
         "tail",
