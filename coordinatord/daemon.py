@@ -7,10 +7,12 @@ exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,6 +128,10 @@ async def _serve(
                     backend=store.name,
                     startup_ms=round((time.monotonic() - started) * 1000, 1),
                 )
+                if not logs.console_enabled():
+                    # The log line above went to the file only: say it once where people look
+                    # (a terminal started with console logging off, the journal, autostart.log).
+                    _print_ready(ready_line(str(settings.socket), store.name, os.getpid()))
                 _notify_systemd("READY=1")
                 _freeze_startup_heap()
                 reason = await _wait_for_stop(signals, stop)
@@ -163,6 +169,18 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None) 
             await stop.wait()
             tg.cancel_scope.cancel()
     return reason
+
+
+def ready_line(socket_path: str, backend: str, pid: int) -> str:
+    """What ``serve`` prints on stderr once the socket accepts (the backend's name has its
+    password masked, as in every message)."""
+    return f"coordinatord {__version__} ready: socket {socket_path}, backend {backend}, pid {pid}"
+
+
+def _print_ready(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # no stderr, or a closed one: nothing to tell
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _freeze_startup_heap() -> None:
