@@ -26,6 +26,7 @@ examples:
   coordinatord stop                        stop the daemon (and systemd's socket for it, if any)
   coordinatord service install --now       run it as a systemd user service, socket-activated
   coordinatord tail --follow               agent activity as it happens
+  coordinatord top                         live view: agents, locks, tasks, budgets, activity
   coordinatord archive --all               archive every live session to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
   coordinatord projects list               the projects the jobs walk, and where they live
@@ -101,12 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         help="is the daemon up: pid, uptime, backend health, connections, agents, locks, jobs",
-        description="Ask the running daemon for its status. Exits 1 when no daemon answers.",
+        description="Ask the running daemon for its status. Exits 1 when no daemon answers. Coloured "
+        "on a terminal, unless --no-color or NO_COLOR is set.",
         epilog="examples:\n  coordinatord status\n  coordinatord status --json | jq .jobs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
+    status.add_argument(
+        "--no-color", action="store_true", help="no colours on a terminal (also: NO_COLOR set)"
+    )
 
     stop = commands.add_parser(
         "stop",
@@ -172,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--lines", "-n", type=int, default=20, metavar="N", help="events to show first (default 20)"
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
+
+    top = commands.add_parser(
+        "top",
+        help="live view of a project: agents, locks, tasks, rate limits, activity (q quits)",
+        description="A live view of one project (default: the one holding the current directory) or "
+        "of every known one, refreshed from the running daemon. q or Ctrl-C quits. Prints one frame "
+        "and exits with --once or when stdout is not a terminal; exits 1 then if no daemon answers.",
+        epilog="examples:\n  coordinatord top\n  coordinatord top --all\n"
+        "  coordinatord top --once --project ~/src/app | less",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    which = top.add_mutually_exclusive_group()
+    which.add_argument(
+        "--project", metavar="DIR_OR_ID", help="project root or id (default: git root of the cwd)"
+    )
+    which.add_argument("--all", action="store_true", help="every known project (the most recent first)")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    _add_client_socket_flag(top)
+    top.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR set)")
+    top.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)"
+    )
 
     archive = commands.add_parser(
         "archive",
@@ -295,7 +322,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env COORDINATORD_STATE_DIR)")
 
 
-OPERATOR_COMMANDS = ("status", "stop", "service", "editor", "tail", "archive", "sessions", "projects")
+OPERATOR_COMMANDS = ("status", "stop", "service", "editor", "top", "tail", "archive", "sessions", "projects")
 """Commands that live in coordinatord/commands/<name>.py, each with ``main(args) -> int``."""
 
 

@@ -13,9 +13,11 @@ when socket-activated, says ``READY=1``, ``STOPPING=1`` and ``STATUS=`` lines, a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
-from coordinatord import __version__, control_projects, control_sessions, logs, systemd
+from coordinatord import __version__, control_overview, control_projects, control_sessions, logs, systemd
 from coordinatord.app import App
 from coordinatord.errors import (
     EXIT_ALREADY_RUNNING,
@@ -165,12 +167,14 @@ async def _serve(
                 "socket_activated": claim.inherited is not None,
                 "watchdog_s": watchdog_s,
             }
-            status = DaemonStatus(app, connections, jobs, started_at=time.time(), service=service)
+            started_at = time.time()
+            status = DaemonStatus(app, connections, jobs, started_at=started_at, service=service)
             shutdown = anyio.Event()
             app.control_handlers.update(status.control_handlers())
             app.control_handlers.update(control_sessions.handlers(app, jobs))
             app.control_handlers.update(control_projects.handlers(app, connections.describe))
             app.control_handlers["shutdown"] = _shutdown_handler(shutdown, service)
+            app.control_handlers.update(control_overview.handlers(app, connections.describe, started_at))
             background.start_soon(app.activity.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
@@ -186,6 +190,10 @@ async def _serve(
                     backend=store.name,
                     startup_ms=round((time.monotonic() - started) * 1000, 1),
                 )
+                if not logs.console_enabled():
+                    # The log line above went to the file only: say it once where people look
+                    # (a terminal started with console logging off, the journal, autostart.log).
+                    _print_ready(ready_line(str(settings.socket), store.name, os.getpid()))
                 serving = f"serving on {settings.socket}, backend {store.name}"
                 systemd.notify("READY=1\n" + systemd.status(serving))
                 if watchdog_s is not None:
@@ -273,6 +281,18 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, 
             await stop.wait()
             tg.cancel_scope.cancel()
     return reason
+
+
+def ready_line(socket_path: str, backend: str, pid: int) -> str:
+    """What ``serve`` prints on stderr once the socket accepts (the backend's name has its
+    password masked, as in every message)."""
+    return f"coordinatord {__version__} ready: socket {socket_path}, backend {backend}, pid {pid}"
+
+
+def _print_ready(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # no stderr, or a closed one: nothing to tell
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _freeze_startup_heap() -> None:

@@ -1,26 +1,36 @@
-"""``coordinatord status [--json] [--socket PATH]``: is the daemon up, and what is it doing.
+"""``coordinatord status [--json] [--no-color] [--socket PATH]``: is the daemon up, and what is it doing.
 
 Asks the daemon over its socket (control command ``status``) and prints a report: the daemon
 (pid, uptime, version), the backend and its health, connected shims, active agents and held
 locks per project, and each job's last run, outcome, counts and next run. Exit code 0 when the
 daemon answers (even if its backend does not: the report says so), 1 when no daemon answers.
 
+On a terminal the report is coloured: green for what is healthy, red for what is not, yellow
+for warnings (an incomplete project list, a pid a shim's preamble got wrong, a job another daemon
+runs); never when stdout is not a terminal, with ``--no-color`` or with ``NO_COLOR`` set
+(https://no-color.org). ``--json`` is never coloured.
+
 Standard library plus :mod:`coordinatord.control` and :mod:`coordinatord.paths` only: no
-pydantic, no redis, so the command answers in the time a Python start takes.
+pydantic, no redis, no rich (plain ANSI codes), so the command answers in the time a Python
+start takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from coordinatord import control, paths
 from coordinatord.errors import DaemonError
 
 TIMEOUT_S = 15.0
+
+_GREEN, _RED, _YELLOW, _BOLD = "32", "31", "33", "1"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,8 +42,19 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": True, **result}, indent=2))
     else:
-        print(render(result, now=time.time()))
+        print(render(result, now=time.time(), colour=wants_colour(args, sys.stdout)))
     return 0
+
+
+def wants_colour(args: argparse.Namespace, out: Any) -> bool:
+    """Colour only on a terminal, and not with --no-color, NO_COLOR (https://no-color.org) or a
+    dumb terminal."""
+    if getattr(args, "no_color", False) or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(out.isatty())
+    except ValueError:  # closed
+        return False
 
 
 def _down(args: argparse.Namespace, socket_path: str, message: str) -> int:
@@ -43,22 +64,26 @@ def _down(args: argparse.Namespace, socket_path: str, message: str) -> int:
     return 1
 
 
-def render(status: dict[str, Any], now: float) -> str:
-    """The readable report for a ``status`` reply."""
+def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
+    """The readable report for a ``status`` reply; ``colour``: with ANSI colours."""
+
+    def paint(text: str, *codes: str) -> str:
+        return f"\x1b[{';'.join(codes)}m{text}\x1b[0m" if colour else text
+
     lines: list[str] = []
     daemon = status.get("daemon", {})
     lines.append(
-        f"coordinatord {daemon.get('version', '?')} is running: pid {daemon.get('pid', '?')}, "
-        f"up {duration(daemon.get('uptime_s'))}"
+        f"coordinatord {daemon.get('version', '?')} {paint('is running', _BOLD, _GREEN)}: "
+        f"pid {daemon.get('pid', '?')}, up {duration(daemon.get('uptime_s'))}"
     )
     lines.append(f"  socket    {daemon.get('socket', '?')}")
     lines.append(f"  daemon id {daemon.get('daemon_id', '?')}")
 
     backend = status.get("backend", {})
     if backend.get("healthy"):
-        health = f"healthy (ping {backend.get('ping_ms', '?')} ms)"
+        health = paint("healthy", _GREEN) + f" (ping {backend.get('ping_ms', '?')} ms)"
     else:
-        health = f"UNHEALTHY: {backend.get('error', 'no answer')}"
+        health = paint(f"UNHEALTHY: {backend.get('error', 'no answer')}", _BOLD, _RED)
     lines += ["", f"backend   {backend.get('name', '?')}", f"  {health}"]
 
     connections = status.get("connections", [])
@@ -69,9 +94,9 @@ def render(status: dict[str, Any], now: float) -> str:
             where = "no project" + (f" (shim started in {conn['cwd']})" if conn.get("cwd") else "")
         else:
             where = conn["project"] + (f"  {conn['root']}" if conn.get("root") else "")
-        lines.append(f"  {agent:<20} {where}  {_pid(conn)}")
+        lines.append(f"  {agent:<20} {where}  {_pid(conn, paint)}")
 
-    lines += ["", *_projects(status.get("projects") or {})]
+    lines += ["", *_projects(status.get("projects") or {}, paint)]
 
     lines += ["", "jobs:"]
     jobs = status.get("jobs", [])
@@ -79,31 +104,34 @@ def render(status: dict[str, Any], now: float) -> str:
         lines.append("  (none)")
     width = max((len(job.get("name", "")) for job in jobs), default=0)
     for job in jobs:
-        lines.append(f"  {job.get('name', '?'):<{width}}  {_job(job, now)}")
+        lines.append(f"  {job.get('name', '?'):<{width}}  {_job(job, now, paint)}")
     return "\n".join(lines)
 
 
-def _pid(conn: dict[str, Any]) -> str:
+Paint = Callable[..., str]
+
+
+def _pid(conn: dict[str, Any], paint: Paint) -> str:
     """``pid 123``, the kernel's; ``pid 123 (claims 456)`` when the preamble named another."""
     pid, claimed = conn.get("pid"), conn.get("claimed_pid")
     shown = f"pid {pid or '?'}"
     if claimed is not None and claimed != pid:
-        shown += f" (claims {claimed})"
+        shown += " " + paint(f"(claims {claimed})", _YELLOW)
     return shown
 
 
-def _projects(projects: dict[str, Any]) -> list[str]:
+def _projects(projects: dict[str, Any], paint: Paint) -> list[str]:
     shown = projects.get("shown", [])
     total = projects.get("total")
     if total is None and not shown:
         reason = projects.get("error") or "the backend is not answering"
-        return [f"projects: unknown ({reason})"]
+        return [paint(f"projects: unknown ({reason})", _RED)]
     head = f"projects: {total if total is not None else '?'}"
     if total is not None and len(shown) < total:
         head += f" (the {len(shown)} seen most recently shown)"
     lines = [head]
     if projects.get("error"):
-        lines.append(f"  (incomplete: {projects['error']})")
+        lines.append("  " + paint(f"(incomplete: {projects['error']})", _YELLOW))
     for project in shown:
         lines.append(f"  {project.get('project')}  {project.get('root')}")
         agents = project.get("agents", [])
@@ -133,24 +161,25 @@ def _projects(projects: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _job(job: dict[str, Any], now: float) -> str:
+def _job(job: dict[str, Any], now: float, paint: Paint) -> str:
     parts = [f"every {duration(job.get('interval_s'))}"]
     started = job.get("last_started")
     outcome = job.get("last_outcome")
     if started is None and outcome is None:
         parts.append("not run yet")
     elif outcome == "not_leader":
-        parts.append("last tick: another daemon is the leader")
+        parts.append(paint("last tick: another daemon is the leader", _YELLOW))
     else:
         ago = duration(now - started) + " ago" if started is not None else "?"
         took_ms = job.get("last_duration_ms")
         took = f" in {took_ms:.1f} ms" if isinstance(took_ms, int | float) else ""
-        text = f"last run {ago}: {outcome}{took}"
+        shown = paint(str(outcome), _GREEN if outcome == "ok" else _RED)
+        text = f"last run {ago}: {shown}{took}"
         counts = job.get("last_counts") or {}
         if counts:
             text += " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"
         if job.get("last_error"):
-            text += f": {job['last_error']}"
+            text += ": " + paint(str(job["last_error"]), _RED)
         parts.append(text)
     next_run = job.get("next_run")
     parts.append(f"next in {duration(max(0.0, next_run - now))}" if next_run is not None else "not scheduled")

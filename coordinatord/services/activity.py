@@ -256,7 +256,8 @@ class ActivityLog:
         """The newest ``limit`` events of a project (oldest first), optionally of one agent."""
         wanted: list[dict[str, Any]] = []
         last = "+"
-        page_size = max(limit, READ_PAGE)
+        # Without a filter the first page is the answer: read no more than asked for.
+        page_size = limit if agent is None else max(limit, READ_PAGE)
         # Read backwards in pages until enough events of the agent are found (or the stream ends).
         while len(wanted) < limit:
             page: list[Any] = await self._store.execute(

@@ -138,6 +138,16 @@ class AgentSummary(BaseModel):
     agents: list[AgentBrief]  # the most recent heartbeats first, then connected ones
 
 
+class AgentOverview(BaseModel):
+    """What ``coordinatord top`` shows of a project's agents: the remembered ones, a few in full."""
+
+    model_config = ConfigDict(frozen=True)
+
+    known: int  # agents remembered (heartbeat within forget_after_s) or connected
+    active: int  # of those, active now (recent heartbeat or open connection)
+    agents: list[AgentInfo]  # connected ones first, then the most recent heartbeats
+
+
 class AgentService:
     def __init__(
         self, store: Store, settings: AgentSettings, presence: Presence, clock: Clock = system_clock
@@ -327,6 +337,46 @@ class AgentService:
             for name in order
         ]
         return AgentSummary(active=int(replies[0]) + stale_connected, agents=briefs)
+
+    async def overview(self, ns: Namespace, limit: int = 10) -> AgentOverview:
+        """Up to ``limit`` agents, active or still remembered, with their documents, and how many
+        there are: two round trips whatever the project's size (the index, then the documents).
+        Read only."""
+        now = self._clock()
+        now_ms = int(now * 1000)
+        window = self._settings.heartbeat_window_s
+        cutoff_ms = now_ms - window * 1000
+        oldest_ms = now_ms - self._settings.forget_after_s * 1000
+        index = ns.key(AGENTS_INDEX)
+        connected = sorted(self._presence.connected(ns.project_id))
+        commands: list[list[str | int | float]] = [
+            ["ZCOUNT", index, oldest_ms, "+inf"],
+            ["ZCOUNT", index, cutoff_ms, "+inf"],
+            ["ZREVRANGEBYSCORE", index, "+inf", oldest_ms, "WITHSCORES", "LIMIT", 0, limit],
+        ]
+        if connected:
+            commands.append(["ZMSCORE", index, *connected])
+        replies = await self._store.batch(commands)
+        remembered = _score_pairs(replies[2])
+        beats: dict[str, float | None] = dict(remembered)
+        known, active = int(replies[0]), int(replies[1])
+        if connected:
+            for name, score in zip(connected, replies[3], strict=True):
+                beat = None if score is None else float(score)
+                if beat is None or beat < oldest_ms:
+                    known += 1  # connected, but not counted among the remembered
+                if beat is None or beat < cutoff_ms:
+                    active += 1
+                beats.setdefault(name, beat)
+        order = [*connected, *(name for name in remembered if name not in connected)][:limit]
+        docs: list[Any] = []
+        if order:
+            docs = await self._store.execute("MGET", *ns.keys(agent_status_key(name) for name in order))
+        agents = [
+            _info(name, _document(raw), beats.get(name), now, window, name in connected, raw is not None)
+            for name, raw in zip(order, docs, strict=True)
+        ]
+        return AgentOverview(known=known, active=active, agents=agents)
 
     @property
     def _sweep_ttl_s(self) -> int:

@@ -19,6 +19,12 @@ every window (else it hands back the set and the caller retries with it; only a 
 brand-new windows, one per round trip, could outrun that, and then the call says so).
 
 Calls may use one window with different limits: each call is judged against its own limit.
+
+Nothing in Redis says what a budget's limit is (each call brings its own), so the service
+remembers, in this process only, the limit the last ``hit``/``status`` of each service and window
+used (:data:`BUDGETS_REMEMBERED` per project, the most recently used): :meth:`RateLimitService.budgets`
+reads those logs' usage for ``coordinatord top``. Budgets used only through another daemon, or
+before this one started, are not shown.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +44,16 @@ from coordinatord.settings import RateLimitSettings
 from coordinatord.store import Store
 
 RESET_ATTEMPTS = 8
+BUDGETS_REMEMBERED = 32
+"""Budgets (service, window) remembered per project for :meth:`RateLimitService.budgets`."""
+PROJECTS_REMEMBERED = 256
+"""Projects whose budgets are remembered (the most recently used)."""
 
 _SERVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LUA = Path(__file__).with_name("lua")
-_HIT, _STATUS, _RESET = (
-    (_LUA / f"ratelimit_{name}.lua").read_text(encoding="utf-8") for name in ("hit", "status", "reset")
+_HIT, _STATUS, _RESET, _USAGE = (
+    (_LUA / f"ratelimit_{name}.lua").read_text(encoding="utf-8")
+    for name in ("hit", "status", "reset", "usage")
 )
 
 
@@ -65,6 +77,18 @@ class RateLimitResult(_Result):
 class RateLimitResetResult(_Result):
     service: str
     windows_cleared: int = Field(description="how many window logs of the service were deleted")
+
+
+class RateLimitBudget(_Result):
+    service: str
+    window_s: int
+    limit: int = Field(description="the limit the last call through this daemon gave")
+    used: int = Field(description="units admitted in the last window_s seconds")
+
+
+class RateLimitBudgets(_Result):
+    budgets: list[RateLimitBudget] = Field(description="the most recently used first")
+    total: int = Field(description="budgets this daemon remembers for the project")
 
 
 # --- Pure rules -------------------------------------------------------------------------------
@@ -139,6 +163,9 @@ class RateLimitService:
         self._hit = store.script(_HIT)
         self._status = store.script(_STATUS)
         self._reset = store.script(_RESET)
+        self._usage = store.script(_USAGE)
+        # project id → (service, window_s) → limit, both the most recently used last.
+        self._limits: OrderedDict[str, OrderedDict[tuple[str, int], int]] = OrderedDict()
 
     @property
     def settings(self) -> RateLimitSettings:
@@ -151,6 +178,7 @@ class RateLimitService:
         check_service(service)
         check_window(limit, window_s, self._settings)
         check_cost(cost, limit)
+        self._remember(ns, service, window_s, limit)
         keys = [ns.key(ratelimit_key(service, window_s)), ns.key(ratelimit_windows_key(service))]
         admitted, used, deciding, now = await self._hit(keys, [limit, window_s, cost, secrets.token_hex(8)])
         return window_result(bool(admitted), int(used), limit, window_s, _score(deciding), int(now))
@@ -159,10 +187,40 @@ class RateLimitService:
         """What a hit of cost 1 would see now; admits and removes nothing."""
         check_service(service)
         check_window(limit, window_s, self._settings)
+        self._remember(ns, service, window_s, limit)
         allowed, used, deciding, now = await self._status(
             [ns.key(ratelimit_key(service, window_s))], [limit, window_s]
         )
         return window_result(bool(allowed), int(used), limit, window_s, _score(deciding), int(now))
+
+    def _remember(self, ns: Namespace, service: str, window_s: int, limit: int) -> None:
+        limits = self._limits.get(ns.project_id)
+        if limits is None:
+            limits = self._limits[ns.project_id] = OrderedDict()
+            if len(self._limits) > PROJECTS_REMEMBERED:
+                self._limits.popitem(last=False)
+        self._limits.move_to_end(ns.project_id)
+        limits[(service, window_s)] = limit
+        limits.move_to_end((service, window_s))
+        if len(limits) > BUDGETS_REMEMBERED:
+            limits.popitem(last=False)
+
+    async def budgets(self, ns: Namespace, limit: int = 8) -> RateLimitBudgets:
+        """Usage now of the ``limit`` budgets of the project used most recently through this
+        daemon: one read-only script call. Read only."""
+        remembered = list(reversed(self._limits.get(ns.project_id, {}).items()))
+        shown = remembered[:limit]
+        if not shown:
+            return RateLimitBudgets(budgets=[], total=len(remembered))
+        keys = [ns.key(ratelimit_key(service, window_s)) for (service, window_s), _ in shown]
+        used: list[Any] = await self._usage(keys, [window_s for (_, window_s), _ in shown])
+        return RateLimitBudgets(
+            budgets=[
+                RateLimitBudget(service=service, window_s=window_s, limit=budget, used=int(count))
+                for ((service, window_s), budget), count in zip(shown, used, strict=True)
+            ],
+            total=len(remembered),
+        )
 
     async def reset(self, ns: Namespace, service: str) -> RateLimitResetResult:
         """Delete every window log of ``service`` at once."""

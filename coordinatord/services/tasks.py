@@ -103,6 +103,15 @@ class TaskList(BaseModel):
     truncated: bool
 
 
+class TaskOverview(BaseModel):
+    """What ``coordinatord top`` shows of a project's tasks: how many, and the latest few."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total: int  # index entries not past the TTL (a document deleted by hand still counts)
+    tasks: list[TaskSummary]  # the most recently updated first
+
+
 def fingerprint(raw: str | None) -> str:
     """What ``task_write.lua`` compares: ``absent``, or the SHA-1 of the stored document."""
     if raw is None:
@@ -209,6 +218,32 @@ class TaskService:
                 break
             tasks.append(TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt))
         return TaskList(tasks=tasks, truncated=truncated)
+
+    async def summary(self, ns: Namespace, limit: int = 10) -> TaskOverview:
+        """How many tasks there are and the ``limit`` most recently updated: two round trips,
+        whatever the number of tasks (unlike :meth:`list_tasks`, which reads them all). Read only."""
+        oldest_ms = int(self._clock() * 1000) - self._settings.ttl_s * 1000
+        index = ns.key(TASKS_INDEX)
+        count, ids = await self._store.batch(
+            [
+                ["ZCOUNT", index, oldest_ms, "+inf"],
+                ["ZREVRANGEBYSCORE", index, "+inf", oldest_ms, "LIMIT", 0, limit],
+            ]
+        )
+        names = [str(task_id) for task_id in ids]
+        raws: list[str | None] = (
+            await self._store.execute("MGET", *(ns.key(task_key(name)) for name in names)) if names else []
+        )
+        tasks: list[TaskSummary] = []
+        for task_id, raw in zip(names, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                task = _parse(task_id, raw)
+            except ConflictError:
+                continue
+            tasks.append(TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt))
+        return TaskOverview(total=int(count), tasks=tasks)
 
     async def _change(self, ns: Namespace, task_id: str, rule: Callable[[Task, float], Task]) -> TaskState:
         """Read, apply ``rule``, compare-and-set; again from the read if another writer won."""

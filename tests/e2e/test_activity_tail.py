@@ -270,6 +270,7 @@ async def test_tail_says_when_the_backend_cannot_be_reached(workdir: Path) -> No
     assert down.returncode == 1
     assert b"embedded backend is not running" in down.stderr and b"coordinatord serve" in down.stderr
     assert refused.returncode == 1
-    assert b"cannot reach the backend redis://:***@127.0.0.1:1/0" in refused.stderr
+    assert b"backend redis://:***@127.0.0.1:1/0 could not be reached" in refused.stderr
+    assert b"is the server running" in refused.stderr
     assert b":pw@" not in refused.stderr
     assert bad.returncode == 2 and b"neither a directory nor a project id" in bad.stderr
