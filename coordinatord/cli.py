@@ -22,6 +22,7 @@ EPILOG = """\
 examples:
   coordinatord serve                       run the daemon (embedded Valkey unless REDIS_URL is set)
   coordinatord shim --agent kilocode       what an editor's mcp.json runs
+  coordinatord doctor                      check the set-up, each problem with its fix
   coordinatord status                      is the daemon up; connections, jobs, backend health
   coordinatord stop                        stop the daemon (and systemd's socket for it, if any)
   coordinatord service install --now       run it as a systemd user service, socket-activated
@@ -98,6 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_settings_flags(config)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the set-up: settings, socket, daemon, backend, service, editors, folders",
+        description=(
+            "Check everything coordinatord depends on, one line each (✓ fine, ! worth a look, ✗ broken), "
+            "each problem with what fixes it. Compares this shell's settings with those a daemon "
+            "started by an editor's shim would see. Exits 1 when something is broken."
+        ),
+        epilog=(
+            "examples:\n  coordinatord doctor\n"
+            "  coordinatord doctor --json | jq '.checks[] | select(.status != \"ok\")'"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.add_argument("--config", metavar="FILE", help="config file (default: see README)")
+    doctor.add_argument(
+        "--json", action="store_true", help="print JSON: {ok, checks: [{name, status, summary, fix}]}"
+    )
+    doctor.add_argument(
+        "--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)"
+    )
 
     status = commands.add_parser(
         "status",
@@ -322,7 +345,18 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env COORDINATORD_STATE_DIR)")
 
 
-OPERATOR_COMMANDS = ("status", "stop", "service", "editor", "top", "tail", "archive", "sessions", "projects")
+OPERATOR_COMMANDS = (
+    "status",
+    "doctor",
+    "stop",
+    "service",
+    "editor",
+    "top",
+    "tail",
+    "archive",
+    "sessions",
+    "projects",
+)
 """Commands that live in coordinatord/commands/<name>.py, each with ``main(args) -> int``."""
 
 

@@ -24,6 +24,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+MCP_CLIENT_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+"""All of the environment an MCP client is sure to pass to the servers it starts (the Python
+SDK's list): what a shim, and a daemon a shim starts, can count on."""
+
 SOCKET_ENV = "COORDINATORD_SOCKET"
 STATE_DIR_ENV = "COORDINATORD_STATE_DIR"
 CONFIG_ENV = "COORDINATORD_CONFIG"

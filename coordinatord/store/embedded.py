@@ -152,7 +152,7 @@ class EmbeddedValkey:
         if self._entered:
             raise DaemonError("an EmbeddedValkey can be started only once; create a new one")
         self._entered = True
-        self._binary = _resolve_binary(self._settings.binary)
+        self._binary = resolve_binary(self._settings.binary)
         self._prepare_dirs()
         self._write_config()
         await self._stop_leftover()
@@ -465,7 +465,7 @@ def _socket_path_for(state_dir: Path) -> Path:
     return Path(f"/tmp/coordinatord-{os.getuid()}") / f"valkey-{digest}.sock"
 
 
-def _resolve_binary(configured: str) -> Path:
+def resolve_binary(configured: str) -> Path:
     hint = "set embedded.binary (COORDINATORD_EMBEDDED__BINARY) to a valkey-server or redis-server"
     if not configured:
         try:
