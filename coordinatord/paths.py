@@ -59,12 +59,14 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "coordinatord"
 
 
-def user_config_file() -> Path:
+def user_config_file(home: Path | None = None) -> Path:
     """``~/.config/coordinatord/config.toml``: the config file read when none is named."""
-    return Path.home() / ".config" / "coordinatord" / "config.toml"
+    return (Path.home() if home is None else home) / ".config" / "coordinatord" / "config.toml"
 
 
-def find_config_file(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+def find_config_file(
+    explicit: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+) -> Path | None:
     """The config file to read: ``--config``, ``$COORDINATORD_CONFIG``, else
     ``~/.config/coordinatord/config.toml`` when it exists. Never a ``config.toml`` of the
     current directory: an editor starts the shim in whatever folder it likes.
@@ -76,7 +78,7 @@ def find_config_file(explicit: str | None = None, environ: Mapping[str, str] | N
         return Path(explicit)
     if env.get(CONFIG_ENV):
         return Path(env[CONFIG_ENV])
-    user = user_config_file()
+    user = user_config_file(home)
     return user if user.is_file() else None
 
 
@@ -150,16 +152,22 @@ def serve_command(socket_path: Path) -> str:
     return f"coordinatord serve --socket {socket_path}"
 
 
-def shim_socket_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
+def shim_socket_path(
+    explicit: str | None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    home: Path | None = None,
+) -> Path:
     """The socket a shim connects to, found the way the daemon finds the one it listens on:
-    ``--socket``, ``$COORDINATORD_SOCKET``, the config file's ``socket``, the default.
+    ``--socket``, ``$COORDINATORD_SOCKET``, the ``socket`` of the config file (``--config``,
+    ``$COORDINATORD_CONFIG``, the one in ``home``), the default.
     """
     env = os.environ if environ is None else environ
     if explicit:
         return Path(explicit)
     if env.get(SOCKET_ENV):
         return Path(env[SOCKET_ENV])
-    config = find_config_file(None, env)
+    config = find_config_file(config_file, env, home)
     if config is not None:
         try:
             value = read_config_file(config).get("socket")

@@ -497,21 +497,11 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 def shim_socket(argv: list[str], env: dict[str, str], home: Path) -> Path:
-    """The socket the shim of ``argv`` connects to, found as the shim finds it (see
-    :func:`coordinatord.paths.shim_socket_path`), with ``home`` as its home directory:
-    ``--socket``, ``$COORDINATORD_SOCKET`` of its env, the config file's ``socket``, the default."""
-    explicit = _flag(argv, "--socket")
-    if explicit:
-        return Path(explicit)
-    if env.get(paths.SOCKET_ENV):
-        return Path(env[paths.SOCKET_ENV])
-    config = _flag(argv, "--config") or env.get(paths.CONFIG_ENV)
-    config_file = Path(config) if config else home / ".config" / "coordinatord" / "config.toml"
-    if config or config_file.is_file():
-        value = paths.read_config_file(config_file).get("socket")
-        if isinstance(value, str) and value:
-            return Path(value)
-    return paths.default_socket_path()
+    """The socket the shim of ``argv`` connects to, found as the shim finds it, with ``home`` as
+    its home directory and ``env`` as its environment (the entry's own, not this shell's)."""
+    return paths.shim_socket_path(
+        _flag(argv, "--socket"), env, config_file=_flag(argv, "--config"), home=home
+    )
 
 
 def reaches(socket: str | None, timeout: float = 5.0) -> tuple[bool, str]:
