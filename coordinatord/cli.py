@@ -394,11 +394,14 @@ def _load(cli_settings: dict[str, Any], config_file: str | None) -> Any:
 def _config(cli_settings: dict[str, Any], config_file: str | None) -> int:
     import json
 
+    from coordinatord.paths import user_config_file
     from coordinatord.settings import effective_settings
 
     settings = _load(cli_settings, config_file)
     if settings is None:
         return 2
+    source = settings.config_file or f"none (defaults and environment; it would be {user_config_file()})"
+    sys.stderr.write(f"coordinatord: config file: {source}\n")
     try:
         print(json.dumps(effective_settings(settings), indent=2), flush=True)
     except BrokenPipeError:  # `coordinatord config | head`: the reader has what it wanted

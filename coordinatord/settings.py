@@ -11,6 +11,7 @@ setting, the bad value and where it came from.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -305,6 +307,14 @@ class Settings(BaseSettings):
     memory_bank: MemoryBankSettings = MemoryBankSettings()
     projects: tuple[ProjectEntry, ...] = ()
 
+    # Not a setting: where these came from, for `config`, `status` and `doctor` to say.
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file these settings were read from (None: defaults and environment only)."""
+        return self._config_file
+
     @property
     def log_file(self) -> Path:
         return self.logging.file or self.state_dir / "coordinatord.log"
@@ -385,9 +395,11 @@ def load_settings(
     )
     with _loading(load):
         try:
-            return Settings()
+            settings = Settings()
         except ValidationError as exc:
             raise ConfigError(_describe(exc, load)) from None
+    settings._config_file = path
+    return settings
 
 
 def _seed_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -423,9 +435,22 @@ def _describe(exc: ValidationError, load: _Load) -> str:
         # pydantic prefixes a validator's own message with "Value error, "; ours say enough.
         reason = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            reason = "no such setting"
+            reason = "no such setting" + _did_you_mean(loc)
         lines.append(f"  {name} = {shown} (from {source}): {reason}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[str, ...]) -> str:
+    """``; did you mean `server.max_connections`?`` for a misspelt setting, or nothing."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field_info = model.model_fields.get(part)
+        annotation = field_info.annotation if field_info is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.7)
+    return f"; did you mean `{'.'.join((*loc[:-1], close[0]))}`?" if close else ""
 
 
 def _source_of(loc: tuple[str, ...], load: _Load) -> tuple[str, Any]:
@@ -483,7 +508,11 @@ def mask_url(url: str) -> str:
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with secrets masked: what ``coordinatord config`` prints."""
-    data = settings.model_dump(mode="json")
+    data = {
+        # First, so that it is the first thing read: which file these came from.
+        "config_file": None if settings.config_file is None else str(settings.config_file),
+        **settings.model_dump(mode="json"),
+    }
     data["backend"]["url"] = mask_url(settings.backend.url.get_secret_value())
     data["backend"]["upstash_token"] = "***" if settings.backend.upstash_token.get_secret_value() else ""
     data["logging"]["file"] = str(settings.log_file)

@@ -74,6 +74,7 @@ class DaemonStatus:
                 "started_at": self._started_at,
                 "uptime_s": round(time.time() - self._started_at, 1),
                 "socket": str(app.settings.socket),
+                "config_file": None if app.settings.config_file is None else str(app.settings.config_file),
                 "daemon_id": self._jobs.daemon_id,
                 "systemd": self._service,
             },

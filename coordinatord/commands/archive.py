@@ -21,6 +21,7 @@ from typing import Any
 
 from coordinatord import control, paths
 from coordinatord.errors import DaemonError
+from coordinatord.words import plural
 
 PLAN_TIMEOUT_S = 15.0
 ARCHIVE_TIMEOUT_S = 3_600.0
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
             if not targets:
                 return _report_nothing(args)
             if not args.json:
-                print(f"archiving sessions of {_plural(len(targets), 'project')} on this host")
+                print(f"archiving sessions of {plural(len(targets), 'project')} on this host")
         else:
             targets = [project_arg(args.project)]
         results: list[dict[str, Any]] = []
@@ -54,16 +55,16 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"projects": results, "totals": totals}, indent=2))
     else:
-        print(f"done: {_counts(totals)} in {_plural(len(results), 'project')}")
+        print(f"done: {_counts(totals)} in {plural(len(results), 'project')}")
         not_due = sum(p.get("not_due", 0) for p in results)
         if not_due:
             print(
-                f"{_plural(not_due, 'live session')} not due yet (active within jobs.archive_idle_s "
+                f"{plural(not_due, 'live session')} not due yet (active within jobs.archive_idle_s "
                 "and not about to expire); `coordinatord archive --all` archives them now"
             )
     if totals["failed"]:
         return fail(
-            f"{_plural(totals['failed'], 'session')} could not be archived; the daemon's log says why "
+            f"{plural(totals['failed'], 'session')} could not be archived; the daemon's log says why "
             "(event session_archive_failed)"
         )
     return 0
@@ -95,7 +96,3 @@ def _report_nothing(args: argparse.Namespace) -> int:
 
 def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{counts.get(name, 0)} {name}" for name in ("archived", "unchanged", "failed"))
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -22,6 +22,7 @@ from typing import Any
 from coordinatord import control, paths
 from coordinatord.commands.archive import fail, project_arg
 from coordinatord.errors import DaemonError
+from coordinatord.words import plural
 
 TIMEOUT_S = 120.0
 
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(
             f"restored session {result['session_id']}: version {result['version']}, "
-            f"{result['history_length']} turns, expires in {_duration(result['expires_in'])} "
+            f"{plural(result['history_length'], 'turn')}, expires in {_duration(result['expires_in'])} "
             f"(from {result['restored_from']})"
         )
     return 0

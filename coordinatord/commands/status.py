@@ -77,6 +77,8 @@ def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
         f"pid {daemon.get('pid', '?')}, up {duration(daemon.get('uptime_s'))}"
     )
     lines.append(f"  socket    {daemon.get('socket', '?')}")
+    if "config_file" in daemon:  # a daemon older than this field says nothing of it
+        lines.append(f"  config    {daemon['config_file'] or 'no config file (defaults and environment)'}")
     lines.append(f"  daemon id {daemon.get('daemon_id', '?')}")
 
     backend = status.get("backend", {})

@@ -295,7 +295,7 @@ async def test_sessions_commands_list_and_restore(daemon: DaemonProcess, workdir
 
         restored = await cli(daemon, "sessions", "restore", "ended-1", "--project", str(workdir), cwd=workdir)
         assert restored.returncode == 0, restored.stderr
-        assert "restored session ended-1" in restored.stdout and "1 turns" in restored.stdout
+        assert "restored session ended-1" in restored.stdout and "1 turn," in restored.stdout
         loaded = await call(client, "session_load", {"session_id": "ended-1"})
         assert loaded["found"] and loaded["context"] == {"b": 2}
 

@@ -168,6 +168,10 @@ async def test_status_reports_a_running_daemon(quiet_daemon: DaemonProcess, work
     assert quiet_daemon.process is not None
     assert report["running"] is True
     assert report["daemon"]["pid"] == quiet_daemon.process.pid
+    # The config file the daemon read (DaemonProcess names an empty one), said in both forms.
+    config_file = str(quiet_daemon.root / "no-config.toml")
+    assert report["daemon"]["config_file"] == config_file
+    assert f"  config    {config_file}" in text
     assert report["backend"]["healthy"] is True
     assert {"agent": "kilocode", "project": ns.project_id} in [
         {"agent": c["agent"], "project": c["project"]} for c in report["connections"]

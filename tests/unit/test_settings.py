@@ -148,6 +148,20 @@ def test_config_command_prints_settings_and_fails_on_bad_ones(tmp_path: Path) ->
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["socket"] == "/x.sock"
+    # Which file was read: the first line on stderr, and the first key of the JSON.
+    assert ok.stderr.splitlines()[0] == f"coordinatord: config file: {tmp_path / 'none.toml'}"
+    assert next(iter(json.loads(ok.stdout))) == "config_file"
+    without = subprocess.run(
+        [COORDINATORD, "config"],
+        env={**env, "COORDINATORD_CONFIG": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert without.stderr.startswith(
+        "coordinatord: config file: none (defaults and environment; it would be "
+    )
+    assert json.loads(without.stdout)["config_file"] is None
     bad = subprocess.run(
         [COORDINATORD, "config"],
         env={**env, "COORDINATORD_SERVER__MAX_CONNECTIONS": "0"},
@@ -199,3 +213,30 @@ def test_memory_bank_max_files_bounds(value: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match=rf"memory_bank\.max_files = '{value}' \(from environment"):
             load_settings({}, environ=environ)
+
+
+def test_a_misspelt_setting_gets_a_suggestion(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[loging]\nlevel = 'debug'\n[server]\nmax_conections = 3\nzzz = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, config_file=str(config), environ={})
+    message = str(caught.value)
+    assert "server.max_conections = 3" in message
+    assert "no such setting; did you mean `server.max_connections`?" in message
+    assert "no such setting; did you mean `logging`?" in message
+    # Nothing close: no guess.
+    assert "server.zzz = 1" in message and "zzz = 1 (from config file " in message
+    assert message.count("did you mean") == 2
+
+
+def test_settings_say_which_config_file_they_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[server]\nmax_connections = 3\n")
+    assert load_settings({}, config_file=str(config), environ={}).config_file == config
+    monkeypatch.setenv("HOME", str(tmp_path))  # a home without ~/.config/coordinatord/config.toml
+    assert load_settings({}, environ={}).config_file is None
+    assert effective_settings(load_settings({}, config_file=str(config), environ={}))["config_file"] == str(
+        config
+    )
