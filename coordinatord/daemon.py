@@ -213,6 +213,11 @@ async def _serve(
                 conn_tg.cancel_scope.cancel()
             # After the connections: the activity log's last flush holds their last calls.
             background.cancel_scope.cancel()
+            if not settings.jobs.enabled:
+                # jobs.run, which gives its leases back as it ends, never ran; run_now may
+                # still have taken some (coordinatord archive, run_job).
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await jobs.resign_all()
     finally:
         claim.release()
         if state_lock is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -9,7 +11,7 @@ import redis as redis_sync
 
 from coordinatord.settings import BackendSettings
 from coordinatord.store import Store
-from tests.support import REDIS_TEST_URL, ValkeyProcess, redis_available, valkey_server
+from tests.support import REDIS_EXCLUSIVE_URL, REDIS_TEST_URL, ValkeyProcess, redis_available, valkey_server
 
 BACKENDS = ["valkey", "redis"]
 
@@ -41,6 +43,55 @@ def real_redis() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+CLAIM_KEY = "coordinatord-tests:claimed-by"
+
+
+@pytest.fixture(scope="session")
+def redis_to_ourselves() -> Iterator[str | None]:
+    """Database 14 of the machine's Redis, for this test session alone, or None when another
+    session (a second suite run on this machine) holds it. The claim is a key naming this host
+    and pid; a claim whose process is gone is taken over. Emptied before use (nobody else is
+    on it) and after."""
+    if not redis_available():
+        yield None
+        return
+    client = redis_sync.Redis.from_url(REDIS_EXCLUSIVE_URL, decode_responses=True)
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        if not client.set(CLAIM_KEY, me, nx=True, ex=3600):
+            holder = client.get(CLAIM_KEY)
+            if holder is not None and _alive_here(str(holder)):
+                yield None
+                return
+        client.flushdb()  # what a session that died left behind (the claim with it)
+        client.set(CLAIM_KEY, me, ex=3600)
+        yield REDIS_EXCLUSIVE_URL
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def _alive_here(holder: str) -> bool:
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's session: assume it is running
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(scope="session")
+def daemon_redis_url(request: pytest.FixtureRequest) -> str:
+    """The Redis a ``redis`` daemon fixture runs on: a database of this session's own when it
+    could be claimed (its jobs' leases are then this daemon's to take), else the shared one."""
+    exclusive: str | None = request.getfixturevalue("redis_to_ourselves")
+    return exclusive or str(request.getfixturevalue("real_redis"))
 
 
 @pytest.fixture(params=BACKENDS)

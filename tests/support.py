@@ -35,6 +35,9 @@ from coordinatord.keyspace import Namespace
 VENV_BIN = Path(sys.executable).parent
 COORDINATORD = str(VENV_BIN / "coordinatord")
 REDIS_TEST_URL = "redis://127.0.0.1:6379/13"  # a database of our own on the machine's Redis
+REDIS_EXCLUSIVE_URL = "redis://127.0.0.1:6379/14"
+"""A database one test session has to itself (claimed by the ``redis_to_ourselves`` fixture):
+for daemons whose jobs must hold their leader leases, which are global keys on a backend."""
 
 
 def short_tmpdir(prefix: str = "cd-") -> Path:
@@ -45,6 +48,12 @@ def short_tmpdir(prefix: str = "cd-") -> Path:
 def _drain(stream: IO[bytes]) -> None:
     for _ in stream:
         pass
+
+
+def backend_to_itself(daemon: DaemonProcess) -> bool:
+    """Whether no other daemon can share this daemon's backend: its own embedded Valkey, or the
+    database this test session claimed. Only then can ``run_job`` count on the job's lease."""
+    return daemon.env.get("REDIS_URL") in (None, REDIS_EXCLUSIVE_URL)
 
 
 def redis_available() -> bool:

@@ -180,11 +180,12 @@ class Jobs:
             scheduler.shutdown(wait=False)
             self._scheduler = None
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await self._resign_all()
+                await self.resign_all()
 
-    async def _resign_all(self) -> None:
+    async def resign_all(self) -> None:
         """Give up our leases on the way out, so another daemon takes the next tick at once
-        instead of after the lease runs out."""
+        instead of after the lease runs out. Also for a daemon whose scheduler never ran
+        (``jobs.enabled = false``) but whose ``run_now`` took leases."""
         for name in self._jobs:
             try:
                 await self._resign([leader_key(name)], [self.daemon_id])

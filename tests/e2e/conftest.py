@@ -32,7 +32,7 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     """A daemon per module and backend: its own embedded Valkey, or the machine's Redis."""
     env: dict[str, str] = {}
     if request.param == "redis":
-        env["REDIS_URL"] = request.getfixturevalue("real_redis")
+        env["REDIS_URL"] = request.getfixturevalue("daemon_redis_url")
     with running_daemon(env) as process:
         yield process
 

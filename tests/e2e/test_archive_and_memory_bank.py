@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from coordinatord import control
 from tests.e2e.conftest import connect, text_of
-from tests.support import COORDINATORD, DaemonProcess, running_daemon, short_tmpdir
+from tests.support import COORDINATORD, DaemonProcess, backend_to_itself, running_daemon, short_tmpdir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -38,13 +38,14 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     """A daemon whose jobs run only when asked, on its own Valkey or on the machine's Redis."""
     env = {"COORDINATORD_JOBS__ENABLED": "false"}
     if request.param == "redis":
-        env["REDIS_URL"] = request.getfixturevalue("real_redis")
+        env["REDIS_URL"] = request.getfixturevalue("daemon_redis_url")
     with running_daemon(env) as process:
         yield process
 
 
 def embedded(daemon: DaemonProcess) -> bool:
-    return "REDIS_URL" not in daemon.env
+    """A backend this daemon has to itself (its jobs' leases, its project list)."""
+    return backend_to_itself(daemon)
 
 
 def make_bank(workdir: Path) -> Path:
@@ -165,7 +166,7 @@ async def test_the_refresh_job_caches_changes_for_the_tools(daemon: DaemonProces
     """memory_bank_refresh rewrites the entry of a file that changed, so the tools serve the new
     content from the cache; a deleted file leaves the cache."""
     if not embedded(daemon):
-        pytest.skip("run_job needs this daemon to hold the job's lease: other daemons share this Redis")
+        pytest.skip("another test session holds database 14: run_job needs this daemon's lease")
     folder = make_bank(workdir)
     async with connect(daemon.socket_path, project=workdir) as client:
         await call(client, "memory_bank_index")  # announces the project and fills the cache
@@ -189,7 +190,7 @@ async def test_the_archiver_job_writes_sessions_before_they_expire(
     """run_job session_archiver writes a short-TTL session to .kilocode/sessions/<id>.json and
     leaves it live in Redis; a second run leaves the file alone."""
     if not embedded(daemon):
-        pytest.skip("run_job needs this daemon to hold the job's lease: other daemons share this Redis")
+        pytest.skip("another test session holds database 14: run_job needs this daemon's lease")
     async with connect(daemon.socket_path, project=workdir) as client:
         await call(client, "session_save", {"session_id": "short", "context": {"task": "x"}, "ttl": 120})
         await call(client, "session_append", {"session_id": "short", "role": "user", "message": "hi"})
@@ -259,7 +260,7 @@ async def test_archive_all_archives_a_live_session_into_an_ignored_folder(
 async def test_archive_command_walks_every_local_project(daemon: DaemonProcess) -> None:
     """Without --project, `coordinatord archive` archives each known project on this host, one line each."""
     if not embedded(daemon):
-        pytest.skip("every project known to a shared Redis would be walked, other tests' included")
+        pytest.skip("another test session holds database 14: every project on the shared one would be walked")
     first, second = short_tmpdir(), short_tmpdir()
     try:
         for project in (first, second):

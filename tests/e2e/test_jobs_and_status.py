@@ -253,6 +253,27 @@ async def test_two_daemons_on_one_backend_take_turns_by_lease(workdir: Path) -> 
             assert second.stop() == 0
 
 
+async def test_a_daemon_without_a_schedule_gives_its_leases_back_when_it_stops(workdir: Path) -> None:
+    """run_job on a daemon with jobs.enabled = false takes the job's lease; stopping that daemon
+    gives it back, so the next daemon on the backend runs the job at once rather than being
+    not_leader for 2.5 intervals."""
+    with valkey_server() as valkey:
+        env = {"REDIS_URL": valkey.url, **NO_SCHEDULE}
+        first, second = DaemonProcess(workdir / "a", env=env), DaemonProcess(workdir / "b", env=env)
+        first.root.mkdir()
+        second.root.mkdir()
+        first.start()
+        try:
+            assert (await run_job(first, SWEEP))["last_outcome"] == "ok"
+        finally:
+            assert first.stop() == 0
+        second.start()
+        try:
+            assert (await run_job(second, SWEEP))["last_outcome"] == "ok"
+        finally:
+            assert second.stop() == 0
+
+
 async def test_two_scheduled_daemons_run_each_tick_once(workdir: Path) -> None:
     """With both schedulers ticking fast, every sweep and reap run is done by one daemon; the
     other's ticks all find the lease taken."""
