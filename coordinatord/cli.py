@@ -20,21 +20,21 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  coordinatord serve                       run the daemon (embedded Valkey unless REDIS_URL is set)
-  coordinatord shim --agent kilocode       what an editor's mcp.json runs
+  coordinatord serve                       run the daemon (embedded Valkey unless a backend is set)
+  coordinatord editor add kilocode         put the shim into an editor's MCP config (see editor -h)
+  coordinatord editor list                 editor configs naming coordinatord; do they reach it
   coordinatord doctor                      check the set-up, each problem with its fix
   coordinatord status                      is the daemon up; connections, jobs, backend health
-  coordinatord stop                        stop the daemon (and systemd's socket for it, if any)
-  coordinatord service install --now       run it as a systemd user service, socket-activated
-  coordinatord tail --follow               agent activity as it happens
   coordinatord top                         live view: agents, locks, tasks, budgets, activity
+  coordinatord tail --follow               agent activity as it happens
+  coordinatord service install --now       run it as a systemd user service, socket-activated
+  coordinatord stop                        stop the daemon (and systemd's socket for it, if any)
   coordinatord archive --all               archive every live session to .kilocode/sessions/ now
   coordinatord sessions list               sessions of this project, live and archived
   coordinatord projects list               the projects the jobs walk, and where they live
   coordinatord projects forget ID --purge  forget a project no editor uses and delete its keys
   coordinatord config                      print the effective settings, secrets masked
-  coordinatord editor add kilocode         put the shim into an editor's MCP config
-  coordinatord editor list                 editor configs naming coordinatord; do they reach it
+  coordinatord shim --agent kilocode       what an editor's MCP config runs
 """
 
 

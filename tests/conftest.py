@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis as redis_sync
 
 from coordinatord.settings import BackendSettings
 from coordinatord.store import Store
-from tests.support import REDIS_EXCLUSIVE_URL, REDIS_TEST_URL, ValkeyProcess, redis_available, valkey_server
+from tests.support import (
+    REDIS_EXCLUSIVE_URL,
+    REDIS_TEST_URL,
+    ValkeyProcess,
+    redis_available,
+    short_tmpdir,
+    valkey_server,
+)
 
 BACKENDS = ["valkey", "redis"]
 
@@ -19,6 +28,17 @@ BACKENDS = ["valkey", "redis"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A fresh directory with a short path (a Unix socket path must fit in 107 bytes), removed
+    afterwards."""
+    path = short_tmpdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -13,18 +12,31 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.support import COORDINATORD, DaemonProcess, running_daemon, short_tmpdir
+from tests.support import (
+    COORDINATORD,
+    DaemonProcess,
+    ValkeyProcess,
+    free_tcp_port,
+    running_daemon,
+    valkey_server,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = short_tmpdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def workdir(short_tmp: Path) -> Path:
+    return short_tmp
+
+
+PROTECTED_PASSWORD = "e2e-requirepass"
+
+
+@pytest.fixture(scope="module")
+def protected() -> Iterator[ValkeyProcess]:
+    """The seed's WSL2 story: a Redis with requirepass (PROTECTED_PASSWORD) on a TCP port."""
+    with valkey_server(password=PROTECTED_PASSWORD, tcp_port=free_tcp_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=["embedded", "redis"])

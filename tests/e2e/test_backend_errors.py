@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.e2e.conftest import connect, text_of
-from tests.support import COORDINATORD, ValkeyProcess, free_tcp_port, running_daemon, valkey_server
+from tests.e2e.conftest import PROTECTED_PASSWORD, connect, text_of
+from tests.support import COORDINATORD, ValkeyProcess, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-PASSWORD = "wsl2-story-pass"
-
-
-@pytest.fixture(scope="module")
-def protected() -> Iterator[ValkeyProcess]:
-    with valkey_server(password=PASSWORD, tcp_port=free_tcp_port()) as server:
-        yield server
+PASSWORD = PROTECTED_PASSWORD
 
 
 async def test_noauth_is_named_in_tool_replies_status_and_start_up(

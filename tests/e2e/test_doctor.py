@@ -17,24 +17,18 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.e2e.conftest import PROTECTED_PASSWORD
 from tests.support import (
     COORDINATORD,
     ValkeyProcess,
     free_tcp_port,
     running_daemon,
     short_tmpdir,
-    valkey_server,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-PASSWORD = "doctor-pass"
-
-
-@pytest.fixture(scope="module")
-def protected() -> Iterator[ValkeyProcess]:
-    with valkey_server(password=PASSWORD, tcp_port=free_tcp_port()) as server:
-        yield server
+PASSWORD = PROTECTED_PASSWORD
 
 
 @pytest.fixture

@@ -140,35 +140,27 @@ def test_effective_settings_mask_secrets() -> None:
 
 
 def test_config_command_prints_settings_and_fails_on_bad_ones(tmp_path: Path) -> None:
-    """`coordinatord config` prints the effective settings; a bad value exits 2 with the reason."""
+    """`coordinatord config` prints the effective settings and names the file they came from; a
+    bad value exits 2 with the reason."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COORDINATORD_CONFIG": str(tmp_path / "none.toml")}
     (tmp_path / "none.toml").touch()
-    ok = subprocess.run(
-        [COORDINATORD, "config", "--socket", "/x.sock"], env=env, capture_output=True, text=True, check=False
-    )
+
+    def config(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        command = [COORDINATORD, "config", *args]
+        return subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, check=False)
+
+    ok = config("--socket", "/x.sock")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["socket"] == "/x.sock"
     # Which file was read: the first line on stderr, and the first key of the JSON.
     assert ok.stderr.splitlines()[0] == f"coordinatord: config file: {tmp_path / 'none.toml'}"
     assert next(iter(json.loads(ok.stdout))) == "config_file"
-    without = subprocess.run(
-        [COORDINATORD, "config"],
-        env={**env, "COORDINATORD_CONFIG": ""},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    without = config(COORDINATORD_CONFIG="")
     assert without.stderr.startswith(
         "coordinatord: config file: none (defaults and environment; it would be "
     )
     assert json.loads(without.stdout)["config_file"] is None
-    bad = subprocess.run(
-        [COORDINATORD, "config"],
-        env={**env, "COORDINATORD_SERVER__MAX_CONNECTIONS": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = config(COORDINATORD_SERVER__MAX_CONNECTIONS="0")
     assert bad.returncode == 2
     assert (
         "server.max_connections = '0' (from environment variable COORDINATORD_SERVER__MAX_CONNECTIONS)"

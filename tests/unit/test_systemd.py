@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from coordinatord import systemd
 from tests import fake_systemctl
-from tests.support import short_tmpdir
 
 
 @pytest.fixture
-def tmp() -> Iterator[Path]:
-    import shutil
-
-    path = short_tmpdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def tmp(short_tmp: Path) -> Path:
+    return short_tmp
 
 
 def test_notify_sends_one_datagram_to_the_notify_socket(tmp: Path) -> None:

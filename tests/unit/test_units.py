@@ -7,14 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from coordinatord import units
 from coordinatord.systemd import MARKER, SERVICE, SOCKET
-from tests.support import short_tmpdir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,12 +57,8 @@ def test_the_repositorys_units_are_the_template_rendered_for_pipx() -> None:
 
 
 @pytest.fixture
-def tmp() -> Iterator[Path]:
-    path = short_tmpdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def tmp(short_tmp: Path) -> Path:
+    return short_tmp
 
 
 def test_dry_run_output_passes_systemd_analyze_verify(tmp: Path) -> None:
