@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,22 @@ async def connect(
         yield client
 
 
+async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A successful call's structured content, checked to equal its JSON text."""
+    result = await client.call_tool(tool, arguments or {})
+    assert not result.is_error, text_of(result)
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    assert json.loads(text_of(result)) == content
+    return content
+
+
 def text_of(result: Any) -> str:
     assert len(result.content) >= 1
     return str(result.content[0].text)
 
 
-INITIALIZE = {
+INITIALIZE: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
@@ -84,15 +94,15 @@ INITIALIZE = {
         "clientInfo": {"name": "raw", "version": "0"},
     },
 }
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+INITIALIZED: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
-def call_line(request_id: int, tool: str, arguments: dict[str, object]) -> dict[str, object]:
+def call_line(request_id: int, tool: str, arguments: Mapping[str, object]) -> dict[str, object]:
     params = {"name": tool, "arguments": arguments}
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
-def frames(*messages: dict[str, object]) -> bytes:
+def frames(*messages: Mapping[str, object]) -> bytes:
     return b"".join(json.dumps(message).encode() + b"\n" for message in messages)
 
 
@@ -108,12 +118,12 @@ class RawConnection:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def reply(self) -> dict[str, object]:
+    def reply(self) -> dict[str, Any]:
         line = self.reader.readline()
         assert line, "connection closed without a reply"
         return dict(json.loads(line))
 
-    def reply_to(self, request_id: int) -> dict[str, object]:
+    def reply_to(self, request_id: int) -> dict[str, Any]:
         """The next reply, which must be the one to ``request_id``."""
         reply = self.reply()
         assert reply.get("id") == request_id, reply

@@ -16,14 +16,13 @@ import anyio
 import anyio.abc
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from mcp import Client
 
 from coordinatord import control
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
 from coordinatord.settings import BackendSettings
 from coordinatord.store import Store
 from coordinatord.store.embedded import embedded_socket_path
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import COORDINATORD, DaemonProcess, backend_to_itself
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -58,14 +57,6 @@ async def wait_for_events(daemon: DaemonProcess, ns: Namespace, count: int) -> l
         while len(entries := await stream_entries(daemon, ns)) < count:  # noqa: ASYNC110
             await anyio.sleep(0.05)
     return [fields for _, fields in entries]
-
-
-async def call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, args or {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 def tail_command(daemon: DaemonProcess, *args: str) -> list[str]:

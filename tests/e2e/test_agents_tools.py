@@ -10,21 +10,12 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 AGENT_TOOLS = ("agent_register", "agent_heartbeat", "agent_unregister", "agent_list")
-
-
-async def call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A successful call's structured content, checked to equal its JSON text."""
-    result = await client.call_tool(name, args or {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 async def listed(client: Client, include_inactive: bool = False) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from coordinatord import control
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import COORDINATORD, DaemonProcess, backend_to_itself, running_daemon, short_tmpdir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -56,14 +56,6 @@ def make_bank(workdir: Path) -> Path:
     (workdir / "secret.md").write_text(SECRET)
     (folder / "leak.md").symlink_to(workdir / "secret.md")
     return folder
-
-
-async def call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, args or {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 async def refused(client: Client, name: str, args: dict[str, Any]) -> str:

@@ -149,7 +149,7 @@ def test_garbage_on_the_socket_gets_errors_and_harms_nobody(daemon: DaemonProces
         }
         bad.send(b'{"jsonrpc": "2.0", "id": 10, "method": "ping", "params": {\n')  # cut short
         error = bad.reply()
-        assert error["id"] == 10 and error["error"]["code"] == -32700  # type: ignore[index]
+        assert error["id"] == 10 and error["error"]["code"] == -32700
         bad.send(b"[" * (5 * 1024 * 1024) + b"\n")  # above server.max_line_bytes
         assert "max_line_bytes" in str(bad.reply()["error"])
         bad.send(b'{"id": 11, "params": "' + b"x" * (5 * 1024 * 1024) + b'"}\n')

@@ -504,7 +504,7 @@ def test_a_barrage_on_the_socket_harms_nobody(
         replies = Replies(conn.reader)
         barrage(conn.send, replies, corpus, held_lock(False))
         bystander.send(call(2, "redis_ping", {}))
-        assert bystander.reply_to(2)["result"]["content"][0]["text"] == "PONG"  # type: ignore[index]
+        assert bystander.reply_to(2)["result"]["content"][0]["text"] == "PONG"
         grown = rss_kb(daemon) - rss_before
         assert grown < RSS_GROWTH_LIMIT_KB, f"the daemon grew by {grown} kB"
         conn.sock.shutdown(socket.SHUT_WR)
@@ -552,7 +552,7 @@ def test_a_barrage_through_the_shim_harms_nobody(
 
             send(frames({**INITIALIZE, "id": "probe-init"}))
             replies.wait_for({"probe-init"})
-            send(frames(INITIALIZED))  # type: ignore[arg-type]  # conftest spells it dict[str, str]
+            send(frames(INITIALIZED))
             rss_before = rss_kb(daemon)
             barrage(send, replies, corpus, held)
             grown = rss_kb(daemon) - rss_before
@@ -623,10 +623,10 @@ def test_a_hostile_first_line_is_answered_and_the_client_served(
     try:
         conn.send(first + b"\n")
         reply = conn.reply()
-        assert (reply["id"], reply["error"]["code"]) == (reply_id, code), reply  # type: ignore[index]
+        assert (reply["id"], reply["error"]["code"]) == (reply_id, code), reply
         conn.initialize("after-a-bad-start")
         conn.send(call(2, "redis_ping", {}))
-        assert conn.reply_to(2)["result"]["content"][0]["text"] == "PONG"  # type: ignore[index]
+        assert conn.reply_to(2)["result"]["content"][0]["text"] == "PONG"
     finally:
         conn.close()
 

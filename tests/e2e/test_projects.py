@@ -112,7 +112,7 @@ class Raw:
     def call(self, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         request_id = next(self._ids)
         self.conn.send(frames(call_line(request_id, tool, arguments or {})))
-        result: dict[str, Any] = self.conn.reply_to(request_id)["result"]  # type: ignore[assignment]
+        result: dict[str, Any] = self.conn.reply_to(request_id)["result"]
         return result
 
     def text(self, tool: str, arguments: dict[str, Any] | None = None) -> str:

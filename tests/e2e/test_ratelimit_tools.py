@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mcp import Client
 
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """A successful call's structured content, checked to equal its JSON text."""
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 async def test_hit_status_and_reset_share_one_budget(daemon: DaemonProcess, workdir: Path) -> None:

@@ -51,11 +51,12 @@ async def test_tools_carry_true_annotations(daemon: DaemonProcess, workdir: Path
     """Clients see read-only hints on the readers and a destructive hint on redis_del."""
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    hints = {name: tool.annotations for name, tool in tools.items()}
     for name in ("redis_get", "redis_keys", "redis_exists", "redis_ttl", "redis_ping"):
-        assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
-    assert (
-        tools["redis_del"].annotations is not None and tools["redis_del"].annotations.destructive_hint is True
-    )
+        hint = hints[name]
+        assert hint is not None and hint.read_only_hint is True
+    deleting = hints["redis_del"]
+    assert deleting is not None and deleting.destructive_hint is True
     assert (
         tools["redis_set"].annotations is not None and tools["redis_set"].annotations.read_only_hint is False
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -18,15 +18,6 @@ SESSION_TOOLS = (
     "session_save", "session_load", "session_append", "session_history",
     "session_list", "session_end", "session_restore",
 )  # fmt: skip
-
-
-async def call(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """A successful call's structured content, checked to equal its JSON text."""
-    result = await client.call_tool(name, args)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 async def refused(client: Client, name: str, args: dict[str, Any]) -> str:

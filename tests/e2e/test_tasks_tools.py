@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 
-from tests.e2e.conftest import connect, text_of
+from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 TASK_TOOLS = ("task_create", "task_advance", "task_update", "task_get", "task_list")
-
-
-async def call(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """A successful call's structured content, checked to equal its JSON text."""
-    result = await client.call_tool(name, args)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert json.loads(text_of(result)) == result.structured_content
-    return result.structured_content
 
 
 async def test_task_tools_are_listed_with_schemas_and_true_annotations(

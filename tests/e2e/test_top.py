@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from coordinatord import __version__, control
+from coordinatord.errors import DaemonError
 from coordinatord.keyspace import project_id_for
 from tests.e2e.conftest import INITIALIZE, INITIALIZED, call_line
 from tests.support import COORDINATORD, DaemonProcess, ShimProcess, running_daemon, shim_command, short_tmpdir
@@ -158,7 +159,7 @@ def test_the_overview_command_caps_its_rows_and_counts_the_rest(setup: Setup) ->
     assert (locks["held"], len(locks["rows"]), locks["more"]) == (13, 10, 3)
     assert {"resource", "held_by", "fencing", "expires_in"} <= set(locks["rows"][0])
     assert reply["daemon"]["version"] == __version__
-    with pytest.raises(control.DaemonError, match="either 'project'"):
+    with pytest.raises(DaemonError, match="either 'project'"):
         control.request(setup.daemon.socket_path, "overview", {})
 
 
