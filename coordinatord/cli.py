@@ -413,7 +413,7 @@ def _serve(cli_settings: dict[str, Any], config_file: str | None) -> int:
     settings = _load(cli_settings, config_file)
     if settings is None:
         return 2
-    from coordinatord.daemon import run_daemon
+    from coordinatord.daemon.lifecycle import run_daemon
 
     return run_daemon(settings)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -68,13 +68,42 @@ CALL_PARKED_S = 0.05
 """A call in flight this long is waiting (for a lock), and no job step waits for it."""
 
 
+class CallsInFlight(Protocol):
+    """What a job step needs to know of the requests the daemon is handling (the server's
+    :class:`~coordinatord.server.in_flight.InFlight`; a protocol, so the jobs import nothing of
+    the server)."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def last_entered(self) -> float: ...
+
+    async def wait_answered(self) -> None: ...
+
+
+class _NoCalls:
+    """No server (a job run by a test, or a daemon without connections): never busy."""
+
+    count = 0
+    last_entered = 0.0
+
+    async def wait_answered(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
+NO_CALLS: CallsInFlight = _NoCalls()
+
+
 @dataclass
 class JobContext:
-    """What a job run gets: the app (services, store, settings), the projects, and a reporter."""
+    """What a job run gets: the app (services, store, settings), the projects, a reporter, and
+    the requests in flight it steps aside for."""
 
     app: App
     projects: ProjectRegistry
     job: str
+    in_flight: CallsInFlight = NO_CALLS
 
     async def known_projects(self) -> list[KnownProject]:
         return await self.projects.known()
@@ -89,7 +118,7 @@ class JobContext:
         :data:`CALL_PARKED_S` are left out: they are parked (a lock wait), not working.
         """
         await anyio.lowlevel.checkpoint()
-        in_flight = self.app.in_flight
+        in_flight = self.in_flight
         if in_flight.count and time.monotonic() - in_flight.last_entered < CALL_PARKED_S:
             with anyio.move_on_after(CALLS_FIRST_MAX_S):
                 await in_flight.wait_answered()
@@ -136,9 +165,11 @@ class _Job:
 class Jobs:
     """The daemon's scheduler and the record of every job's runs."""
 
-    def __init__(self, app: App, projects: ProjectRegistry) -> None:
+    def __init__(self, app: App, projects: ProjectRegistry, in_flight: CallsInFlight = NO_CALLS) -> None:
+        """``in_flight``: the server's requests in flight, which every step steps aside for."""
         self._app = app
         self._projects = projects
+        self.in_flight = in_flight
         self._jobs: dict[str, _Job] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._lease = app.store.script(_LEASE)
@@ -219,7 +250,7 @@ class Jobs:
                     state.last_outcome = "not_leader"
                     log.debug("job_skipped_not_leader", job=name)
                     return
-                counts = await job.func(JobContext(self._app, self._projects, name))
+                counts = await job.func(JobContext(self._app, self._projects, name, self.in_flight))
             except Exception as exc:
                 # One bad run must not stop the job: log it, run again at the next tick.
                 duration = round((time.perf_counter() - clock) * 1000, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.errors import LimitExceededError
 from coordinatord.services.activity import ActivityEvent, ActivityRecent
 from coordinatord.tools.registry import Param, ToolReply, ToolSpec

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.services.agents import AgentInfo, AgentList
 from coordinatord.tools.registry import Param, ToolReply, ToolSpec
 

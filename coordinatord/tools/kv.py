@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.tools.registry import Param, ToolReply, ToolSpec
 
 GROUP = "kv"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.services.memory_bank import FileResult, IndexResult
 from coordinatord.tools.registry import Param, ToolReply, ToolSpec
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from coordinatord.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from coordinatord.app import CallContext
+    from coordinatord.context import CallContext
 
 ParamKind = Literal["string", "integer", "boolean", "string_array", "object", "string_or_integer"]
 

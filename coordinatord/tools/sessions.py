@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.services.sessions import (
     ROLES,
     AppendResult,

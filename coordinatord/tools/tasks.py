@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinatord.app import CallContext
+from coordinatord.context import CallContext
 from coordinatord.services.task_rules import STATUSES
 from coordinatord.services.tasks import TaskList, TaskState
 from coordinatord.tools.registry import Param, ToolReply, ToolSpec

@@ -18,6 +18,7 @@ from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.services.activity import APPEND_CHUNK, ActivityLog
 from coordinatord.settings import ActivitySettings, BackendSettings, load_settings
 from coordinatord.store import Store
+from coordinatord.tools import build_registry
 from tests.support import fresh_namespace, valkey_server
 
 pytestmark = pytest.mark.anyio
@@ -253,7 +254,7 @@ async def test_a_job_action_is_one_activity_event(backend_url: str, tmp_path: Pa
     store = Store.from_url(backend_url, BackendSettings())
     try:
         clock: Clock = StepClock()
-        app = App(settings, store, clock)
+        app = App(settings, store, clock, registry=build_registry())
         ns = fresh_namespace()
         ctx = JobContext(app, app.projects, "heartbeat_sweep")
         with capture_logs() as logs:

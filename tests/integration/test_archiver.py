@@ -21,6 +21,7 @@ from coordinatord.services import archive as archive_module
 from coordinatord.services.projects import KnownProject
 from coordinatord.settings import load_settings
 from coordinatord.store import Store
+from coordinatord.tools import build_registry
 from tests.support import fresh_namespace
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +68,7 @@ async def setup(store: Store, tmp_path: Path) -> Setup:
     project = KnownProject(
         project_id=ns.project_id, root=str(root), host=socket.gethostname(), last_seen=None, source="config"
     )
-    return Setup(App(settings, store, clock), clock, project)
+    return Setup(App(settings, store, clock, registry=build_registry()), clock, project)
 
 
 def read_json(path: Path) -> Any:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from coordinatord.app import App, Peer
-from coordinatord.calls import invoke
+from coordinatord.app import App
+from coordinatord.context import Peer
 from coordinatord.scope import ProjectScope
+from coordinatord.server.calls import invoke
 from coordinatord.settings import BackendSettings, load_settings
 from coordinatord.store import Store
+from coordinatord.tools import build_registry
 from tests.support import fresh_namespace
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +28,7 @@ async def app(backend_url: str, tmp_path: Path) -> AsyncIterator[App]:
     empty.touch()
     store = Store.from_url(backend_url, BackendSettings())
     try:
-        yield App(load_settings({}, config_file=str(empty), environ={}), store)
+        yield App(load_settings({}, config_file=str(empty), environ={}), store, registry=build_registry())
     finally:
         await store.aclose()
 

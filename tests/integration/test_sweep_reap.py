@@ -28,6 +28,7 @@ from coordinatord.services.locks import LockCleanup, LockService
 from coordinatord.services.projects import KnownProject, ProjectRegistry
 from coordinatord.settings import AgentSettings, BackendSettings, LockSettings, load_settings
 from coordinatord.store import Store
+from coordinatord.tools import build_registry
 from tests.support import fresh_namespace
 
 pytestmark = pytest.mark.anyio
@@ -339,7 +340,7 @@ async def test_the_jobs_count_and_report_every_action(backend_url: str, tmp_path
     store = Store.from_url(backend_url, BackendSettings())
     try:
         clock = FakeClock()
-        app = App(settings, store, clock)
+        app = App(settings, store, clock, registry=build_registry())
         ns = fresh_namespace()
         projects = OneProject(store, ns, tmp_path)
         agents, locks = app.services.agents, app.services.locks

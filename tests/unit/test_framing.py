@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, jsonrpc_message_adapter
 
-from coordinatord import framing
-from coordinatord.framing import MAX_DEPTH, BadLine, decode, to_message
-from coordinatord.line_reader import OverlongLine
 from coordinatord.request_id import HEAD_BYTES
+from coordinatord.server import framing
+from coordinatord.server.framing import MAX_DEPTH, BadLine, decode, to_message
+from coordinatord.server.line_reader import OverlongLine
 
 
 def reply_of(result: object) -> dict[str, Any] | None:

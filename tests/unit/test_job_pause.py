@@ -10,15 +10,16 @@ import anyio.lowlevel
 import pytest
 
 import coordinatord.jobs as jobs
-from coordinatord.app import App, InFlight
+from coordinatord.app import App
 from coordinatord.jobs import JobContext
+from coordinatord.server.in_flight import InFlight
 
 pytestmark = pytest.mark.anyio
 
 
 def context(in_flight: InFlight) -> JobContext:
-    app = cast(App, SimpleNamespace(in_flight=in_flight))
-    return JobContext(app, cast(Any, None), "heartbeat_sweep")
+    app = cast(App, SimpleNamespace())
+    return JobContext(app, cast(Any, None), "heartbeat_sweep", in_flight)
 
 
 @pytest.fixture(autouse=True)

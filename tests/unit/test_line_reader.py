@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from coordinatord.line_reader import LineReader, OverlongLine
 from coordinatord.request_id import HEAD_BYTES
-from coordinatord.sockio import ProtocolStream
+from coordinatord.server.line_reader import LineReader, OverlongLine
+from coordinatord.server.sockio import ProtocolStream
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from coordinatord import preamble
+from coordinatord.control import wire
 
 
 def test_round_trip() -> None:
@@ -24,7 +25,7 @@ def test_round_trip() -> None:
 def test_other_lines_are_not_preambles(value: object) -> None:
     """MCP traffic or any other JSON as a first line means: no preamble (served anonymously)."""
     assert preamble.parse(value) is None
-    assert preamble.parse_control(value) is None
+    assert wire.parse_control(value) is None
 
 
 @pytest.mark.parametrize(
@@ -44,8 +45,8 @@ def test_malformed_preambles_are_refused(body: str, message: str) -> None:
 
 def test_control_requests_round_trip_and_malformed_ones_are_flagged() -> None:
     """A control line parses back to its command; one with a bad shape is flagged for an error."""
-    assert preamble.parse_control(json.loads(preamble.control_request("status", {"a": 1}))) == (
+    assert wire.parse_control(json.loads(wire.control_request("status", {"a": 1}))) == (
         "status",
         {"a": 1},
     )
-    assert preamble.parse_control({"type": preamble.CONTROL_MARKER, "command": 5}) == ("", {})
+    assert wire.parse_control({"type": wire.CONTROL_MARKER, "command": 5}) == ("", {})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from coordinatord import paths
-from coordinatord.app import Peer
+from coordinatord.context import Peer
 from coordinatord.errors import NoProjectError
 from coordinatord.keyspace import DEFAULT_PROJECT_ID, project_id_for
 from coordinatord.preamble import Preamble

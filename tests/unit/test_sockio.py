@@ -8,7 +8,7 @@ import threading
 import anyio
 import pytest
 
-from coordinatord.sockio import ProtocolStream
+from coordinatord.server.sockio import ProtocolStream
 
 pytestmark = pytest.mark.anyio
 

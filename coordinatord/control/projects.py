@@ -1,5 +1,5 @@
 """Operator commands about the known projects, served over the daemon's socket (see
-:mod:`coordinatord.control`): what ``coordinatord projects`` asks.
+:mod:`coordinatord.control.registry`): what ``coordinatord projects`` asks.
 
 - ``projects_list`` ``{}`` → ``{"host", "projects": [{project_id, root, host, last_seen, source,
   local, connected}]}``: every project the jobs walk (announced by shims, or ``[[projects]]`` of
@@ -15,20 +15,17 @@ A project is named by its id or its root (any spelling of it: see :mod:`coordina
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import structlog
 
-from coordinatord.app import App, ControlHandler
+from coordinatord.app import App
+from coordinatord.control.registry import Connections, ControlHandler
 from coordinatord.errors import ConflictError, InvalidArgumentError, NotFoundError
 from coordinatord.services.projects import KnownProject
 
 log = structlog.get_logger("coordinatord.control_projects")
-
-Connections = Callable[[], list[dict[str, Any]]]
-"""The open connections as ``status`` describes them (``project`` and ``agent`` are used)."""
 
 
 def handlers(app: App, connections: Connections) -> dict[str, ControlHandler]:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from coordinatord import __version__
-from coordinatord.app import App, ControlHandler
+from coordinatord.app import App
+from coordinatord.control.registry import Connections, ControlHandler
 from coordinatord.errors import BackendError, InvalidArgumentError, NotFoundError
 from coordinatord.scope import project_ref
 from coordinatord.services.projects import KnownProject
@@ -45,8 +45,6 @@ ROWS = {"agents": 10, "locks": 10, "tasks": 10, "ratelimits": 8, "activity": 10}
 """Rows per part and project; the rest is counted in ``more``."""
 BUDGET_S = 3.0
 """The reply goes out after this long with what was read (the rest marked with an error)."""
-
-Connections = Callable[[], list[dict[str, Any]]]
 
 
 def handlers(app: App, connections: Connections, started_at: float) -> dict[str, ControlHandler]:

@@ -1,6 +1,6 @@
 """What ``coordinatord status`` shows, and the other operator commands a daemon answers.
 
-Served over the daemon's socket by :mod:`coordinatord.control`. Every part is gathered
+Served over the daemon's socket by :mod:`coordinatord.control.registry`. Every part is gathered
 separately, so a dead backend still leaves the daemon's own facts (pid, uptime, connections,
 jobs) visible, with the backend reported unhealthy.
 
@@ -19,10 +19,10 @@ from typing import Any
 import anyio
 
 from coordinatord import __version__
-from coordinatord.app import App, ControlHandler
+from coordinatord.app import App
+from coordinatord.control.registry import Connections, ControlHandler
 from coordinatord.errors import BackendError, InvalidArgumentError
 from coordinatord.jobs import Jobs
-from coordinatord.server import ConnectionServer
 from coordinatord.services.projects import KnownProject
 
 MAX_PROJECTS = 50
@@ -34,7 +34,7 @@ class DaemonStatus:
     def __init__(
         self,
         app: App,
-        connections: ConnectionServer,
+        connections: Connections,
         jobs: Jobs,
         started_at: float,
         service: dict[str, Any] | None = None,
@@ -79,7 +79,7 @@ class DaemonStatus:
                 "systemd": self._service,
             },
             "backend": backend,
-            "connections": self._connections.describe(),
+            "connections": self._connections(),
             "projects": projects,
             "jobs": self._jobs.status(),
         }

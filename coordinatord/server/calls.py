@@ -13,7 +13,8 @@ from typing import Any
 
 import structlog
 
-from coordinatord.app import App, CallContext, Peer
+from coordinatord.app import App
+from coordinatord.context import CallContext, Peer
 from coordinatord.errors import BackendError, ToolError
 from coordinatord.tools.registry import ToolReply
 

@@ -26,8 +26,10 @@ from typing import Any
 import anyio
 import structlog
 
-from coordinatord import __version__, control_overview, control_projects, control_sessions, logs, systemd
+from coordinatord import __version__, logs, systemd
 from coordinatord.app import App
+from coordinatord.control.handlers import build_commands
+from coordinatord.daemon.claim import SocketClaim, hold_lock, listening, reach_or_stop
 from coordinatord.errors import (
     EXIT_ALREADY_RUNNING,
     EXIT_FAILURE,
@@ -40,11 +42,13 @@ from coordinatord.errors import (
 )
 from coordinatord.jobs import Jobs
 from coordinatord.jobs.schedule import register_all
-from coordinatord.mcp_server import build_server
-from coordinatord.server import ConnectionServer, SocketClaim, hold_lock, listening, reach_or_stop
+from coordinatord.server.connections import OpenConnections
+from coordinatord.server.front_door import ConnectionServer
+from coordinatord.server.in_flight import InFlight
+from coordinatord.server.mcp_session import build_server
 from coordinatord.settings import Settings
-from coordinatord.status import DaemonStatus
 from coordinatord.store import Store, open_store
+from coordinatord.tools import build_registry
 
 log = structlog.get_logger("coordinatord.daemon")
 
@@ -158,9 +162,10 @@ async def _serve(
             socket_path=settings.socket,
         )
         async with open_store(settings) as store, anyio.create_task_group() as background:
-            app = App(settings, store)
-            connections = ConnectionServer(app, build_server(app))
-            jobs = Jobs(app, app.projects)
+            # The wiring, bottom up: each part is given at construction all it uses.
+            app = App(settings, store, registry=build_registry())
+            in_flight = InFlight()
+            jobs = Jobs(app, app.projects, in_flight)
             register_all(jobs, settings.jobs)
             service = {
                 "unit": systemd.own_unit(),
@@ -168,13 +173,17 @@ async def _serve(
                 "watchdog_s": watchdog_s,
             }
             started_at = time.time()
-            status = DaemonStatus(app, connections, jobs, started_at=started_at, service=service)
             shutdown = anyio.Event()
-            app.control_handlers.update(status.control_handlers())
-            app.control_handlers.update(control_sessions.handlers(app, jobs))
-            app.control_handlers.update(control_projects.handlers(app, connections.describe))
-            app.control_handlers["shutdown"] = _shutdown_handler(shutdown, service)
-            app.control_handlers.update(control_overview.handlers(app, connections.describe, started_at))
+            open_connections = OpenConnections()
+            control = build_commands(
+                app,
+                jobs,
+                open_connections.describe,
+                started_at=started_at,
+                service=service,
+                shutdown=shutdown,
+            )
+            connections = ConnectionServer(app, build_server(app), in_flight, open_connections, control)
             background.start_soon(app.activity.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
@@ -200,16 +209,16 @@ async def _serve(
                     background.start_soon(_watchdog, store, watchdog_s)
                 _freeze_startup_heap()
                 reason = await _wait_for_stop(signals, stop, shutdown)
-                stopping = f"stopping ({reason}), {app.in_flight.count} calls in flight"
+                stopping = f"stopping ({reason}), {in_flight.count} calls in flight"
                 systemd.notify("STOPPING=1\n" + systemd.status(stopping))
-                log.info("daemon_stopping", reason=reason, in_flight=app.in_flight.count)
+                log.info("daemon_stopping", reason=reason, in_flight=in_flight.count)
                 await listener.aclose()
                 with anyio.move_on_after(settings.server.drain_timeout_s) as drain:
-                    await app.in_flight.wait_idle()
+                    await in_flight.wait_idle()
                 if drain.cancelled_caught:
-                    log.warning("drain_timed_out", in_flight=app.in_flight.count)
+                    log.warning("drain_timed_out", in_flight=in_flight.count)
                 with anyio.move_on_after(CLOSE_TIMEOUT_S):
-                    await connections.close_all()
+                    await open_connections.close_all()
                 conn_tg.cancel_scope.cancel()
             # After the connections: the activity log's last flush holds their last calls.
             background.cancel_scope.cancel()
@@ -222,18 +231,6 @@ async def _serve(
         claim.release()
         if state_lock is not None:
             state_lock.close()
-
-
-def _shutdown_handler(shutdown: anyio.Event, service: dict[str, Any]) -> Any:
-    """The ``shutdown`` control command (``coordinatord stop``): the reply goes out first (the
-    shutdown waits for every connection, this one included, to close), then the daemon stops
-    as on SIGTERM."""
-
-    async def handler(args: dict[str, Any]) -> dict[str, Any]:
-        shutdown.set()
-        return {"pid": os.getpid(), **service}
-
-    return handler
 
 
 async def _watchdog(store: Store, interval_s: float) -> None:

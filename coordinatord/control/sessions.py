@@ -1,5 +1,5 @@
 """Operator commands about sessions, served over the daemon's socket (see
-:mod:`coordinatord.control`): what ``coordinatord archive`` and ``coordinatord sessions`` ask.
+:mod:`coordinatord.control.registry`): what ``coordinatord archive`` and ``coordinatord sessions`` ask.
 
 - ``archive_plan`` ``{}`` → ``{"projects": [{project_id, root}]}``: the known projects whose
   folder is on this host, so that the client can archive them one by one and show progress.
@@ -28,7 +28,8 @@ from typing import Any
 import anyio
 import structlog
 
-from coordinatord.app import App, ControlHandler
+from coordinatord.app import App
+from coordinatord.control.registry import ControlHandler
 from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError
 from coordinatord.jobs import JobContext, Jobs, archiver
 from coordinatord.jobs.schedule import SESSION_ARCHIVER
@@ -43,7 +44,7 @@ ARCHIVES_LISTED = 1_000
 
 
 def handlers(app: App, jobs: Jobs) -> dict[str, ControlHandler]:
-    control = SessionControl(app)
+    control = SessionControl(app, jobs)
     return {
         "archive_plan": control.archive_plan,
         "archive": control.archive,
@@ -53,11 +54,13 @@ def handlers(app: App, jobs: Jobs) -> dict[str, ControlHandler]:
 
 
 class SessionControl:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, jobs: Jobs) -> None:
         self._app = app
+        self._jobs = jobs
 
     def _context(self) -> JobContext:
-        return JobContext(self._app, self._app.projects, SESSION_ARCHIVER)
+        # Steps aside for tool calls as the scheduled archiver does.
+        return JobContext(self._app, self._app.projects, SESSION_ARCHIVER, self._jobs.in_flight)
 
     async def archive_plan(self, args: dict[str, Any]) -> dict[str, Any]:
         projects = await archiver.local_projects(self._context())

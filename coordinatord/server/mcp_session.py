@@ -1,8 +1,9 @@
 """The MCP face of the daemon: one low-level ``Server`` whose handlers dispatch to the registry.
 
-This and :mod:`coordinatord.server` are the only modules that import the MCP SDK. Tool errors
+This and the connections' modules of :mod:`coordinatord.server` are the only ones that import the
+MCP SDK. Tool errors
 become ``isError`` results the agent can read and correct; only an unknown tool is a protocol
-error. The call itself runs in :func:`coordinatord.calls.invoke`.
+error. The call itself runs in :func:`coordinatord.server.calls.invoke`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from mcp_types import (
 )
 
 from coordinatord import __version__
-from coordinatord.app import App, Peer, agent_name
-from coordinatord.calls import invoke
+from coordinatord.app import App
+from coordinatord.context import Peer, agent_name
 from coordinatord.errors import BackendError, NotFoundError, ToolError
+from coordinatord.server.calls import invoke
 from coordinatord.services import memory_bank
 
 Ctx = ServerRequestContext[Peer, Any]

@@ -3,9 +3,10 @@
 Profiling showed most of a call's time in the SDK's generic machinery (validating the whole
 message, the dispatcher's task and streams, per-request context and session objects, validating
 and re-dumping the result), not in the tool. Once a connection has completed the ``initialize``
-handshake, a well-formed ``tools/call`` is answered here instead: read off the value
-:mod:`coordinatord.framing` parsed the line into (no model is built), run by the same
-:func:`coordinatord.calls.invoke` as the SDK handler, and written back directly.
+handshake, a well-formed ``tools/call`` is answered here instead: read off the
+:class:`~coordinatord.server.framing.Call` frame :mod:`coordinatord.server.framing` made of the
+line (no model is built), run by the same
+:func:`coordinatord.server.calls.invoke` as the SDK handler, and written back directly.
 Everything else — the handshake, the 2026-07-28 era, ``tools/list``, malformed calls — still goes
 through the SDK, which stays the reference for what is valid.
 
@@ -24,8 +25,9 @@ from typing import Any
 
 import structlog
 
-from coordinatord.app import App, Peer, agent_name
-from coordinatord.calls import invoke
+from coordinatord.app import App
+from coordinatord.context import Peer, agent_name
+from coordinatord.server.calls import invoke
 
 UNKNOWN_TOOL = -32602
 
@@ -71,33 +73,10 @@ class FastPath:
             self._client_name = self._offered_name
             self.enabled = True
 
-    def parse_call(self, message: dict[str, Any]) -> tuple[str | int, str, dict[str, Any] | None] | None:
-        """``(id, tool, arguments)`` when ``message`` (a parsed line) is a well-formed
-        ``tools/call`` this path serves; ``None`` for anything else."""
-        if not self.enabled or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
-            return None
-        request_id, params = message.get("id"), message.get("params")
-        if (
-            isinstance(request_id, bool)
-            or not isinstance(request_id, str | int)
-            or not isinstance(params, dict)
-        ):
-            return None
-        name, arguments = params.get("name"), params.get("arguments")
-        if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
-            return None
-        if "_meta" in params or "task" in params:
-            return None  # progress tokens, tasks: the SDK's business
-        return request_id, name, arguments
-
-    def cancel(self, message: dict[str, Any]) -> None:
-        """Apply a ``notifications/cancelled`` (``message``, a parsed line) to a fast-path call;
-        the SDK never saw that call."""
-        if not self._running or message.get("method") != "notifications/cancelled" or "id" in message:
-            return  # (with an id it is a request, which cancels nothing: the SDK answers it)
-        params = message.get("params")
-        request_id = params.get("requestId") if isinstance(params, dict) else None
-        task = self._running.get(request_id) if isinstance(request_id, str | int) else None
+    def cancel(self, request_id: str | int) -> None:
+        """Apply a ``notifications/cancelled`` of ``request_id`` to a fast-path call; the SDK
+        never saw that call."""
+        task = self._running.get(request_id)
         if task is not None:
             self._withdrawn.add(task)
             task.cancel()

@@ -1,11 +1,14 @@
-"""Each line a connection carries, parsed once and told apart: a value to serve, or a
+"""Each line a connection carries, parsed once and told apart: a typed frame to serve, or a
 :class:`BadLine` holding the JSON-RPC error it gets instead.
 
 :func:`decode` runs ``json.loads`` exactly once per line and turns every way that can fail into
-a :class:`BadLine`, so no line, however hostile, ends a connection. What is done with the parsed
-value is up to its reader: the first line may be a preamble or a control request
-(:mod:`coordinatord.preamble`), a later one a fast-path call (:mod:`coordinatord.fastpath`), and
-:func:`to_message` makes the SDK's message of anything else.
+a :class:`BadLine`, so no line, however hostile, ends a connection. :func:`decode_frame` (and
+:func:`frame_of`, for a value already decoded) then says once what the line is: a well-formed
+``tools/call`` (:class:`Call`), a ``notifications/cancelled`` (:class:`Cancel`) or anything else
+(:class:`Other`). Every reader consumes that one frame: the first line's value may be a
+preamble (:mod:`coordinatord.preamble`) or a control request (:mod:`coordinatord.control.wire`),
+a :class:`Call` may go to the fast path (:mod:`coordinatord.server.fastpath`), a
+:class:`Cancel` to both paths, and :func:`to_message` makes the SDK's message of a frame's value.
 
 What a bad line gets back (its id is the request's whenever it can be read: from the parsed
 value, else from the raw line by :mod:`coordinatord.request_id`; else ``null``):
@@ -38,8 +41,8 @@ from typing import Any
 from mcp.shared.message import SessionMessage
 from mcp_types import jsonrpc_message_adapter
 
-from coordinatord.line_reader import OverlongLine
 from coordinatord.request_id import read_id, read_id_from_ends
+from coordinatord.server.line_reader import OverlongLine
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -74,6 +77,79 @@ class BadLine:
 
     def __repr__(self) -> str:
         return f"BadLine({self.kind!r}, {self.reply!r})"
+
+
+class Call:
+    """A well-formed ``tools/call`` the fast path can serve: a string or integer id, a string
+    name, arguments an object or absent, and neither ``_meta`` (progress tokens) nor ``task``
+    in its params (those are the SDK's business). ``value`` is the parsed line, for the SDK."""
+
+    __slots__ = ("arguments", "id", "name", "value")
+
+    def __init__(self, value: dict[str, Any], request_id: str | int, name: str, arguments: Any) -> None:
+        self.value = value
+        self.id = request_id
+        self.name = name
+        self.arguments: dict[str, Any] | None = arguments
+
+
+class Cancel:
+    """A ``notifications/cancelled`` naming a string or integer ``requestId``: it withdraws a
+    fast-path call, and goes to the SDK as well (which may hold the call)."""
+
+    __slots__ = ("request_id", "value")
+
+    def __init__(self, value: dict[str, Any], request_id: str | int) -> None:
+        self.value = value
+        self.request_id = request_id
+
+
+class Other:
+    """Any other parsed line: the SDK's to read (or to refuse, through :func:`to_message`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+Frame = Call | Cancel | Other | BadLine
+
+
+def decode_frame(line: bytes | OverlongLine) -> Frame:
+    """The frame ``line`` is: :func:`decode` (its one ``json.loads``), then :func:`frame_of`."""
+    value = decode(line)
+    return value if isinstance(value, BadLine) else frame_of(value)
+
+
+def frame_of(value: object) -> Call | Cancel | Other:
+    """What a parsed line is. Only reads the top two levels of ``value``: this runs per line."""
+    if not isinstance(value, dict):
+        return Other(value)
+    method = value.get("method")
+    if method == "tools/call":
+        if value.get("jsonrpc") != "2.0":
+            return Other(value)
+        request_id, params = value.get("id"), value.get("params")
+        if (
+            isinstance(request_id, bool)
+            or not isinstance(request_id, str | int)
+            or not isinstance(params, dict)
+        ):
+            return Other(value)
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
+            return Other(value)
+        if "_meta" in params or "task" in params:
+            return Other(value)
+        return Call(value, request_id, name, arguments)
+    if method == "notifications/cancelled" and "id" not in value:
+        # (With an id it is a request, which cancels nothing: the SDK answers it.)
+        params = value.get("params")
+        cancelled = params.get("requestId") if isinstance(params, dict) else None
+        if isinstance(cancelled, str | int):
+            return Cancel(value, cancelled)
+    return Other(value)
 
 
 def error_line(code: int, message: str, request_id: Any = None, data: Any = None) -> bytes:

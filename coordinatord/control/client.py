@@ -10,9 +10,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from coordinatord.control.wire import control_request
 from coordinatord.errors import DaemonError
 from coordinatord.paths import serve_command
-from coordinatord.preamble import control_request
 
 
 class DaemonNotRunningError(DaemonError):
