@@ -24,6 +24,7 @@ from coordinatord.app import App
 from coordinatord.control.registry import Connections, ControlHandler
 from coordinatord.errors import ConflictError, InvalidArgumentError, NotFoundError
 from coordinatord.services.projects import KnownProject
+from coordinatord.words import plural
 
 log = structlog.get_logger("coordinatord.control_projects")
 
@@ -90,7 +91,7 @@ class ProjectControl:
         agents = self._connected().get(project.project_id, [])
         if agents and not force:
             raise ConflictError(
-                f"{named} has {_plural(len(agents), 'connection')} open now (agents: {', '.join(agents)}); "
+                f"{named} has {plural(len(agents), 'connection')} open now (agents: {', '.join(agents)}); "
                 "close those editors first, or pass force to forget it anyway (their next connection "
                 "makes it known again)"
             )
@@ -127,7 +128,3 @@ def _flag(args: dict[str, Any], name: str) -> bool:
 def _recent_first(project: KnownProject) -> float:
     # Configured projects no shim announced yet (last_seen None) come last.
     return -(project.last_seen or 0.0)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
