@@ -21,7 +21,7 @@ from mcp import Client
 from coordinatord import control
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import connect, text_of
 from tests.support import COORDINATORD, DaemonProcess
@@ -41,12 +41,9 @@ def backend_url(daemon: DaemonProcess) -> str:
 
 
 async def stream_entries(daemon: DaemonProcess, ns: Namespace) -> list[tuple[str, dict[str, str]]]:
-    store = Store.from_url(backend_url(daemon), BackendSettings())
+    store = RedisStore.from_url(backend_url(daemon), BackendSettings())
     try:
-        entries: list[tuple[str, dict[str, str]]] = await store.execute(
-            "XRANGE", ns.key(ACTIVITY_STREAM), "-", "+"
-        )
-        return entries
+        return list(reversed(await store.xrevrange(ns.key(ACTIVITY_STREAM), "+", "-", 1_000_000)))
     finally:
         await store.aclose()
 
