@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -15,13 +16,13 @@ import trustme
 from structlog.testing import capture_logs
 
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
-from coordinatord.keyspace import KeyRules, TtlPolicy
+from coordinatord.keyspace import ACTIVITY_STREAM, KeyRules, TtlPolicy
 from coordinatord.services.kv import KvService
 from coordinatord.settings import DEFAULT_TTL_PREFIXES, BackendSettings, load_settings
 from coordinatord.store import Batch, RedisStore, Reply, Store, open_store
 from coordinatord.store.upstash import UpstashStore
 from tests.e2e.conftest import connect, text_of
-from tests.support import DaemonProcess, ValkeyProcess, fresh_namespace, short_tmpdir
+from tests.support import COORDINATORD, DaemonProcess, ValkeyProcess, fresh_namespace, short_tmpdir
 from tests.support_upstash import FakeUpstash, upstash_server
 
 pytestmark = pytest.mark.anyio
@@ -453,3 +454,37 @@ async def test_scan_pages_and_unlink(upstash: UpstashStore, redis_store: Store) 
         assert await store.unlink(sorted(seen)) == 12
         assert await store.unlink([]) == 0
         assert await store.scan(ns.pattern("*"), 100) == ([], False)
+
+
+async def test_tail_reads_the_activity_over_upstash(upstash: UpstashStore, fake: FakeUpstash) -> None:
+    """`coordinatord tail` with the Upstash variables reads the stream over REST, as the daemon
+    writes it there (not REDIS_URL, which it ignores as the daemon does)."""
+    ns = fresh_namespace()
+    stream = ns.key(ACTIVITY_STREAM)
+    for index, name in enumerate(["redis_get", "redis_set"], start=1):
+        fields = ["ts", f"1771000000.{index}", "agent", "kilocode", "project", ns.project_id]
+        fields += ["kind", "tool", "name", name, "key", f"k{index}", "outcome", "ok", "duration_ms", "0.5"]
+        await upstash.execute("XADD", stream, f"{index}-0", *fields)
+    tmp = short_tmpdir()
+    try:
+        config = tmp / "empty.toml"
+        config.touch()
+        env = {
+            "COORDINATORD_CONFIG": str(config),
+            "PATH": "/usr/bin:/bin",
+            "UPSTASH_REDIS_REST_URL": fake.url,
+            "UPSTASH_REDIS_REST_TOKEN": TOKEN,
+            "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens: reading it would fail
+        }
+        command = [COORDINATORD, "tail", "--state-dir", str(tmp / "state"), "--project", ns.project_id]
+        with anyio.fail_after(30):
+            done = await anyio.run_process([*command, "-n", "5", "--json"], env=env, check=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    shown = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["id"], e["name"], e["key"]) for e in shown] == [
+        ("1-0", "redis_get", "k1"),
+        ("2-0", "redis_set", "k2"),
+    ]
+    assert TOKEN.encode() not in done.stdout + done.stderr
