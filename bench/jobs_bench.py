@@ -310,9 +310,9 @@ async def write_sessions(url: str, ns: Namespace, count: int, idle: int) -> None
 
     from coordinatord.services.sessions import SessionService
     from coordinatord.settings import BackendSettings, SessionSettings
-    from coordinatord.store import Store
+    from coordinatord.store import RedisStore
 
-    store = Store.from_url(url, BackendSettings())
+    store = RedisStore.from_url(url, BackendSettings())
     three_hours_ago = time.time() - 3 * 3_600
     old = SessionService(store, SessionSettings(), lambda: three_hours_ago)
     new = SessionService(store, SessionSettings())

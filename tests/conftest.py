@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: real Valkey, real Redis (where it answers), real daemons."""
+"""Fixtures shared by the suite: real Valkey, real Redis (where it answers), real daemons, and
+the Upstash REST backend over an Upstash-compatible emulator in front of the real Valkey."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 import redis as redis_sync
 
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore, Store
+from coordinatord.store.upstash import UpstashStore
 from tests.support import (
     REDIS_EXCLUSIVE_URL,
     REDIS_TEST_URL,
@@ -21,8 +23,11 @@ from tests.support import (
     short_tmpdir,
     valkey_server,
 )
+from tests.support_upstash import FakeUpstash, upstash_server
 
 BACKENDS = ["valkey", "redis"]
+STORE_BACKENDS = [*BACKENDS, "upstash"]
+UPSTASH_TOKEN = "tok-suite-4d1b"
 
 
 @pytest.fixture
@@ -122,9 +127,24 @@ def backend_url(request: pytest.FixtureRequest) -> str:
     return value.url if isinstance(value, ValkeyProcess) else str(value)
 
 
-@pytest.fixture
-async def store(backend_url: str) -> AsyncIterator[Store]:
-    store = Store.from_url(backend_url, BackendSettings())
+@pytest.fixture(scope="session")
+def upstash_emulator(valkey: ValkeyProcess) -> Iterator[FakeUpstash]:
+    """One Upstash-compatible REST server for the session, in front of the session's Valkey."""
+    with upstash_server(valkey, UPSTASH_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Each test using this runs against Valkey, real Redis, and Upstash REST (emulated on Valkey)."""
+    store: Store
+    if request.param == "upstash":
+        emulator: FakeUpstash = request.getfixturevalue("upstash_emulator")
+        store = UpstashStore(emulator.url, UPSTASH_TOKEN, BackendSettings())
+    else:
+        server = request.getfixturevalue("valkey" if request.param == "valkey" else "real_redis")
+        url = server.url if isinstance(server, ValkeyProcess) else str(server)
+        store = RedisStore.from_url(url, BackendSettings())
     try:
         yield store
     finally:

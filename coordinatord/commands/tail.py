@@ -1,9 +1,11 @@
 """``coordinatord tail``: a project's activity, read straight from its Redis stream.
 
 It asks no daemon: it loads the same settings the daemon would (``--config``, environment,
-``REDIS_URL``) to find the backend — the configured URL, or the embedded Valkey's Unix socket in
-the state dir — so it works from any machine that can reach a shared Redis. The project is a root
-directory (as a shim would be given it) or a project id; by default the git root of the cwd.
+``REDIS_URL``, ``UPSTASH_REDIS_REST_*``) to find the backend — Upstash REST, the configured URL,
+or the embedded Valkey's Unix socket in the state dir — and reads through the same store the
+daemon writes with (:mod:`coordinatord.store`: timeouts, retries, TLS and error messages alike),
+so it works from any machine that can reach a shared backend. The project is a root directory (as
+a shim would be given it) or a project id; by default the git root of the cwd.
 
 It prints the newest ``-n`` events, then with ``--follow`` polls ``XREAD`` (no ``BLOCK``: not every
 backend has blocking reads) from the last id it printed, pausing briefly between empty polls.
@@ -19,28 +21,21 @@ import os
 import re
 import signal
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, tzinfo
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
-from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+import anyio
 
-from coordinatord.errors import ConfigError
+from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.paths import find_project_root, not_a_project
 from coordinatord.scope import project_ref
 from coordinatord.services.activity import CONNECTION_KIND, event_from_fields, iso_timestamp
-from coordinatord.settings import BackendSettings, Settings, load_settings, mask_url
-from coordinatord.store import failures
+from coordinatord.settings import Settings, load_settings, mask_url
+from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path
 
 POLL_INTERVAL_S = 0.25
@@ -58,8 +53,6 @@ _RESET = "\x1b[0m"
 _DIM, _BOLD = "2", "1"
 _RED, _GREEN, _YELLOW, _BLUE, _MAGENTA, _CYAN = "31", "32", "33", "34", "35", "36"
 _OUTCOME_COLOURS = {"ok": _GREEN, "refused": _YELLOW, "backend_error": _RED, "internal_error": _RED}
-
-_unreachable = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class TailError(Exception):
@@ -104,7 +97,7 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     except ConfigError as exc:
         raise TailError(str(exc), 2) from None
     project_id, root = resolve_project(args.project, Path.cwd())
-    url, backend_name = backend_url(settings)
+    store, backend_name = open_reader(settings)
     key = Namespace(project_id).key(ACTIVITY_STREAM)
     colour = not args.json and _wants_colour(out)
     if sys.stderr.isatty():
@@ -117,28 +110,24 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
                 out.write((format_json(event) if args.json else format_line(event, colour=colour)) + "\n")
         out.flush()
 
-    client = make_client(url, settings.backend)
-    try:
+    async def read() -> None:
         try:
-            events, last_id = last_events(client, key, args.lines, args.agent)
-        except _unreachable as exc:
-            explained = failures.explain(exc, backend_name, url)
-            raise TailError(
-                str(explained) if explained else f"cannot reach the backend {backend_name}: {exc}", 1
-            ) from None
-        emit(events)
-        if args.follow:
-            for batch in follow(client, key, last_id, backend_name):
-                emit(batch)
-    except RedisError as exc:
-        # Not a lost connection (follow() waits those out): e.g. the key is not a stream, or
-        # (named by failures.explain) a database the server does not have.
-        explained = failures.explain(exc, backend_name, url)
-        if explained:
-            raise TailError(str(explained), 1) from None
-        raise TailError(f"the backend {backend_name} refused to read {key}: {exc}", 1) from None
-    finally:
-        client.close()
+            events, last_id = await last_events(store, key, args.lines, args.agent)
+            emit(events)
+            if args.follow:
+                async for batch in follow(store, key, last_id, backend_name):
+                    emit(batch)
+        except BackendUnavailableError as exc:
+            # Unreachable at the start (follow() waits out a backend lost later), or what the
+            # store names: a missing password, a database the server does not have.
+            raise TailError(str(exc), 1) from None
+        except BackendError as exc:
+            # Refused: e.g. the key is not a stream.
+            raise TailError(f"the backend {backend_name} refused to read {key}: {exc}", 1) from None
+        finally:
+            await store.aclose()
+
+    anyio.run(read)
     return 0
 
 
@@ -164,19 +153,35 @@ def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
     raise TailError(f"--project {value!r} is neither a directory nor a project id", 2)
 
 
-def backend_url(settings: Settings) -> tuple[str, str]:
-    """The URL to read from and how to name it in messages (password masked)."""
+def open_reader(settings: Settings) -> tuple[Store, str]:
+    """The store to read from (the backend the daemon writes to) and how to name it."""
+    backend = settings.backend
+    if backend.upstash_url:
+        # The daemon writes to Upstash when it is configured (it wins over REDIS_URL): reading
+        # REDIS_URL would show another database's events.
+        from coordinatord.store.upstash import UpstashStore
+
+        if not backend.upstash_token.get_secret_value():
+            raise TailError(
+                "backend.upstash_url (UPSTASH_REDIS_REST_URL) is set but backend.upstash_token "
+                "(UPSTASH_REDIS_REST_TOKEN) is empty; set the token, or unset the URL",
+                2,
+            )
+        try:
+            upstash = UpstashStore.from_settings(backend)
+        except ConfigError as exc:
+            raise TailError(str(exc), 2) from None
+        return upstash, upstash.name
+    url, backend_name, store_name = backend_url(settings)
+    return RedisStore.from_url(url, backend, name=store_name), backend_name
+
+
+def backend_url(settings: Settings) -> tuple[str, str, str]:
+    """The Redis URL to read from, how to name it to the user, and how the store names it in
+    its messages (passwords masked)."""
     url = settings.backend.url.get_secret_value()
-    if settings.backend.upstash_url and settings.backend.upstash_token.get_secret_value():
-        # The daemon writes to Upstash (it wins over REDIS_URL): reading REDIS_URL would show
-        # another database's events.
-        raise TailError(
-            "the daemon uses the Upstash REST backend, which tail cannot follow; run tail with "
-            "REDIS_URL set to the same database's rediss:// URL and the Upstash variables unset",
-            2,
-        )
     if url:
-        return url, mask_url(url)
+        return url, mask_url(url), mask_url(url)
     socket_path = embedded_socket_path(settings.state_dir)
     if not socket_path.exists():
         raise TailError(
@@ -184,36 +189,12 @@ def backend_url(settings: Settings) -> tuple[str, str]:
             "`coordinatord serve`, pass the daemon's --state-dir, or set REDIS_URL for a shared Redis",
             1,
         )
-    return f"unix://{socket_path}", f"the embedded valkey-server at {socket_path}"
+    name = f"embedded valkey-server at {socket_path}"
+    return f"unix://{socket_path}", f"the {name}", name
 
 
-def make_client(url: str, backend: BackendSettings) -> redis.Redis:
-    """A synchronous client with the daemon's timeouts and TLS options."""
-    kwargs: dict[str, Any] = {
-        "socket_connect_timeout": backend.connect_timeout_s,
-        "socket_timeout": backend.timeout_s,
-        "retry": Retry(
-            ExponentialBackoff(cap=backend.retry_backoff_cap_s, base=backend.retry_backoff_base_s),
-            backend.retries,
-            supported_errors=(RedisConnectionError, RedisTimeoutError),
-        ),
-        "decode_responses": True,
-        "encoding_errors": "replace",
-    }
-    if urlsplit(url).scheme == "rediss":
-        kwargs["ssl_check_hostname"] = backend.tls_check_hostname
-        if backend.tls_ca_file:
-            kwargs["ssl_ca_certs"] = str(backend.tls_ca_file)
-        if backend.tls_cert_file:
-            kwargs["ssl_certfile"] = str(backend.tls_cert_file)
-        if backend.tls_key_file:
-            kwargs["ssl_keyfile"] = str(backend.tls_key_file)
-    client: redis.Redis = redis.Redis.from_url(url, **kwargs)
-    return client
-
-
-def last_events(
-    client: redis.Redis, key: str, count: int, agent: str | None
+async def last_events(
+    store: Store, key: str, count: int, agent: str | None
 ) -> tuple[list[dict[str, Any]], str]:
     """The newest ``count`` events (of ``agent``), oldest first, and the stream's newest id.
 
@@ -225,25 +206,30 @@ def last_events(
     upper = "+"
     page_size = max(READ_COUNT, count) if agent is not None else max(count, 1)
     while True:
-        page: Any = client.xrevrange(key, upper, "-", count=page_size)
+        page = await store.xrevrange(key, upper, "-", page_size)
         if not page:
             break
         if newest == "0-0":
-            newest = str(page[0][0])
+            newest = page[0][0]
         for entry_id, fields in page:
             if len(wanted) == count:
                 break
-            event = event_from_fields(str(entry_id), fields)
+            event = event_from_fields(entry_id, fields)
             if agent is None or event["agent"] == agent:
                 wanted.append(event)
         if len(wanted) == count or len(page) < page_size:
             break
-        upper = "(" + str(page[-1][0])
+        upper = "(" + page[-1][0]
     wanted.reverse()
     return wanted, newest
 
 
-def follow(client: redis.Redis, key: str, last_id: str, backend_name: str) -> Iterator[list[dict[str, Any]]]:
+async def follow(
+    store: Store,
+    key: str,
+    last_id: str,
+    backend_name: str,
+) -> AsyncIterator[list[dict[str, Any]]]:
     """Every new event after ``last_id``, batch by batch, until interrupted.
 
     A backend that goes away (a daemon restarting its embedded Valkey, a network blip) is waited
@@ -253,12 +239,12 @@ def follow(client: redis.Redis, key: str, last_id: str, backend_name: str) -> It
     lost = False
     while True:
         try:
-            entries = stream_entries(client.xread({key: last_id}, count=READ_COUNT))
-        except _unreachable as exc:
+            entries = await store.xread(key, last_id, READ_COUNT)
+        except BackendUnavailableError as exc:
             if not lost:
                 sys.stderr.write(f"coordinatord tail: lost the backend {backend_name} ({exc}); retrying\n")
                 lost = True
-            time.sleep(pause)
+            await anyio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_S)
             continue
         if lost:
@@ -269,20 +255,7 @@ def follow(client: redis.Redis, key: str, last_id: str, backend_name: str) -> It
             last_id = entries[-1][0]
             yield [event_from_fields(entry_id, fields) for entry_id, fields in entries]
         if len(entries) < READ_COUNT:
-            time.sleep(POLL_INTERVAL_S)
-
-
-def stream_entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    """The entries of a one-stream XREAD reply, in RESP2 (list) or RESP3 (map) shape."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        (value,) = reply.values()
-        # RESP3 wraps the one stream's entries in a list of its own.
-        entries = value[0] if value and isinstance(value[0], list) else value
-    else:
-        entries = reply[0][1]
-    return [(str(entry_id), fields) for entry_id, fields in entries]
+            await anyio.sleep(POLL_INTERVAL_S)
 
 
 # -- output --------------------------------------------------------------------------------

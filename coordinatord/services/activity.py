@@ -260,18 +260,16 @@ class ActivityLog:
         page_size = limit if agent is None else max(limit, READ_PAGE)
         # Read backwards in pages until enough events of the agent are found (or the stream ends).
         while len(wanted) < limit:
-            page: list[Any] = await self._store.execute(
-                "XREVRANGE", ns.key(ACTIVITY_STREAM), last, "-", "COUNT", page_size
-            )
-            for entry_id, raw in page:
-                event = event_from_fields(entry_id, raw)
+            page = await self._store.xrevrange(ns.key(ACTIVITY_STREAM), last, "-", page_size)
+            for entry_id, fields in page:
+                event = event_from_fields(entry_id, fields)
                 if agent is None or event["agent"] == agent:
                     wanted.append(event)
                     if len(wanted) == limit:
                         break
             if len(page) < page_size:
                 break
-            last = "(" + str(page[-1][0])
+            last = "(" + page[-1][0]
         wanted.reverse()
         return wanted
 
@@ -287,9 +285,8 @@ def append_chunks(batch: Iterable[_Entry], size: int) -> Iterator[tuple[str, lis
             yield key, events[start : start + size]
 
 
-def event_from_fields(entry_id: str, raw: list[str] | dict[str, str]) -> dict[str, Any]:
+def event_from_fields(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
     """A stream entry as an event dict (numbers parsed back, empty fields as ``None``)."""
-    fields = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=True))
     event: dict[str, Any] = {"id": entry_id}
     for name in EVENT_FIELDS:
         value = fields.get(name, "")

@@ -64,7 +64,7 @@ from coordinatord.keyspace import (
 from coordinatord.presence import Presence
 from coordinatord.services.task_rules import iso
 from coordinatord.settings import AgentSettings
-from coordinatord.store import Store
+from coordinatord.store import Batch, Store
 
 _LUA = Path(__file__).with_name("lua")
 _WRITE = (_LUA / "agent_write.lua").read_text()
@@ -220,25 +220,23 @@ class AgentService:
         now = self._clock()
         now_ms = int(now * 1000)
         horizon_s = self._settings.forget_after_s if include_inactive else self._settings.heartbeat_window_s
-        reply = await self._store.execute(
-            "ZRANGEBYSCORE", ns.key(AGENTS_INDEX), now_ms - horizon_s * 1000, "+inf", "WITHSCORES"
+        beats = dict(
+            await self._store.zrange_by_score_with_scores(
+                ns.key(AGENTS_INDEX), now_ms - horizon_s * 1000, "+inf"
+            )
         )
-        beats = _score_pairs(reply)
         connected = self._presence.connected(ns.project_id)
         names = sorted(set(beats) | connected)
         # Connected agents whose heartbeat is older than the range read: their scores too.
         unscored = [name for name in names if name not in beats]
         keys = [ns.key(agent_status_key(name)) for name in names]
-        commands: list[list[str | int | float]] = [
-            ["MGET", *keys[i : i + _MGET_CHUNK]] for i in range(0, len(keys), _MGET_CHUNK)
-        ]
-        if unscored:
-            commands.append(["ZMSCORE", ns.key(AGENTS_INDEX), *unscored])
-        replies = await self._store.batch(commands) if commands else []
-        if unscored:
-            scores = replies.pop()
-            beats.update({n: float(v) for n, v in zip(unscored, scores, strict=True) if v is not None})
-        raws: list[str | None] = [raw for chunk_reply in replies for raw in chunk_reply]
+        batch = Batch()
+        chunks = [batch.mget(keys[i : i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)]
+        scores = batch.zmscore(ns.key(AGENTS_INDEX), unscored) if unscored else None
+        await self._store.run(batch)
+        if scores is not None:
+            beats.update({n: v for n, v in zip(unscored, scores.value, strict=True) if v is not None})
+        raws = [raw for chunk in chunks for raw in chunk.value]
         agents: list[AgentInfo] = []
         window = self._settings.heartbeat_window_s
         for name, raw in zip(names, raws, strict=True):
@@ -292,10 +290,9 @@ class AgentService:
         the locks they took before it. Paged like :meth:`sweep_inactive`.
         """
         cutoff_ms = int(self._clock() * 1000) - self._settings.forget_after_s * 1000
-        rows = await self._store.execute(
-            "ZRANGEBYSCORE", ns.key(AGENTS_INACTIVE), "-inf", f"({cutoff_ms}", "LIMIT", offset, limit
+        names = await self._store.zrange_by_score(
+            ns.key(AGENTS_INACTIVE), "-inf", f"({cutoff_ms}", offset=offset, count=limit
         )
-        names = [str(name) for name in rows]
         connected = self._presence.connected(ns.project_id)
         candidates = [name for name in names if name not in connected]
         agents: list[str] = []
@@ -315,19 +312,16 @@ class AgentService:
         cutoff_ms = int(now * 1000) - self._settings.heartbeat_window_s * 1000
         index = ns.key(AGENTS_INDEX)
         connected = sorted(self._presence.connected(ns.project_id))
-        commands: list[list[str | int | float]] = [
-            ["ZCOUNT", index, cutoff_ms, "+inf"],
-            ["ZREVRANGEBYSCORE", index, "+inf", cutoff_ms, "WITHSCORES", "LIMIT", 0, limit],
-        ]
-        if connected:
-            commands.append(["ZMSCORE", index, *connected])
-        replies = await self._store.batch(commands)
-        recent = _score_pairs(replies[1])
+        batch = Batch()
+        count = batch.zcount(index, cutoff_ms, "+inf")
+        newest = batch.zrange_by_score_with_scores(index, cutoff_ms, "+inf", rev=True, count=limit)
+        connected_beats = batch.zmscore(index, connected) if connected else None
+        await self._store.run(batch)
+        recent = dict(newest.value)
         scores: dict[str, float | None] = dict(recent)
         stale_connected = 0
-        if connected:
-            for name, score in zip(connected, replies[2], strict=True):
-                beat = None if score is None else float(score)
+        if connected_beats is not None:
+            for name, beat in zip(connected, connected_beats.value, strict=True):
                 if beat is None or beat < cutoff_ms:
                     stale_connected += 1
                 scores.setdefault(name, beat)
@@ -336,7 +330,7 @@ class AgentService:
             AgentBrief(agent=name, connected=name in connected, idle_s=_idle_s(now, scores[name]))
             for name in order
         ]
-        return AgentSummary(active=int(replies[0]) + stale_connected, agents=briefs)
+        return AgentSummary(active=count.value + stale_connected, agents=briefs)
 
     async def overview(self, ns: Namespace, limit: int = 10) -> AgentOverview:
         """Up to ``limit`` agents, active or still remembered, with their documents, and how many
@@ -349,29 +343,24 @@ class AgentService:
         oldest_ms = now_ms - self._settings.forget_after_s * 1000
         index = ns.key(AGENTS_INDEX)
         connected = sorted(self._presence.connected(ns.project_id))
-        commands: list[list[str | int | float]] = [
-            ["ZCOUNT", index, oldest_ms, "+inf"],
-            ["ZCOUNT", index, cutoff_ms, "+inf"],
-            ["ZREVRANGEBYSCORE", index, "+inf", oldest_ms, "WITHSCORES", "LIMIT", 0, limit],
-        ]
-        if connected:
-            commands.append(["ZMSCORE", index, *connected])
-        replies = await self._store.batch(commands)
-        remembered = _score_pairs(replies[2])
+        batch = Batch()
+        known_count = batch.zcount(index, oldest_ms, "+inf")
+        active_count = batch.zcount(index, cutoff_ms, "+inf")
+        newest = batch.zrange_by_score_with_scores(index, oldest_ms, "+inf", rev=True, count=limit)
+        connected_beats = batch.zmscore(index, connected) if connected else None
+        await self._store.run(batch)
+        remembered = dict(newest.value)
         beats: dict[str, float | None] = dict(remembered)
-        known, active = int(replies[0]), int(replies[1])
-        if connected:
-            for name, score in zip(connected, replies[3], strict=True):
-                beat = None if score is None else float(score)
+        known, active = known_count.value, active_count.value
+        if connected_beats is not None:
+            for name, beat in zip(connected, connected_beats.value, strict=True):
                 if beat is None or beat < oldest_ms:
                     known += 1  # connected, but not counted among the remembered
                 if beat is None or beat < cutoff_ms:
                     active += 1
                 beats.setdefault(name, beat)
         order = [*connected, *(name for name in remembered if name not in connected)][:limit]
-        docs: list[Any] = []
-        if order:
-            docs = await self._store.execute("MGET", *ns.keys(agent_status_key(name) for name in order))
+        docs = await self._store.mget(ns.keys(agent_status_key(name) for name in order))
         agents = [
             _info(name, _document(raw), beats.get(name), now, window, name in connected, raw is not None)
             for name, raw in zip(order, docs, strict=True)
@@ -412,13 +401,6 @@ def _info(
 
 def _idle_s(now: float, beat_ms: float | None) -> int | None:
     return None if beat_ms is None else max(0, int(now - beat_ms / 1000))
-
-
-def _score_pairs(reply: list[Any]) -> dict[str, float]:
-    """A WITHSCORES reply as a mapping: the client may give [[m, s], ...] or [m, s, m, s, ...]."""
-    if reply and isinstance(reply[0], list | tuple):
-        return {str(member): float(score) for member, score in reply}
-    return {str(reply[i]): float(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
 def _json(value: Any) -> str:

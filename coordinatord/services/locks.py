@@ -51,7 +51,7 @@ import secrets
 from collections import deque
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,7 +68,7 @@ from coordinatord.keyspace import (
     lock_key,
 )
 from coordinatord.settings import LockSettings
-from coordinatord.store import Store
+from coordinatord.store import Batch, Reply, Store
 
 MAX_RESOURCE_BYTES = 512
 MAX_TOKEN_CHARS = 128
@@ -243,11 +243,9 @@ def lease_seconds(pttl_ms: int) -> float | None:
     return None if pttl_ms < 0 else pttl_ms / 1000
 
 
-def _pairs(reply: list[Any]) -> list[tuple[str, float]]:
-    """A WITHSCORES reply as pairs: the client may give [[m, s], ...] or [m, s, m, s, ...]."""
-    if reply and isinstance(reply[0], list | tuple):
-        return [(str(member), float(score)) for member, score in reply]
-    return [(str(reply[i]), float(reply[i + 1])) for i in range(0, len(reply), 2)]
+def _doc_and_pttl(batch: Batch, key: str) -> tuple[Reply[str | None], Reply[int]]:
+    """A lock's document and remaining lease, queued on ``batch``."""
+    return batch.get(key), batch.pttl(key)
 
 
 _AGENT_FIELD = re.compile(r'"agent":"((?:[^"\\]|\\.)*)"')
@@ -427,14 +425,12 @@ class LockService:
         resources = sorted(resources[:LIST_MAX])
         if not resources:
             return LockListResult(locks=[], truncated=truncated)
-        commands: list[tuple[str, str]] = []
-        for resource in resources:
-            key = ns.key(lock_key(resource))
-            commands += [("GET", key), ("PTTL", key)]
-        replies: list[Any] = await self._store.batch(commands)
+        batch = Batch()
+        reads = [(resource, *_doc_and_pttl(batch, ns.key(lock_key(resource)))) for resource in resources]
+        await self._store.run(batch)
         locks: list[LockInfo] = []
-        for index, resource in enumerate(resources):
-            raw, pttl = replies[2 * index], replies[2 * index + 1]
+        for resource, doc, lease in reads:
+            raw, pttl = doc.value, lease.value
             if raw is None:
                 # Released or lapsed since the index was read (or deleted by a raw tool).
                 continue
@@ -448,16 +444,15 @@ class LockService:
 
     async def gone_holders(self, ns: Namespace) -> frozenset[str]:
         """Agents the heartbeat sweep found gone whose locks have not been walked yet."""
-        return frozenset(
-            str(agent) for agent in await self._store.execute("ZRANGE", ns.key(AGENTS_GONE), 0, -1)
-        )
+        return frozenset(await self._store.zrange(ns.key(AGENTS_GONE), 0, -1))
 
     async def forget_gone(self, ns: Namespace, agents: Collection[str]) -> None:
         """The locks of these gone agents have all been walked: take them off the gone index."""
         names = sorted(agents)
-        commands = [["ZREM", ns.key(AGENTS_GONE), *names[i : i + 1_000]] for i in range(0, len(names), 1_000)]
-        if commands:
-            await self._store.batch(commands)
+        batch = Batch()
+        for i in range(0, len(names), 1_000):
+            batch.zrem(ns.key(AGENTS_GONE), names[i : i + 1_000])
+        await self._store.run(batch)
 
     async def release_locks_of_gone(self, ns: Namespace, agents: Collection[str]) -> Sequence[LockCleanup]:
         """Release the locks ``agents`` (found gone by the heartbeat sweep, see
@@ -488,22 +483,24 @@ class LockService:
         # lock_reap.lua, which decides again on what it finds: in the usual batch (every lock
         # alive, no gone holder) the server does one EXISTS over the batch and nothing else.
         index = ns.key(LOCKS_INDEX)
-        flat, (seconds, micros) = await self._store.batch(
-            [["ZRANGE", index, offset, offset + limit - 1, "WITHSCORES"], ["TIME"]]
-        )
-        entries = _pairs(flat)
+        batch = Batch()
+        page = batch.zrange_with_scores(index, offset, offset + limit - 1)
+        clock = batch.time()
+        await self._store.run(batch)
+        entries = page.value
         if not entries:
             return LockCleanupBatch(actions=[], next_offset=None)
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        seconds, micros = clock.value
+        now_ms = seconds * 1000 + micros // 1000
         keys = ns.keys([lock_key(resource) for resource, _ in entries])
         selected: list[str] = []
         if gone:
-            docs: list[str | None] = await self._store.execute("MGET", *keys)
+            docs = await self._store.mget(keys)
             for key, (_, score), raw in zip(keys, entries, docs, strict=True):
                 if raw is None or _holder_fast(raw) in gone or score < now_ms:
                     selected.append(key)
         else:
-            alive = int(await self._store.execute("EXISTS", *keys))
+            alive = await self._store.exists(keys)
             if alive < len(keys):
                 selected = keys  # some lock is missing: the script finds which
             else:
@@ -530,14 +527,12 @@ class LockService:
         held, resources = int(reply[0]), [str(r) for r in reply[1:]]
         if not resources:
             return LockSummary(held=held, locks=[])
-        commands: list[tuple[str, str]] = []
-        for resource in resources:
-            key = ns.key(lock_key(resource))
-            commands += [("GET", key), ("PTTL", key)]
-        replies: list[Any] = await self._store.batch(commands)
+        batch = Batch()
+        reads = [(resource, *_doc_and_pttl(batch, ns.key(lock_key(resource)))) for resource in resources]
+        await self._store.run(batch)
         locks: list[LockInfo] = []
-        for index, resource in enumerate(resources):
-            raw, pttl = replies[2 * index], replies[2 * index + 1]
+        for resource, doc, lease in reads:
+            raw, pttl = doc.value, lease.value
             if raw is not None:
                 holder, fencing = _holder_of(raw)
                 locks.append(

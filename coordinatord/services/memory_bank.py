@@ -57,7 +57,7 @@ from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
 from coordinatord.settings import MemoryBankSettings
-from coordinatord.store import Store
+from coordinatord.store import Batch, Reply, Store
 
 log = structlog.get_logger("coordinatord.memory_bank")
 
@@ -387,7 +387,7 @@ class MemoryBankService:
             read_bank_file, folder, name, self._settings.max_file_bytes
         )
         # NX: a refresh that wrote this entry meanwhile read the file no earlier than we did.
-        await self._store.execute("SET", key, encode_entry(bank_file), "EX", self._settings.ttl_s, "NX")
+        await self._store.set(key, encode_entry(bank_file), self._settings.ttl_s, only_if_absent=True)
         return FileResult(file=name, content=bank_file.content, sha256=bank_file.sha256, cached=False)
 
     async def index(self, ns: Namespace, project_root: str | None) -> IndexResult:
@@ -413,10 +413,11 @@ class MemoryBankService:
         ttl = self._settings.ttl_s
         index_key = ns.key(MEMORY_BANK_INDEX)
         file_keys = {f.name: ns.key(memory_bank_key(f.name)) for f in scan.files}
-        reads: list[list[str | int]] = [["GET", index_key]]
-        reads += [["GETRANGE", key, 0, HEAD_BYTES - 1] for key in file_keys.values()]
-        replies = await self._store.batch(reads)
-        stored = parse_index(replies[0])
+        reads = Batch()
+        stored_index = reads.get(index_key)
+        heads = {name: reads.getrange(key, 0, HEAD_BYTES - 1) for name, key in file_keys.items()}
+        await self._store.run(reads)
+        stored = parse_index(stored_index.value)
         if not scan.exists and stored is None:
             return RefreshResult(
                 exists=False,
@@ -428,7 +429,7 @@ class MemoryBankService:
                 changed_files=[],
                 removed_files=[],
             )
-        cached = {name: cached_sha(head) for name, head in zip(file_keys, replies[1:], strict=True)}
+        cached = {name: cached_sha(head.value) for name, head in heads.items()}
         changed = [f for f in scan.files if cached[f.name] != f.sha256]
         unchanged = [f for f in scan.files if cached[f.name] == f.sha256]
         present = set(file_keys)
@@ -437,34 +438,34 @@ class MemoryBankService:
             for name in set(stored["files"] if stored else []) | set(stored["hashes"] if stored else [])
             if isinstance(name, str) and name not in present and _plain(name)
         )
-        commands: list[list[str | int]] = [
-            ["SET", file_keys[f.name], encode_entry(f), "EX", ttl] for f in changed
-        ]
-        commands += [["EXPIRE", file_keys[f.name], ttl] for f in unchanged]
-        commands += [["DEL", ns.key(memory_bank_key(name))] for name in removed]
+        writes = Batch()
+        for f in changed:
+            writes.set(file_keys[f.name], encode_entry(f), ttl)
+        kept = [(f, writes.expire(file_keys[f.name], ttl)) for f in unchanged]
+        for name in removed:
+            writes.delete([ns.key(memory_bank_key(name))])
         index: dict[str, Any] | None = None
+        index_kept: Reply[bool] | None = None
         if scan.exists:
             now = iso_timestamp(self._clock())
             index = build_index(scan.files, list(scan.skipped), self._settings.directory, now)
             if same_index(stored, index):
                 assert stored is not None
                 index = stored
-                commands.append(["EXPIRE", index_key, ttl])
+                index_kept = writes.expire(index_key, ttl)
             else:
-                commands.append(["SET", index_key, json.dumps(index, separators=(",", ":")), "EX", ttl])
+                writes.set(index_key, json.dumps(index, separators=(",", ":")), ttl)
         else:
-            commands.append(["DEL", index_key])  # the folder is gone: so is its cache
-        results = await self._store.batch(commands)
+            writes.delete([index_key])  # the folder is gone: so is its cache
+        await self._store.run(writes)
         # An EXPIRE that found no key: the entry ran out between our two round trips.
-        first_expire = len(changed)
-        lapsed = [f for f, ok in zip(unchanged, results[first_expire:], strict=False) if not ok]
-        retry: list[list[str | int]] = [
-            ["SET", file_keys[f.name], encode_entry(f), "EX", ttl] for f in lapsed
-        ]
-        if index is not None and index is stored and not results[-1]:
-            retry.append(["SET", index_key, json.dumps(index, separators=(",", ":")), "EX", ttl])
-        if retry:
-            await self._store.batch(retry)
+        lapsed = [f for f, expired in kept if not expired.value]
+        retry = Batch()
+        for f in lapsed:
+            retry.set(file_keys[f.name], encode_entry(f), ttl)
+        if index is not None and index_kept is not None and not index_kept.value:
+            retry.set(index_key, json.dumps(index, separators=(",", ":")), ttl)
+        await self._store.run(retry)
         new_skips = sorted(set(scan.skipped) - set(stored["skipped"] if stored else []))
         for name in new_skips:
             log.warning(

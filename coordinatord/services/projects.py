@@ -22,7 +22,7 @@ from coordinatord.clock import Clock, system_clock
 from coordinatord.keyspace import PROJECTS_KEY, Namespace, check_id
 from coordinatord.scope import ProjectRef, project_ref
 from coordinatord.settings import ProjectEntry
-from coordinatord.store import Store
+from coordinatord.store import Batch, Store
 
 PURGE_BATCH = 500
 """Keys per SCAN step and per UNLINK when a project's namespace is purged."""
@@ -70,16 +70,15 @@ class ProjectRegistry:
 
     async def announce(self, project_id: str, root: str) -> None:
         record = json.dumps({"root": root, "host": self.host, "last_seen": round(self._clock(), 3)})
-        await self._store.batch(
-            [["HSET", PROJECTS_KEY, project_id, record], ["EXPIRE", PROJECTS_KEY, REMEMBER_S]]
-        )
+        batch = Batch()
+        batch.hset(PROJECTS_KEY, project_id, record)
+        batch.expire(PROJECTS_KEY, REMEMBER_S)
+        await self._store.run(batch)
 
     async def known(self) -> list[KnownProject]:
         """Every known project, config entries first; a shim's announcement of the same project
         replaces nothing but adds when it was last seen."""
-        raw: dict[str, str] = await self._store.execute("HGETALL", PROJECTS_KEY) or {}
-        if isinstance(raw, list):  # RESP2 without the client's dict conversion
-            raw = dict(zip(raw[::2], raw[1::2], strict=True))
+        raw = await self._store.hgetall(PROJECTS_KEY)
         projects: dict[str, KnownProject] = {}
         forgotten: list[str] = []
         oldest = self._clock() - REMEMBER_S
@@ -109,7 +108,7 @@ class ProjectRegistry:
                 configured.model_copy(update={"last_seen": announced.last_seen}) if configured else announced
             )
         if forgotten:
-            await self._store.execute("HDEL", PROJECTS_KEY, *forgotten)
+            await self._store.hdel(PROJECTS_KEY, forgotten)
         return list(projects.values())
 
     async def find(self, value: str) -> KnownProject | None:
@@ -132,7 +131,7 @@ class ProjectRegistry:
         A shim connecting from it again announces it again: forgetting is for projects no
         editor uses any more.
         """
-        return bool(await self._store.execute("HDEL", PROJECTS_KEY, project_id))
+        return bool(await self._store.hdel(PROJECTS_KEY, [project_id]))
 
     async def purge(self, project_id: str, batch: int = PURGE_BATCH) -> int:
         """Delete every key of a project's namespace; returns how many were deleted.

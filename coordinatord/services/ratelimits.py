@@ -226,7 +226,7 @@ class RateLimitService:
         """Delete every window log of ``service`` at once."""
         check_service(service)
         windows_key = ns.key(ratelimit_windows_key(service))
-        windows: list[str] = await self._store.execute("SMEMBERS", windows_key)
+        windows = sorted(await self._store.smembers(windows_key))
         for _ in range(RESET_ATTEMPTS):
             logs = [ns.key(ratelimit_key(service, int(w))) for w in windows if w.isdigit()]
             reply: list[Any] = await self._reset([windows_key, *logs], windows)

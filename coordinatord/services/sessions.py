@@ -65,11 +65,11 @@ import json
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -86,12 +86,15 @@ from coordinatord.errors import (
 from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
 from coordinatord.services.archive import FORMAT, archive_order, read_archive, write_archive
 from coordinatord.settings import SessionSettings
-from coordinatord.store import Store
+from coordinatord.store import Batch, Store
 
 ROLES = ("user", "assistant", "system", "tool")
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
 END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
 LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
+E = TypeVar("E")
+R = TypeVar("R")
+
 PIPELINE_CHUNK = 500  # commands per round trip when walking many sessions (see due_for_archive)
 ARCHIVE_STATES_MAX = 100_000  # archive files whose parsed state is remembered (see archived_state)
 HEAD_BYTES = 256  # covers '{"sessionId":"<128 chars>","version":N,"ttl":N,' with room to spare
@@ -576,31 +579,31 @@ class SessionService:
 
     async def live_count(self, ns: Namespace) -> int:
         """How many sessions the project's index holds (some may have expired a moment ago)."""
-        return int(await self._store.execute("ZCARD", ns.key(SESSIONS_INDEX)))
+        return await self._store.zcard(ns.key(SESSIONS_INDEX))
 
     async def list_sessions(self, ns: Namespace) -> ListResult:
         """Live sessions, most recently active first, from the index (expired entries dropped)."""
         index = ns.key(SESSIONS_INDEX)
-        flat = await self._store.execute("ZREVRANGE", index, 0, LIST_LIMIT, "WITHSCORES")
-        entries = _score_pairs(flat)
+        entries = await self._store.zrange_with_scores(index, 0, LIST_LIMIT, rev=True)
         truncated = len(entries) > LIST_LIMIT
         entries = entries[:LIST_LIMIT]
         if not entries:
             return ListResult(sessions=[], truncated=False)
-        commands: list[list[str | int]] = []
-        for session_id, _ in entries:
-            doc_key = ns.key(session_key(session_id))
-            commands += [
-                ["TTL", doc_key],
-                ["GETRANGE", doc_key, 0, HEAD_BYTES - 1],
-                ["LLEN", ns.key(session_history_key(session_id))],
-            ]
-        replies = await self._store.batch(commands)
+        batch = Batch()
+        reads = [
+            (
+                batch.ttl(ns.key(session_key(session_id))),
+                batch.getrange(ns.key(session_key(session_id)), 0, HEAD_BYTES - 1),
+                batch.llen(ns.key(session_history_key(session_id))),
+            )
+            for session_id, _ in entries
+        ]
+        await self._store.run(batch)
         sessions: list[SessionSummary] = []
         gone: list[str] = []
-        for position, (session_id, score) in enumerate(entries):
-            ttl, head, length = replies[3 * position : 3 * position + 3]
-            if int(ttl) == -2:
+        for (session_id, score), (ttl_reply, head_reply, length_reply) in zip(entries, reads, strict=True):
+            ttl, head, length = ttl_reply.value, head_reply.value, length_reply.value
+            if ttl == -2:
                 gone.append(session_id)
                 continue
             match = _HEAD.match(head)
@@ -608,9 +611,9 @@ class SessionService:
                 SessionSummary(
                     session_id=session_id,
                     last_activity=iso_timestamp(score / 1000),
-                    expires_in=int(ttl),
+                    expires_in=ttl,
                     version=int(match.group(1)) if match else None,
-                    history_length=int(length),
+                    history_length=length,
                 )
             )
         if gone:
@@ -703,34 +706,39 @@ class SessionService:
         """
         index = ns.key(SESSIONS_INDEX)
         idle_before_ms = (self._clock() - idle_s) * 1000
-        cursor: Any = 0
+        cursor = "0"
         while True:
-            cursor, flat = await self._store.execute("ZSCAN", index, cursor, "COUNT", batch_size)
-            entries = [(sid, score) for sid, score in _score_pairs(flat) if _valid_id(sid)]
-            ttls = await self._chunked([["TTL", ns.key(session_key(sid))] for sid, _ in entries])
+            cursor, page = await self._store.zscan(index, cursor, batch_size)
+            entries = [(sid, score) for sid, score in page if _valid_id(sid)]
+            ttls = await self._chunked(entries, lambda batch, entry: batch.ttl(ns.key(session_key(entry[0]))))
             due: list[tuple[str, float, int, str]] = []
             for (session_id, score), ttl_reply in zip(entries, ttls, strict=True):
-                ttl = int(ttl_reply)
+                ttl = ttl_reply.value
                 if ttl == -2:
                     continue  # gone: nothing left to archive
                 if 0 <= ttl <= horizon_s:
                     due.append((session_id, score, ttl, "expiring"))
                 elif score <= idle_before_ms:
                     due.append((session_id, score, ttl, "idle"))
-            reads: list[list[str | int]] = []
-            for session_id, *_ in due:
-                reads.append(["GETRANGE", ns.key(session_key(session_id)), 0, HEAD_BYTES - 1])
-                reads.append(["LLEN", ns.key(session_history_key(session_id))])
-            details = await self._chunked(reads)
+            details = await self._chunked(
+                due,
+                lambda batch, entry: (
+                    batch.getrange(ns.key(session_key(entry[0])), 0, HEAD_BYTES - 1),
+                    batch.llen(ns.key(session_history_key(entry[0]))),
+                ),
+                per_entry=2,
+            )
             candidates: list[ArchiveCandidate] = []
-            for position, (session_id, score, ttl, reason) in enumerate(due):
-                head, length = details[2 * position : 2 * position + 2]
+            for (session_id, score, ttl, reason), (head_reply, length_reply) in zip(
+                due, details, strict=True
+            ):
+                head, length = head_reply.value, length_reply.value
                 match = _HEAD.match(head)
                 candidates.append(
                     ArchiveCandidate(
                         session_id=session_id,
                         version=int(match.group(1)) if match else 0,
-                        history_length=int(length),
+                        history_length=length,
                         expires_in=ttl,
                         last_activity_ms=int(score),
                         reason=reason,
@@ -738,15 +746,22 @@ class SessionService:
                 )
             if candidates:
                 yield candidates
-            if int(cursor) == 0:
+            if cursor == "0":
                 return
 
-    async def _chunked(self, commands: list[list[str | int]]) -> list[Any]:
-        replies: list[Any] = []
-        for start in range(0, len(commands), PIPELINE_CHUNK):
+    async def _chunked(
+        self, entries: Sequence[E], queue: Callable[[Batch, E], R], per_entry: int = 1
+    ) -> list[R]:
+        """``queue`` each entry's reads (``per_entry`` commands) in batches of at most
+        :data:`PIPELINE_CHUNK` commands; their replies, once run, in the entries' order."""
+        replies: list[R] = []
+        step = max(1, PIPELINE_CHUNK // per_entry)
+        for start in range(0, len(entries), step):
             if start:
                 await anyio.lowlevel.checkpoint()
-            replies += await self._store.batch(commands[start : start + PIPELINE_CHUNK])
+            batch = Batch()
+            replies += [queue(batch, entry) for entry in entries[start : start + step]]
+            await self._store.run(batch)
         return replies
 
     def archived_state(self, path: Path) -> tuple[int, int] | None:
@@ -828,11 +843,3 @@ def _valid_id(value: str) -> bool:
     except InvalidArgumentError:
         return False
     return True
-
-
-def _score_pairs(flat: Any) -> list[tuple[str, float]]:
-    """``[(member, score)]`` from a WITHSCORES reply, flat or already paired by the client."""
-    items = list(flat)
-    if items and isinstance(items[0], list | tuple):
-        return [(str(member), float(score)) for member, score in items]
-    return [(str(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]

@@ -42,7 +42,7 @@ from coordinatord.keyspace import TASKS_INDEX, Namespace, check_id, task_key
 from coordinatord.services import task_rules
 from coordinatord.services.task_rules import Step, StepStatus, Task
 from coordinatord.settings import TaskSettings
-from coordinatord.store import Store
+from coordinatord.store import Batch, Store
 
 _WRITE = (Path(__file__).with_name("lua") / "task_write.lua").read_text()
 
@@ -195,13 +195,14 @@ class TaskService:
         """
         wanted = None if status is None else task_rules.check_status(status)
         oldest_ms = int(self._clock() * 1000) - self._settings.ttl_s * 1000
-        ids: list[str] = await self._store.execute(
-            "ZREVRANGEBYSCORE", ns.key(TASKS_INDEX), "+inf", oldest_ms, "LIMIT", 0, LIST_SCAN_MAX
+        ids = await self._store.zrange_by_score(
+            ns.key(TASKS_INDEX), oldest_ms, "+inf", rev=True, count=LIST_SCAN_MAX
         )
         keys = [ns.key(task_key(task_id)) for task_id in ids]
-        chunks = [keys[i : i + _MGET_CHUNK] for i in range(0, len(keys), _MGET_CHUNK)]
-        replies = await self._store.batch([["MGET", *chunk] for chunk in chunks]) if chunks else []
-        raws: list[str | None] = [raw for reply in replies for raw in reply]
+        batch = Batch()
+        chunks = [batch.mget(keys[i : i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)]
+        await self._store.run(batch)
+        raws = [raw for chunk in chunks for raw in chunk.value]
         tasks: list[TaskSummary] = []
         truncated = len(ids) >= LIST_SCAN_MAX
         for task_id, raw in zip(ids, raws, strict=True):
@@ -224,16 +225,12 @@ class TaskService:
         whatever the number of tasks (unlike :meth:`list_tasks`, which reads them all). Read only."""
         oldest_ms = int(self._clock() * 1000) - self._settings.ttl_s * 1000
         index = ns.key(TASKS_INDEX)
-        count, ids = await self._store.batch(
-            [
-                ["ZCOUNT", index, oldest_ms, "+inf"],
-                ["ZREVRANGEBYSCORE", index, "+inf", oldest_ms, "LIMIT", 0, limit],
-            ]
-        )
-        names = [str(task_id) for task_id in ids]
-        raws: list[str | None] = (
-            await self._store.execute("MGET", *(ns.key(task_key(name)) for name in names)) if names else []
-        )
+        batch = Batch()
+        count = batch.zcount(index, oldest_ms, "+inf")
+        newest = batch.zrange_by_score(index, oldest_ms, "+inf", rev=True, count=limit)
+        await self._store.run(batch)
+        names = newest.value
+        raws = await self._store.mget([ns.key(task_key(name)) for name in names])
         tasks: list[TaskSummary] = []
         for task_id, raw in zip(names, raws, strict=True):
             if raw is None:
@@ -243,7 +240,7 @@ class TaskService:
             except ConflictError:
                 continue
             tasks.append(TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt))
-        return TaskOverview(total=int(count), tasks=tasks)
+        return TaskOverview(total=count.value, tasks=tasks)
 
     async def _change(self, ns: Namespace, task_id: str, rule: Callable[[Task, float], Task]) -> TaskState:
         """Read, apply ``rule``, compare-and-set; again from the read if another writer won."""

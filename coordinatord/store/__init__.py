@@ -5,69 +5,39 @@ Selection, as the seed orders it: Upstash when both ``UPSTASH_REDIS_REST_URL`` a
 embedded Valkey the daemon starts. An Upstash URL without its token is a configuration error.
 The choice is logged once (``backend_selected``).
 
-Above this package nothing imports redis-py or an HTTP client; services speak to :class:`Store`
-only. Both remote stores have the interface :class:`StoreInterface` spells out.
+Above this package nothing imports redis-py or an HTTP client; services speak to the
+:class:`Store` protocol only (:mod:`coordinatord.store.interface`): typed operations whose replies
+have one shape on every backend. :class:`RedisStore` and :class:`UpstashStore` both implement it.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING
 
 import structlog
 
 from coordinatord import logs
 from coordinatord.errors import BackendError, ConfigError
 from coordinatord.settings import Settings
+from coordinatord.store.interface import Batch, Reply, Script, Store
 from coordinatord.store.redis import RedisStore
 
 if TYPE_CHECKING:
     from coordinatord.store.upstash import UpstashStore
 
-Store = RedisStore
-
-__all__ = ["Store", "StoreInterface", "StoreScriptInterface", "open_store"]
+__all__ = ["Batch", "RedisStore", "Reply", "Script", "Store", "open_store"]
 
 log = structlog.get_logger("coordinatord.store")
 
 
-class StoreScriptInterface(Protocol):
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any: ...
-
-
-class StoreInterface(Protocol):
-    """What every store offers; RedisStore and UpstashStore both have it (checked by mypy below)."""
-
-    name: str
-
-    async def aclose(self) -> None: ...
-    async def ping(self) -> bool: ...
-    async def get(self, key: str) -> str | None: ...
-    async def set(self, key: str, value: str, ttl_s: int) -> None: ...
-    async def delete(self, keys: list[str]) -> int: ...
-    async def exists(self, keys: list[str]) -> int: ...
-    async def ttl(self, key: str) -> int: ...
-    async def expire(self, key: str, seconds: int) -> bool: ...
-    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]: ...
-    async def scan_page(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]: ...
-    async def unlink(self, keys: list[str]) -> int: ...
-    def script(self, source: str) -> StoreScriptInterface: ...
-    async def execute(self, *command: str | int | float) -> Any: ...
-    async def batch(self, commands: Sequence[Sequence[str | int | float]]) -> list[Any]: ...
-
-
 if TYPE_CHECKING:
 
-    def _both_conform(redis: RedisStore, upstash: UpstashStore) -> tuple[StoreInterface, StoreInterface]:
+    def _both_conform(redis: RedisStore, upstash: UpstashStore) -> tuple[Store, Store]:
+        # mypy checks here that both stores have every operation of the protocol, typed alike.
         return redis, upstash
-
-
-def _as_store(store: StoreInterface) -> Store:
-    # Services annotate the `Store` alias, which names RedisStore; UpstashStore has the same
-    # interface (StoreInterface, checked above), so it stands in for it.
-    return cast(Store, store)
 
 
 @asynccontextmanager
@@ -96,7 +66,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             )
         else:
             log.info("backend_selected", kind="upstash", backend=upstash.name)
-        async with _remote(_as_store(upstash)) as store:
+        async with _remote(upstash) as store:
             yield store
         return
     if has_token:

@@ -4,8 +4,8 @@ message naming that setting and the URL form to use.
 The seed's own troubleshooting story is the reason: a Redis with ``requirepass`` answers the
 first command with NOAUTH (or, for RESP3's HELLO, "HELLO must be called with the client already
 authenticated"), which redis-py raises as a *connection* error. Reported as "could not be
-reached", it sends people to check a server that answered. Used by the store, by ``tail``
-(which has a client of its own) and by ``doctor``.
+reached", it sends people to check a server that answered. Used by the store (and so by
+``tail`` and ``doctor``, which read through it).
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ from coordinatord.errors import BackendError
 from coordinatord.settings import BackendSettings, mask_url
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
+from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
 
 T = TypeVar("T")
-
-SCAN_BATCH = 1000
 
 
 def describe_url(url: str) -> str:
@@ -49,6 +48,9 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
         "socket_timeout": settings.timeout_s,
         "retry": retry,
         "decode_responses": True,
+        # RESP2, as Upstash's REST API answers: one raw reply shape for every backend (see
+        # store.interface), and no HELLO round trip per new connection.
+        "protocol": 2,
         # Values written by other clients may not be UTF-8; show them rather than fail.
         "encoding_errors": "replace",
         "max_connections": settings.max_connections,
@@ -69,10 +71,13 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
-class RedisStore:
-    """Async operations on one backend. The only code that touches redis-py types."""
+class RedisStore(StoreCommands):
+    """The typed operations (:class:`~coordinatord.store.interface.Store`) on one backend over
+    redis-py. The only code that touches redis-py types."""
 
     def __init__(self, client: Redis, name: str, timeout_s: float, url: str = "") -> None:
+        # Raw RESP2 replies, parsed by the shared typed operations: the shapes Upstash gives too.
+        client.response_callbacks.clear()
         self._client = client
         self.name = name
         self._timeout_s = timeout_s
@@ -101,18 +106,12 @@ class RedisStore:
             timeout_hint=self._timeout_hint,
         )
 
-    def script(self, source: str) -> StoreScript:
-        """A Lua script, run by EVALSHA (loaded on first use and after a server restart)."""
-        return StoreScript(self, self._client.register_script(source))
-
-    async def execute(self, *command: str | int | float) -> Any:
-        """One raw command. Services use it for reads the named methods do not cover."""
+    async def _one(self, command: Command, parse: Parse[T]) -> T:
         # redis-py leaves execute_command untyped.
-        return await self._call(lambda: self._client.execute_command(*command))  # type: ignore[no-untyped-call]
+        raw = await self._call(lambda: self._client.execute_command(*command))  # type: ignore[no-untyped-call]
+        return parse(raw)
 
-    async def batch(self, commands: Sequence[Sequence[str | int | float]]) -> list[Any]:
-        """Several commands in one round trip (a non-transactional pipeline)."""
-
+    async def _many(self, commands: Sequence[Command]) -> list[Any]:
         async def run() -> list[Any]:
             async with self._client.pipeline(transaction=False) as pipe:
                 for command in commands:
@@ -121,77 +120,9 @@ class RedisStore:
 
         return await self._call(run)
 
-    async def ping(self) -> bool:
-        return bool(await self._call(self._client.ping))
-
-    async def get(self, key: str) -> str | None:
-        result = await self._call(lambda: self._client.get(key))
-        return None if result is None else _text(result)
-
-    async def set(self, key: str, value: str, ttl_s: int) -> None:
-        await self._call(lambda: self._client.set(key, value, ex=ttl_s))
-
-    async def delete(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._client.delete(*keys)))
-
-    async def exists(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._client.exists(*keys)))
-
-    async def ttl(self, key: str) -> int:
-        return int(await self._call(lambda: self._client.ttl(key)))
-
-    async def expire(self, key: str, seconds: int) -> bool:
-        return bool(await self._call(lambda: self._client.expire(key, seconds)))
-
-    async def scan_page(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]:
-        """One SCAN step: the next cursor (``"0"`` when the walk is over) and the keys it found
-        (a key may come twice while the table is rehashed). For walks that act on each page."""
-
-        async def step() -> tuple[str, list[str]]:
-            following, keys = await self._client.scan(cursor=int(cursor), match=match, count=count)
-            return str(following), [_text(key) for key in keys]
-
-        return await self._call(step)
-
-    async def unlink(self, keys: list[str]) -> int:
-        """Delete keys, freeing their memory in the background (UNLINK): for large deletions."""
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._client.unlink(*keys)))
-
-    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
-        """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
-
-        SCAN, never KEYS: each step is bounded work on the server, so one agent listing a
-        large keyspace cannot stall everyone else's calls.
-        """
-
-        async def walk() -> tuple[list[str], bool]:
-            found: list[str] = []
-            seen: set[str] = set()
-            cursor = 0
-            while True:
-                cursor, batch = await self._client.scan(cursor=cursor, match=match, count=SCAN_BATCH)
-                for key in map(_text, batch):
-                    # SCAN may return a key more than once while the table is rehashed.
-                    if key not in seen:
-                        seen.add(key)
-                        found.append(key)
-                if len(found) > limit:
-                    return found[:limit], True
-                if cursor == 0:
-                    return found, False
-
-        return await self._call(walk)
-
-
-def _text(value: bytes | str) -> str:
-    # The client decodes responses; this only narrows redis-py's `bytes | str` for the type checker.
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    def script(self, source: str) -> StoreScript:
+        """A Lua script, run by EVALSHA (loaded on first use and after a server restart)."""
+        return StoreScript(self, self._client.register_script(source))
 
 
 class StoreScript:
@@ -201,6 +132,6 @@ class StoreScript:
         self._store = store
         self._script = script
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         # redis-py's AsyncScript sends EVALSHA and falls back to loading it on NOSCRIPT.
         return await self._store._call(lambda: self._script(keys=list(keys), args=list(args)))

@@ -7,11 +7,11 @@ answers an array of ``{"result"|"error"}`` (HTTP 200 even when one command faile
 travels only in the ``Authorization: Bearer`` header, never in the URL, so no message, log line
 or ``store.name`` can carry it.
 
-Replies are RESP2 turned into JSON (strings, integers, arrays, null). :func:`shape_reply` gives
-them the Python shapes :class:`~coordinatord.store.redis.RedisStore` returns through redis-py
-(HGETALL → dict, WITHSCORES → ``[member, score]`` pairs with float scores, XRANGE → ``(id,
-fields)`` tuples, SMEMBERS → set, EXPIRE → bool, …), so no service can tell the backends apart.
-Bodies are decoded as UTF-8 with replacement, as RedisStore decodes (``encoding_errors="replace"``).
+Replies are RESP2 turned into JSON (strings, integers, arrays, null): the raw values
+:class:`~coordinatord.store.redis.RedisStore` reads over RESP2 too, so the typed operations both
+inherit (:mod:`coordinatord.store.interface`) parse them alike and no service can tell the
+backends apart. Bodies are decoded as UTF-8 with replacement, as RedisStore decodes
+(``encoding_errors="replace"``).
 
 Bounds: every call, retries and backoff included, ends within ``backend.timeout_s`` with
 :class:`BackendUnavailableError` or :class:`BackendError`, as with RedisStore. Connection
@@ -27,7 +27,7 @@ server) one EVAL with the source, which also caches it on the server for the nex
 
 Not available over REST, and used by no service (ARCHITECTURE.md: "backends speak
 request/response"): blocking reads (BLPOP, XREAD BLOCK), SUBSCRIBE, MULTI/EXEC/WATCH across
-calls. INFO comes back as its raw text, not parsed into a dict as redis-py does.
+calls.
 """
 
 from __future__ import annotations
@@ -46,11 +46,9 @@ from coordinatord import __version__
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
 from coordinatord.settings import BackendSettings
 from coordinatord.store.bounded import bounded_call
+from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
 
 T = TypeVar("T")
-Arg = str | int | float
-
-SCAN_BATCH = 1000
 # Idle keep-alive connections are kept this long: a TLS handshake to Upstash costs a round trip or
 # two, and calls come in bursts. A connection the server closed meanwhile is retried.
 KEEPALIVE_EXPIRY_S = 30.0
@@ -113,8 +111,9 @@ class _Refused(Exception):
     """Redis refused a command; the text is its error (``ERR ...``, ``NOSCRIPT ...``)."""
 
 
-class UpstashStore:
-    """Async operations on an Upstash database over its REST API; the interface of RedisStore."""
+class UpstashStore(StoreCommands):
+    """The typed operations (:class:`~coordinatord.store.interface.Store`) on an Upstash database
+    over its REST API."""
 
     def __init__(self, url: str, token: str, settings: BackendSettings, name: str | None = None) -> None:
         url = check_rest_url(url)
@@ -230,91 +229,21 @@ class UpstashStore:
             if "error" in item:
                 failed = f"command #{position} of the batch ({_brief(command)}) failed"
                 raise _Refused(f"{failed}: {item['error']}")
-            results.append(shape_reply(command, item.get("result")))
+            results.append(item.get("result"))
         return results
+
+    async def _one(self, command: Command, parse: Parse[T]) -> T:
+        async def run() -> T:
+            return parse(await self._command(command))
+
+        return await self._call(run)
+
+    async def _many(self, commands: Sequence[Command]) -> list[Any]:
+        return await self._call(lambda: self._pipeline(commands))
 
     def script(self, source: str) -> UpstashScript:
         """A Lua script, run by EVALSHA (sent with its source once the server does not know it)."""
         return UpstashScript(self, source)
-
-    async def execute(self, *command: Arg) -> Any:
-        """One raw command, its reply in the shape redis-py gives it."""
-
-        async def run() -> Any:
-            return shape_reply(command, await self._command(command))
-
-        return await self._call(run)
-
-    async def batch(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        """Several commands in one round trip (Upstash's non-transactional pipeline)."""
-        if not commands:
-            return []
-        return await self._call(lambda: self._pipeline(commands))
-
-    async def ping(self) -> bool:
-        return bool(await self._call(lambda: self._command(("PING",))) == "PONG")
-
-    async def get(self, key: str) -> str | None:
-        result = await self._call(lambda: self._command(("GET", key)))
-        return None if result is None else str(result)
-
-    async def set(self, key: str, value: str, ttl_s: int) -> None:
-        await self._call(lambda: self._command(("SET", key, value, "EX", ttl_s)))
-
-    async def delete(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._command(("DEL", *keys))))
-
-    async def exists(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._command(("EXISTS", *keys))))
-
-    async def ttl(self, key: str) -> int:
-        return int(await self._call(lambda: self._command(("TTL", key))))
-
-    async def expire(self, key: str, seconds: int) -> bool:
-        return bool(await self._call(lambda: self._command(("EXPIRE", key, seconds))))
-
-    async def scan_page(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]:
-        """One SCAN step: the next cursor (``"0"`` when the walk is over) and the keys it found."""
-
-        async def step() -> tuple[str, list[str]]:
-            reply = await self._command(("SCAN", cursor, "MATCH", match, "COUNT", count))
-            return str(reply[0]), [str(key) for key in reply[1]]
-
-        return await self._call(step)
-
-    async def unlink(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        return int(await self._call(lambda: self._command(("UNLINK", *keys))))
-
-    async def scan(self, match: str, limit: int) -> tuple[list[str], bool]:
-        """Keys matching ``match``, at most ``limit`` of them, and whether more were left.
-
-        SCAN, never KEYS, as in RedisStore: bounded work on the server per step.
-        """
-
-        async def walk() -> tuple[list[str], bool]:
-            found: list[str] = []
-            seen: set[str] = set()
-            cursor = "0"
-            while True:
-                reply = await self._command(("SCAN", cursor, "MATCH", match, "COUNT", SCAN_BATCH))
-                cursor = str(reply[0])
-                for key in map(str, reply[1]):
-                    # SCAN may return a key more than once while the table is rehashed.
-                    if key not in seen:
-                        seen.add(key)
-                        found.append(key)
-                if len(found) > limit:
-                    return found[:limit], True
-                if cursor == "0":
-                    return found, False
-
-        return await self._call(walk)
 
 
 class UpstashScript:
@@ -354,88 +283,3 @@ def _brief(command: Sequence[Arg]) -> str:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-# --- reply shapes: what redis-py (decode_responses=True) returns for the same command -----------
-
-_BOOL = frozenset(
-    [
-        "COPY",
-        "EXPIRE",
-        "EXPIREAT",
-        "HEXISTS",
-        "MOVE",
-        "MSETNX",
-        "PERSIST",
-        "PEXPIRE",
-        "PEXPIREAT",
-        "PSETEX",
-        "RENAMENX",
-        "SETEX",
-        "SETNX",
-        "SMOVE",
-    ]
-)
-_OK = frozenset(["FLUSHALL", "FLUSHDB", "LSET", "LTRIM", "MSET", "PFMERGE", "RENAME", "SELECT"])
-_FLOAT = frozenset(["HINCRBYFLOAT", "INCRBYFLOAT"])
-_FLOAT_OR_NONE = frozenset(["GEODIST", "ZINCRBY", "ZSCORE"])
-_SETS = frozenset(["SDIFF", "SINTER", "SMEMBERS", "SUNION"])
-_SCORED = frozenset(["ZDIFF", "ZINTER", "ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZUNION"])
-
-
-def shape_reply(command: Sequence[Arg], raw: Any) -> Any:
-    """The JSON reply of ``command`` in the shape RedisStore gives (redis-py, RESP3, legacy shapes).
-
-    Only the command's first word selects the shape, as with redis-py's ``execute_command``.
-    """
-    name = str(command[0]).upper()
-    # Options follow the key; a key named "withscores" is not one.
-    options = {part.upper() for part in command[2:] if isinstance(part, str)}
-    if raw is None:
-        return set() if name in _SETS else ({} if name == "HGETALL" else None)
-    if name == "PING":
-        return raw == "PONG" if len(command) == 1 else raw
-    if name == "SET":
-        # Even with the GET option: redis-py's execute_command cannot see it and answers False.
-        return raw == "OK"
-    if name in _BOOL:
-        return bool(raw)
-    if name in _OK:
-        return raw == "OK"
-    if name in _FLOAT or name in _FLOAT_OR_NONE:
-        return float(raw)
-    if name in _SETS:
-        return set(raw)
-    if name == "HGETALL":
-        return _pairs_to_dict(raw)
-    if name in _SCORED and "WITHSCORES" in options:
-        return [[member, float(score)] for member, score in _pairs(raw)]
-    if name == "ZMSCORE":
-        return [None if score is None else float(score) for score in raw]
-    if name == "ZADD":
-        return float(raw) if "INCR" in options else int(raw)
-    if name in ("SCAN", "SSCAN"):
-        return int(raw[0]), list(raw[1])
-    if name == "HSCAN":
-        return int(raw[0]), (list(raw[1]) if "NOVALUES" in options else _pairs_to_dict(raw[1]))
-    if name == "ZSCAN":
-        return int(raw[0]), [(member, float(score)) for member, score in _pairs(raw[1])]
-    if name in ("XRANGE", "XREVRANGE"):
-        return _stream_entries(raw)
-    if name in ("XREAD", "XREADGROUP"):
-        return [[stream, _stream_entries(entries)] for stream, entries in raw]
-    if name == "TIME":
-        return int(raw[0]), int(raw[1])
-    return raw
-
-
-def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
-    return list(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _pairs_to_dict(flat: Sequence[Any]) -> dict[Any, Any]:
-    return dict(_pairs(flat))
-
-
-def _stream_entries(raw: Sequence[Any]) -> list[tuple[Any, Any]]:
-    return [(None, None) if entry is None else (entry[0], _pairs_to_dict(entry[1])) for entry in raw]

@@ -20,7 +20,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from coordinatord import control
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import call, connect, text_of
 from tests.support import COORDINATORD, DaemonProcess, backend_to_itself
@@ -40,12 +40,9 @@ def backend_url(daemon: DaemonProcess) -> str:
 
 
 async def stream_entries(daemon: DaemonProcess, ns: Namespace) -> list[tuple[str, dict[str, str]]]:
-    store = Store.from_url(backend_url(daemon), BackendSettings())
+    store = RedisStore.from_url(backend_url(daemon), BackendSettings())
     try:
-        entries: list[tuple[str, dict[str, str]]] = await store.execute(
-            "XRANGE", ns.key(ACTIVITY_STREAM), "-", "+"
-        )
-        return entries
+        return list(reversed(await store.xrevrange(ns.key(ACTIVITY_STREAM), "+", "-", 1_000_000)))
     finally:
         await store.aclose()
 

@@ -32,7 +32,7 @@ from coordinatord.services.agents import AgentService
 from coordinatord.services.locks import LockService
 from coordinatord.services.projects import ProjectRegistry
 from coordinatord.settings import AgentSettings, BackendSettings, LockSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import connect, text_of
 from tests.support import COORDINATORD, DaemonProcess, running_daemon, valkey_server
@@ -61,7 +61,7 @@ def quiet_daemon() -> Iterator[DaemonProcess]:
 @pytest.fixture
 async def backend(quiet_daemon: DaemonProcess) -> AsyncIterator[Store]:
     """The daemon's own backend, for setting up state "in the past" and checking effects."""
-    store = Store.from_url(f"unix://{embedded_socket_path(quiet_daemon.state_dir)}", BackendSettings())
+    store = RedisStore.from_url(f"unix://{embedded_socket_path(quiet_daemon.state_dir)}", BackendSettings())
     try:
         yield store
     finally:

@@ -32,7 +32,7 @@ from coordinatord import paths
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
 from coordinatord.preamble import Preamble
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import RawConnection, call_line, connect, frames, text_of
 from tests.support import COORDINATORD, DaemonProcess, running_daemon, short_tmpdir
@@ -74,7 +74,7 @@ def base(workdir: Path) -> Path:
 async def backend(daemon: DaemonProcess) -> AsyncIterator[Store]:
     """The daemon's backend, to see which keys exist."""
     url = daemon.env.get("REDIS_URL") or f"unix://{embedded_socket_path(daemon.state_dir)}"
-    store = Store.from_url(url, BackendSettings())
+    store = RedisStore.from_url(url, BackendSettings())
     try:
         yield store
     finally:
@@ -303,7 +303,7 @@ async def used_project(daemon: DaemonProcess, backend: Store, root: Path, keys: 
     with anyio.fail_after(10):  # written by the daemon's flusher: the stream is how we learn it
         while not any(  # noqa: ASYNC110
             fields.get("name") == "connection_closed"
-            for _, fields in await backend.execute("XRANGE", stream, "-", "+")
+            for _, fields in await backend.xrevrange(stream, "+", "-", 1_000_000)
         ):
             await anyio.sleep(0.05)
     return project_id

@@ -17,7 +17,7 @@ from coordinatord.jobs import JobContext
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.services.activity import APPEND_CHUNK, ActivityLog
 from coordinatord.settings import ActivitySettings, BackendSettings, load_settings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore, Store
 from coordinatord.tools import build_registry
 from tests.support import fresh_namespace, valkey_server
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 FAST = BackendSettings(timeout_s=1.0, connect_timeout_s=0.5, retries=1, retry_backoff_base_s=0.01)
 
 
-class CountingStore(Store):
+class CountingStore(RedisStore):
     """The real store, counting the calls (commands, pipelines, scripts) the activity log makes."""
 
     round_trips = 0
@@ -73,10 +73,7 @@ async def flush_started(log: ActivityLog) -> None:
 
 
 async def stream(store: Store, ns: Namespace) -> list[tuple[str, dict[str, str]]]:
-    entries: list[tuple[str, dict[str, str]]] = await store.execute(
-        "XRANGE", ns.key(ACTIVITY_STREAM), "-", "+"
-    )
-    return entries
+    return list(reversed(await store.xrevrange(ns.key(ACTIVITY_STREAM), "+", "-", 1_000_000)))
 
 
 async def test_a_flush_is_one_call_per_project_and_chunk(counting_store: CountingStore) -> None:
@@ -178,7 +175,7 @@ async def test_backend_down_keeps_events_bounded_and_writes_them_when_back() -> 
     """While the backend is down recording goes on, the buffer keeps the newest events, and a
     later flush writes them in order; the loss is logged."""
     with valkey_server() as server:
-        store = Store.from_url(server.url, FAST)
+        store = RedisStore.from_url(server.url, FAST)
         try:
             log = ActivityLog(store, SETTINGS, StepClock(), max_buffered=5)
             ns = fresh_namespace()
@@ -201,7 +198,7 @@ async def test_backend_down_keeps_events_bounded_and_writes_them_when_back() -> 
 async def test_events_recorded_during_a_failed_flush_stay_behind_the_failed_ones() -> None:
     """A batch that could not be written goes back before newer events, dropping the oldest."""
     with valkey_server() as server:
-        store = Store.from_url(server.url, FAST)
+        store = RedisStore.from_url(server.url, FAST)
         try:
             log = ActivityLog(store, SETTINGS, StepClock(), max_buffered=4)
             ns = fresh_namespace()
@@ -246,34 +243,28 @@ async def test_the_flusher_writes_by_itself_and_once_more_when_stopped(store: St
     assert len(await stream(store, ns)) == 2
 
 
-async def test_a_job_action_is_one_activity_event(backend_url: str, tmp_path: Path) -> None:
+async def test_a_job_action_is_one_activity_event(store: Store, tmp_path: Path) -> None:
     """JobContext.action logs the action and records a job event naming the job and the action."""
     empty = tmp_path / "config.toml"
     empty.touch()
     settings = load_settings({}, config_file=str(empty), environ={})
-    store = Store.from_url(backend_url, BackendSettings())
-    try:
-        clock: Clock = StepClock()
-        app = App(settings, store, clock, registry=build_registry())
-        ns = fresh_namespace()
-        ctx = JobContext(app, app.projects, "heartbeat_sweep")
-        with capture_logs() as logs:
-            ctx.action(ns, "agent_inactive", key="agent:status:bob", agent="bob")
-        assert [(e["event"], e["job"], e["agent"]) for e in logs] == [
-            ("agent_inactive", "heartbeat_sweep", "bob")
-        ]
-        await app.activity.flush()
-        (event,) = await app.activity.recent(ns, 10)
-        assert {
-            k: event[k] for k in ("agent", "project", "kind", "name", "key", "outcome", "duration_ms")
-        } == {
-            "agent": "bob",
-            "project": ns.project_id,
-            "kind": "job",
-            "name": "heartbeat_sweep",
-            "key": "agent:status:bob",
-            "outcome": "agent_inactive",
-            "duration_ms": None,
-        }
-    finally:
-        await store.aclose()
+    clock: Clock = StepClock()
+    app = App(settings, store, clock, registry=build_registry())
+    ns = fresh_namespace()
+    ctx = JobContext(app, app.projects, "heartbeat_sweep")
+    with capture_logs() as logs:
+        ctx.action(ns, "agent_inactive", key="agent:status:bob", agent="bob")
+    assert [(e["event"], e["job"], e["agent"]) for e in logs] == [
+        ("agent_inactive", "heartbeat_sweep", "bob")
+    ]
+    await app.activity.flush()
+    (event,) = await app.activity.recent(ns, 10)
+    assert {k: event[k] for k in ("agent", "project", "kind", "name", "key", "outcome", "duration_ms")} == {
+        "agent": "bob",
+        "project": ns.project_id,
+        "kind": "job",
+        "name": "heartbeat_sweep",
+        "key": "agent:status:bob",
+        "outcome": "agent_inactive",
+        "duration_ms": None,
+    }

@@ -9,7 +9,7 @@ import pytest
 
 from coordinatord.errors import BackendUnavailableError
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore
 from tests.support import ValkeyProcess, free_tcp_port, valkey_server
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ def protected() -> Iterator[ValkeyProcess]:
 
 
 async def failure(url: str) -> BackendUnavailableError:
-    store = Store.from_url(url, FAST)
+    store = RedisStore.from_url(url, FAST)
     try:
         with pytest.raises(BackendUnavailableError) as caught:
             await store.ping()
@@ -54,7 +54,7 @@ async def test_wrong_password_is_wrongpass_and_never_shows_it(protected: ValkeyP
 
 
 async def test_the_right_password_in_the_url_works(protected: ValkeyProcess) -> None:
-    store = Store.from_url(f"redis://:{PASSWORD}@127.0.0.1:{protected.tcp_port}/0", FAST)
+    store = RedisStore.from_url(f"redis://:{PASSWORD}@127.0.0.1:{protected.tcp_port}/0", FAST)
     try:
         assert await store.ping()
         assert PASSWORD not in store.name

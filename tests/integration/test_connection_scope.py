@@ -4,7 +4,6 @@ the process on the other end."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from coordinatord.app import App
 from coordinatord.context import Peer
 from coordinatord.scope import ProjectScope
 from coordinatord.server.calls import invoke
-from coordinatord.settings import BackendSettings, load_settings
+from coordinatord.settings import load_settings
 from coordinatord.store import Store
 from coordinatord.tools import build_registry
 from tests.support import fresh_namespace
@@ -23,14 +22,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def app(backend_url: str, tmp_path: Path) -> AsyncIterator[App]:
+def app(store: Store, tmp_path: Path) -> App:
     empty = tmp_path / "config.toml"
     empty.touch()
-    store = Store.from_url(backend_url, BackendSettings())
-    try:
-        yield App(load_settings({}, config_file=str(empty), environ={}), store, registry=build_registry())
-    finally:
-        await store.aclose()
+    return App(load_settings({}, config_file=str(empty), environ={}), store, registry=build_registry())
 
 
 def make_peer(app: App, scope: ProjectScope, claimed_pid: int | None, peer_pid: int | None) -> Peer:

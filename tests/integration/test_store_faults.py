@@ -6,7 +6,7 @@ import pytest
 
 from coordinatord.errors import BackendUnavailableError
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore
 from tests.support import valkey_server
 
 pytestmark = pytest.mark.anyio
@@ -17,7 +17,7 @@ FAST = BackendSettings(timeout_s=1.0, connect_timeout_s=0.5, retries=2, retry_ba
 async def test_backend_killed_then_back() -> None:
     """A dead backend fails calls with a message naming it; once back, calls succeed again."""
     with valkey_server() as server:
-        store = Store.from_url(server.url, FAST)
+        store = RedisStore.from_url(server.url, FAST)
         try:
             await store.set("k", "before", 60)
             server.kill()
@@ -33,7 +33,7 @@ async def test_backend_killed_then_back() -> None:
 
 async def test_unreachable_tcp_backend_names_the_address() -> None:
     """Nothing listening on a TCP port: the error names host and port, the password masked."""
-    store = Store.from_url("redis://user:secret@127.0.0.1:1/0", FAST)
+    store = RedisStore.from_url("redis://user:secret@127.0.0.1:1/0", FAST)
     try:
         with pytest.raises(BackendUnavailableError) as caught:
             await store.ping()

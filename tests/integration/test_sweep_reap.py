@@ -26,8 +26,8 @@ from coordinatord.presence import Presence
 from coordinatord.services.agents import AgentService
 from coordinatord.services.locks import LockCleanup, LockService
 from coordinatord.services.projects import KnownProject, ProjectRegistry
-from coordinatord.settings import AgentSettings, BackendSettings, LockSettings, load_settings
-from coordinatord.store import Store
+from coordinatord.settings import AgentSettings, LockSettings, load_settings
+from coordinatord.store import Batch, Store
 from coordinatord.tools import build_registry
 from tests.support import fresh_namespace
 
@@ -92,8 +92,8 @@ async def members(store: Store, ns: Namespace, index: str) -> set[str]:
 
 
 async def server_ms(store: Store) -> int:
-    seconds, micros = await store.execute("TIME")
-    return int(seconds) * 1000 + int(micros) // 1000
+    seconds, micros = await store.time()
+    return seconds * 1000 + micros // 1000
 
 
 async def until_server_passes(store: Store, ms: int) -> None:
@@ -312,7 +312,10 @@ async def test_steps_page_through_every_candidate(store: Store) -> None:
         await locks.acquire(ns, "someone", f"held-{i}", ttl_s=600)
     now = await server_ms(store)
     stale = [f"stale-{i:02d}" for i in range(23)]
-    await store.batch([["ZADD", ns.key(LOCKS_INDEX), now - 10_000, r] for r in stale])
+    batch = Batch()
+    for resource in stale:
+        batch.raw("ZADD", ns.key(LOCKS_INDEX), now - 10_000, resource)
+    await store.run(batch)
     actions = await cleanup(locks, ns, "all", limit=4)
     assert sorted(c.resource for c in actions) == stale
     assert len(await members(store, ns, LOCKS_INDEX)) == 7
@@ -332,57 +335,53 @@ class OneProject(ProjectRegistry):
         return [self._project]
 
 
-async def test_the_jobs_count_and_report_every_action(backend_url: str, tmp_path: Path) -> None:
+async def test_the_jobs_count_and_report_every_action(store: Store, tmp_path: Path) -> None:
     """sweep.run and reaper.run return their counts and report each action as a job event."""
     empty = tmp_path / "config.toml"
     empty.touch()
     settings = load_settings({}, config_file=str(empty), environ={})
-    store = Store.from_url(backend_url, BackendSettings())
-    try:
-        clock = FakeClock()
-        app = App(settings, store, clock, registry=build_registry())
-        ns = fresh_namespace()
-        projects = OneProject(store, ns, tmp_path)
-        agents, locks = app.services.agents, app.services.locks
-        await agents.register(ns, "ghost")
-        await agents.register(ns, "napper")
-        await agents.register(ns, "editor")
-        app.presence.enter(ns.project_id, "editor")
-        await locks.acquire(ns, "ghost", "src/app.py", ttl_s=600)
-        await locks.acquire(ns, "napper", "src/lib.py", ttl_s=600)
-        await until_server_passes(store, await server_ms(store))
-        clock.now += FORGET_S + 1
-        await agents.heartbeat(ns, "napper")
-        clock.now += WINDOW_S + 1
+    clock = FakeClock()
+    app = App(settings, store, clock, registry=build_registry())
+    ns = fresh_namespace()
+    projects = OneProject(store, ns, tmp_path)
+    agents, locks = app.services.agents, app.services.locks
+    await agents.register(ns, "ghost")
+    await agents.register(ns, "napper")
+    await agents.register(ns, "editor")
+    app.presence.enter(ns.project_id, "editor")
+    await locks.acquire(ns, "ghost", "src/app.py", ttl_s=600)
+    await locks.acquire(ns, "napper", "src/lib.py", ttl_s=600)
+    await until_server_passes(store, await server_ms(store))
+    clock.now += FORGET_S + 1
+    await agents.heartbeat(ns, "napper")
+    clock.now += WINDOW_S + 1
 
-        with capture_logs() as logs:
-            counts = await sweep.run(JobContext(app, projects, "heartbeat_sweep"))
-        assert counts == {"projects": 1, "inactive": 2, "gone": 1, "locks_released": 1}
-        events = sorted((e["event"], e["agent"], e["key"]) for e in logs)
-        assert events == [
-            ("agent_gone", "ghost", agent_status_key("ghost")),
-            ("agent_inactive", "ghost", agent_status_key("ghost")),
-            ("agent_inactive", "napper", agent_status_key("napper")),
-            ("lock_released_stale", "ghost", "src/app.py"),
-        ]
-        assert all(e["job"] == "heartbeat_sweep" and e["project"] == ns.project_id for e in logs)
+    with capture_logs() as logs:
+        counts = await sweep.run(JobContext(app, projects, "heartbeat_sweep"))
+    assert counts == {"projects": 1, "inactive": 2, "gone": 1, "locks_released": 1}
+    events = sorted((e["event"], e["agent"], e["key"]) for e in logs)
+    assert events == [
+        ("agent_gone", "ghost", agent_status_key("ghost")),
+        ("agent_inactive", "ghost", agent_status_key("ghost")),
+        ("agent_inactive", "napper", agent_status_key("napper")),
+        ("lock_released_stale", "ghost", "src/app.py"),
+    ]
+    assert all(e["job"] == "heartbeat_sweep" and e["project"] == ns.project_id for e in logs)
 
-        await store.delete([ns.key(lock_key("src/lib.py"))])
-        with capture_logs() as logs:
-            counts = await reaper.run(JobContext(app, projects, "lock_reaper"))
-        assert counts == {"projects": 1, "reaped": 1, "reindexed": 0}
-        assert [(e["event"], e["key"]) for e in logs] == [("lock_reaped", "src/lib.py")]
-        await app.activity.flush()
-        outcomes = sorted(e["outcome"] for e in await app.activity.recent(ns, 50))
-        assert outcomes == [
-            "agent_gone",
-            "agent_inactive",
-            "agent_inactive",
-            "lock_reaped",
-            "lock_released_stale",
-        ]
-    finally:
-        await store.aclose()
+    await store.delete([ns.key(lock_key("src/lib.py"))])
+    with capture_logs() as logs:
+        counts = await reaper.run(JobContext(app, projects, "lock_reaper"))
+    assert counts == {"projects": 1, "reaped": 1, "reindexed": 0}
+    assert [(e["event"], e["key"]) for e in logs] == [("lock_reaped", "src/lib.py")]
+    await app.activity.flush()
+    outcomes = sorted(e["outcome"] for e in await app.activity.recent(ns, 50))
+    assert outcomes == [
+        "agent_gone",
+        "agent_inactive",
+        "agent_inactive",
+        "lock_reaped",
+        "lock_released_stale",
+    ]
 
 
 async def test_a_gone_holder_whose_name_needs_escaping_is_still_found(store: Store) -> None:

@@ -14,7 +14,7 @@ import trustme
 
 from coordinatord.errors import BackendError
 from coordinatord.settings import BackendSettings
-from coordinatord.store import Store
+from coordinatord.store import RedisStore
 from tests.support import short_tmpdir
 
 pytestmark = pytest.mark.anyio
@@ -92,7 +92,7 @@ def settings_for(server: TlsServer, ca: Path) -> BackendSettings:
 async def test_tls_with_ca_client_cert_and_password(tls_server: TlsServer) -> None:
     """A rediss:// URL with the right CA, client certificate and password works."""
     url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0"
-    store = Store.from_url(url, settings_for(tls_server, tls_server.ca))
+    store = RedisStore.from_url(url, settings_for(tls_server, tls_server.ca))
     try:
         await store.set("tls:key", "over tls", 60)
         assert await store.get("tls:key") == "over tls"
@@ -104,7 +104,7 @@ async def test_tls_with_ca_client_cert_and_password(tls_server: TlsServer) -> No
 async def test_tls_refuses_a_server_signed_by_an_unknown_ca(tls_server: TlsServer) -> None:
     """Trusting another CA makes the connection fail with an error, never silently succeed."""
     url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_server.port}/0"
-    store = Store.from_url(url, settings_for(tls_server, tls_server.other_ca))
+    store = RedisStore.from_url(url, settings_for(tls_server, tls_server.other_ca))
     try:
         with pytest.raises(BackendError, match=f"127.0.0.1:{tls_server.port}") as caught:
             await store.ping()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -15,13 +16,13 @@ import trustme
 from structlog.testing import capture_logs
 
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
-from coordinatord.keyspace import KeyRules, TtlPolicy
+from coordinatord.keyspace import ACTIVITY_STREAM, KeyRules, TtlPolicy
 from coordinatord.services.kv import KvService
 from coordinatord.settings import DEFAULT_TTL_PREFIXES, BackendSettings, load_settings
-from coordinatord.store import Store, open_store
+from coordinatord.store import Batch, RedisStore, Reply, Store, open_store
 from coordinatord.store.upstash import UpstashStore
 from tests.e2e.conftest import connect, text_of
-from tests.support import DaemonProcess, ValkeyProcess, fresh_namespace, short_tmpdir
+from tests.support import COORDINATORD, DaemonProcess, ValkeyProcess, fresh_namespace, short_tmpdir
 from tests.support_upstash import FakeUpstash, upstash_server
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,7 @@ async def upstash(fake: FakeUpstash) -> AsyncIterator[UpstashStore]:
 
 @pytest.fixture
 async def redis_store(valkey: ValkeyProcess) -> AsyncIterator[Store]:
-    store = Store.from_url(valkey.url, BackendSettings())
+    store = RedisStore.from_url(valkey.url, BackendSettings())
     try:
         yield store
     finally:
@@ -135,8 +136,11 @@ def unprefixed(value: Any, prefix: str) -> Any:
     return value
 
 
-async def test_replies_have_the_shapes_redis_py_gives(upstash: UpstashStore, redis_store: Store) -> None:
-    """Every command the services use returns the same Python value over REST as through redis-py."""
+async def test_raw_replies_are_the_same_over_rest_and_redis_py(
+    upstash: UpstashStore, redis_store: Store
+) -> None:
+    """The escape hatch gives the same raw RESP2 value over REST as through redis-py, for every
+    command the services use (and a few more): what the typed operations parse is one shape."""
     ns = fresh_namespace()
     r, u = ns.key("r:"), ns.key("u:")
     over_redis = [unprefixed(await redis_store.execute(*c), r) for c in commands(r)]
@@ -144,31 +148,41 @@ async def test_replies_have_the_shapes_redis_py_gives(upstash: UpstashStore, red
     for command, expected, got in zip(commands("k:"), over_redis, over_rest, strict=True):
         assert got == expected, command
         assert type(got) is type(expected), command
-        if isinstance(expected, list) and expected and isinstance(expected[0], list | tuple):
-            assert type(got[0]) is type(expected[0]), command
+        if isinstance(expected, list) and expected:
+            assert [type(item) for item in got] == [type(item) for item in expected], command
+
+
+def raw_batch(cmds: list[Command]) -> tuple[Batch, list[Reply[Any]]]:
+    batch = Batch()
+    return batch, [batch.raw(*command) for command in cmds]
 
 
 async def test_batch_replies_match_and_take_one_round_trip(
     fake: FakeUpstash, upstash: UpstashStore, redis_store: Store
 ) -> None:
-    """A batch is one POST /pipeline, and its replies have the same shapes as in a redis-py pipeline."""
+    """A batch is one POST /pipeline, and its replies are those of a redis-py pipeline."""
     ns = fresh_namespace()
     r, u = ns.key("r:"), ns.key("u:")
-    expected = unprefixed(await redis_store.batch(commands(r)), r)
+    batch, replies = raw_batch(commands(r))
+    await redis_store.run(batch)
+    expected = unprefixed([reply.value for reply in replies], r)
+    batch, replies = raw_batch(commands(u))
     before = len(fake.paths)
-    got = unprefixed(await upstash.batch(commands(u)), u)
+    await upstash.run(batch)
     assert fake.paths[before:] == ["/pipeline"]
-    assert got == expected
-    assert await upstash.batch([]) == []
+    assert unprefixed([reply.value for reply in replies], u) == expected
+    await upstash.run(Batch())
     assert len(fake.paths) == before + 1
 
 
 async def test_batch_with_a_refused_command_names_it(upstash: UpstashStore) -> None:
     """One refused command fails the batch with an error naming its position and the server's reason."""
     ns = fresh_namespace()
-    batch: list[Command] = [("SET", ns.key("s"), "v", "EX", 60), ("HGETALL", ns.key("s"))]
+    batch = Batch()
+    batch.set(ns.key("s"), "v", 60)
+    batch.raw("HGETALL", ns.key("s"))
     with pytest.raises(BackendError) as caught:
-        await upstash.batch(batch)
+        await upstash.run(batch)
     assert not isinstance(caught.value, BackendUnavailableError)
     assert "command #2" in str(caught.value) and "WRONGTYPE" in str(caught.value)
 
@@ -440,3 +454,37 @@ async def test_scan_pages_and_unlink(upstash: UpstashStore, redis_store: Store) 
         assert await store.unlink(sorted(seen)) == 12
         assert await store.unlink([]) == 0
         assert await store.scan(ns.pattern("*"), 100) == ([], False)
+
+
+async def test_tail_reads_the_activity_over_upstash(upstash: UpstashStore, fake: FakeUpstash) -> None:
+    """`coordinatord tail` with the Upstash variables reads the stream over REST, as the daemon
+    writes it there (not REDIS_URL, which it ignores as the daemon does)."""
+    ns = fresh_namespace()
+    stream = ns.key(ACTIVITY_STREAM)
+    for index, name in enumerate(["redis_get", "redis_set"], start=1):
+        fields = ["ts", f"1771000000.{index}", "agent", "kilocode", "project", ns.project_id]
+        fields += ["kind", "tool", "name", name, "key", f"k{index}", "outcome", "ok", "duration_ms", "0.5"]
+        await upstash.execute("XADD", stream, f"{index}-0", *fields)
+    tmp = short_tmpdir()
+    try:
+        config = tmp / "empty.toml"
+        config.touch()
+        env = {
+            "COORDINATORD_CONFIG": str(config),
+            "PATH": "/usr/bin:/bin",
+            "UPSTASH_REDIS_REST_URL": fake.url,
+            "UPSTASH_REDIS_REST_TOKEN": TOKEN,
+            "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens: reading it would fail
+        }
+        command = [COORDINATORD, "tail", "--state-dir", str(tmp / "state"), "--project", ns.project_id]
+        with anyio.fail_after(30):
+            done = await anyio.run_process([*command, "-n", "5", "--json"], env=env, check=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    shown = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["id"], e["name"], e["key"]) for e in shown] == [
+        ("1-0", "redis_get", "k1"),
+        ("2-0", "redis_set", "k2"),
+    ]
+    assert TOKEN.encode() not in done.stdout + done.stderr

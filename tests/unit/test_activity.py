@@ -13,7 +13,6 @@ from coordinatord.commands.tail import (
     format_json,
     format_line,
     resolve_project,
-    stream_entries,
 )
 from coordinatord.keyspace import project_id_for
 from coordinatord.services.activity import (
@@ -71,10 +70,10 @@ def test_a_flush_groups_events_by_stream_in_order_and_in_chunks() -> None:
 
 
 def test_stream_fields_parse_back_into_an_event() -> None:
-    """Numbers come back as floats and empty fields as None, from a flat list or a dict."""
+    """Numbers come back as floats and empty fields as None."""
     flat = ["ts", "1771000000.250", "agent", "", "project", "p", "kind", "job", "name", "heartbeat_sweep"]
     flat += ["key", "k", "outcome", "agent_gone", "duration_ms", ""]
-    event = event_from_fields("1-0", flat)
+    event = event_from_fields("1-0", dict(zip(flat[::2], flat[1::2], strict=True)))
     assert event == {
         "id": "1-0",
         "ts": 1771000000.25,
@@ -86,7 +85,6 @@ def test_stream_fields_parse_back_into_an_event() -> None:
         "outcome": "agent_gone",
         "duration_ms": None,
     }
-    assert event_from_fields("1-0", dict(zip(flat[::2], flat[1::2], strict=True))) == event
 
 
 def test_a_connection_event_reads_back_its_peer() -> None:
@@ -94,7 +92,7 @@ def test_a_connection_event_reads_back_its_peer() -> None:
     flat = ["ts", "1771000000.250", "agent", "kilocode", "project", "p", "kind", "connection"]
     flat += ["name", "connection_opened", "key", "", "outcome", "ok", "duration_ms", ""]
     flat += ["peer_pid", "4242", "peer_uid", "1000", "claimed_pid", "4242"]
-    event = event_from_fields("1-0", flat)
+    event = event_from_fields("1-0", dict(zip(flat[::2], flat[1::2], strict=True)))
     assert (event["peer_pid"], event["peer_uid"], event["claimed_pid"]) == (4242, 1000, 4242)
     shown = ActivityEvent.from_event(event)
     assert shown.connection is not None and shown.connection.peer_pid == 4242
@@ -220,11 +218,3 @@ def test_project_that_is_neither_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(TailError, match="neither a directory nor a project id") as caught:
         resolve_project(value, tmp_path)
     assert caught.value.code == 2
-
-
-def test_xread_replies_in_both_protocols_give_the_entries() -> None:
-    """XREAD's RESP2 list and RESP3 map shapes give the same entries; nothing new gives none."""
-    entries = [("1-0", {"name": "a"}), ("2-0", {"name": "b"})]
-    assert stream_entries([["k", entries]]) == entries
-    assert stream_entries({"k": [entries]}) == entries
-    assert stream_entries([]) == [] and stream_entries(None) == []
