@@ -82,7 +82,11 @@ class _Param:
     choices: tuple[str, ...]
 
 
-def _kind_of(annotation: Any) -> tuple[ParamKind, tuple[str, ...], bool]:
+def _is_integer(metadata: Iterable[object]) -> bool:
+    return any(isinstance(m, BeforeValidator) and m.func is _integral for m in metadata)
+
+
+def _kind_of(annotation: Any, integral: bool) -> tuple[ParamKind, tuple[str, ...], bool]:
     """``(kind, choices, optional)`` of a field's annotation; anything else is a definition bug."""
     optional = False
     args = get_args(annotation)
@@ -92,12 +96,16 @@ def _kind_of(annotation: Any) -> tuple[ParamKind, tuple[str, ...], bool]:
         annotation = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007 - built at runtime
         args = get_args(annotation)
     if get_origin(annotation) is Annotated:
+        integral = integral or _is_integer(args[1:])
         annotation = args[0]
         args = get_args(annotation)
     origin = get_origin(annotation)
     if annotation is str:
         return "string", (), optional
     if annotation is int:
+        # Plain int would refuse 3600.0, which every other integer argument takes.
+        if not integral:
+            raise TypeError("type integer arguments as Integer, not int")
         return "integer", (), optional
     if annotation is bool:
         return "boolean", (), optional
@@ -115,7 +123,8 @@ def _kind_of(annotation: Any) -> tuple[ParamKind, tuple[str, ...], bool]:
 def _params_of(model: type[ToolArgs]) -> tuple[_Param, ...]:
     params = []
     for name, info in model.model_fields.items():
-        kind, choices, nullable = _kind_of(info.annotation)
+        # A top-level Annotated's metadata is in info.metadata (pydantic moves it there).
+        kind, choices, nullable = _kind_of(info.annotation, _is_integer(info.metadata))
         required = info.is_required()
         if nullable != (not required and info.default is None):
             # null means "not given", so only an optional argument without a default (None) is

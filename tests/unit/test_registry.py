@@ -118,11 +118,15 @@ def test_field_types_the_schema_cannot_show_are_refused_when_the_tool_is_defined
     class Undescribed(ToolArgs):
         s: str
 
+    class PlainInt(ToolArgs):
+        n: int = Field(description="n")
+
     for model, message in [
         (Floaty, "unsupported tool argument type"),
         (Capped, "unsupported constraint"),
         (NullableRequired, "X | None = None"),
         (Undescribed, "has no description"),
+        (PlainInt, "as Integer, not int"),
     ]:
         with pytest.raises(TypeError, match=message):
             ToolSpec("t", "kv", "d", model, _nothing)
