@@ -193,8 +193,7 @@ def check_resource(resource: str) -> str:
 
 
 def check_ttl(ttl_s: int, settings: LockSettings, argument: str = "ttl") -> int:
-    if ttl_s < 1:
-        raise InvalidArgumentError(f"argument {argument!r} must be at least 1 second, got {ttl_s}")
+    """The configured ceiling; the floor (at least 1 s) is the tool's argument model's."""
     if ttl_s > settings.max_ttl_s:
         raise LimitExceededError(
             f"argument {argument!r} is {ttl_s} s; the limit is locks.max_ttl_s = {settings.max_ttl_s}"
@@ -203,8 +202,7 @@ def check_ttl(ttl_s: int, settings: LockSettings, argument: str = "ttl") -> int:
 
 
 def check_wait(wait_ms: int, settings: LockSettings) -> int:
-    if wait_ms < 0:
-        raise InvalidArgumentError(f"argument 'wait_ms' must be 0 or more, got {wait_ms}")
+    """The configured ceiling; the floor (0 ms) is the tool's argument model's."""
     if wait_ms > settings.max_wait_ms:
         raise LimitExceededError(
             f"argument 'wait_ms' is {wait_ms} ms; the limit is locks.max_wait_ms = {settings.max_wait_ms}"

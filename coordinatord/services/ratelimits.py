@@ -105,14 +105,11 @@ def check_service(service: str) -> str:
 
 
 def check_window(limit: int, window_s: int, settings: RateLimitSettings) -> None:
-    if limit < 1:
-        raise InvalidArgumentError(f"argument 'limit' must be at least 1, got {limit}")
+    """The configured ceilings; the floors (at least 1) are the tool's argument models'."""
     if limit > settings.max_limit:
         raise LimitExceededError(
             f"argument 'limit' is {limit}; the limit is ratelimits.max_limit = {settings.max_limit}"
         )
-    if window_s < 1:
-        raise InvalidArgumentError(f"argument 'window_s' must be at least 1 second, got {window_s}")
     if window_s > settings.max_window_s:
         raise LimitExceededError(
             f"argument 'window_s' is {window_s} s; the limit is "
@@ -121,8 +118,7 @@ def check_window(limit: int, window_s: int, settings: RateLimitSettings) -> None
 
 
 def check_cost(cost: int, limit: int) -> int:
-    if cost < 1:
-        raise InvalidArgumentError(f"argument 'cost' must be at least 1, got {cost}")
+    """``cost`` against ``limit`` (two arguments); ``cost`` >= 1 is the tool's argument model's."""
     if cost > limit:
         raise InvalidArgumentError(
             f"argument 'cost' is {cost}, above 'limit' {limit}: such a hit could never be admitted"

@@ -69,7 +69,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import anyio
 import anyio.lowlevel
@@ -88,7 +88,8 @@ from coordinatord.services.archive import FORMAT, archive_order, read_archive, w
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Batch, Store
 
-ROLES = ("user", "assistant", "system", "tool")
+Role = Literal["user", "assistant", "system", "tool"]
+ROLES: tuple[Role, ...] = get_args(Role)
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
 END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
 LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
@@ -451,11 +452,7 @@ class SessionService:
         return iso_timestamp(seconds), ms, ms - self._max_ttl * 1000
 
     def check_ttl(self, ttl_s: int) -> int:
-        if ttl_s <= 0:
-            raise InvalidArgumentError(
-                f"argument 'ttl' must be a positive number of seconds, got {ttl_s}; every session "
-                "expires (use session_end to archive and remove one)"
-            )
+        """The configured ceiling; the floor (at least 1 s) is the tool's argument model's."""
         if ttl_s > self._max_ttl:
             raise LimitExceededError(
                 f"argument 'ttl' is {ttl_s} s; the limit is sessions.max_ttl_s = {self._max_ttl}"
@@ -536,14 +533,11 @@ class SessionService:
         )
 
     async def append(
-        self, ns: Namespace, session_id: str, role: str, message: str, agent: str | None = None
+        self, ns: Namespace, session_id: str, role: Role, message: str, agent: str | None = None
     ) -> AppendResult:
-        """Append one turn in O(1), creating the session if absent; refuses past the turn limit."""
+        """Append one turn in O(1), creating the session if absent; refuses past the turn limit.
+        ``role`` is typed: the tool's argument model refuses any other."""
         keys = self._keys(ns, session_id)
-        if role not in ROLES:
-            raise InvalidArgumentError(
-                f"argument 'role' must be one of {', '.join(ROLES)}; got {role[:40]!r}"
-            )
         size = len(message.encode("utf-8", "surrogatepass"))
         if size > self._settings.max_message_bytes:
             raise LimitExceededError(
@@ -568,10 +562,8 @@ class SessionService:
         return AppendResult(session_id=session_id, history_length=int(reply[0]), expires_in=int(reply[1]))
 
     async def history(self, ns: Namespace, session_id: str, last: int = 50) -> HistoryResult:
-        """The last ``last`` turns, oldest first."""
+        """The last ``last`` (at least 1: the tool's argument model says so) turns, oldest first."""
         keys = self._keys(ns, session_id)
-        if last < 1:
-            raise InvalidArgumentError(f"argument 'last' must be at least 1, got {last}")
         snap = await self._snapshot(keys, with_doc=False, start=str(-last), stop="-1")
         if not snap.exists:
             raise self._not_found(session_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from coordinatord.tool_groups import GROUPS
 from coordinatord.tools import activity, agents, kv, locks, memory_bank, ratelimits, sessions, tasks
-from coordinatord.tools.registry import Param, ToolRegistry, ToolReply, ToolSpec
+from coordinatord.tools.registry import NoArgs, ToolArgs, ToolRegistry, ToolReply, ToolSpec
 
-__all__ = ["Param", "ToolRegistry", "ToolReply", "ToolSpec", "build_registry"]
+__all__ = ["NoArgs", "ToolArgs", "ToolRegistry", "ToolReply", "ToolSpec", "build_registry"]
 
 
 def build_registry() -> ToolRegistry:

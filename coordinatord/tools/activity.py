@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from coordinatord.context import CallContext
 from coordinatord.errors import LimitExceededError
 from coordinatord.services.activity import ActivityEvent, ActivityRecent
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import Integer, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "activity"
 
@@ -15,11 +17,20 @@ MAX_LIMIT = 1000
 """Most events one call returns: more would flood the caller's context."""
 
 
-async def activity_recent(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    limit: int = args["limit"]
+class ActivityRecentArgs(ToolArgs):
+    # The ceiling stays in the handler, not a le= here: it is a LimitExceededError with its own
+    # text, and the listed schema has never shown a maximum.
+    limit: Integer = Field(
+        50, description=f"How many of the newest events to return (at most {MAX_LIMIT})", ge=1
+    )
+    agent: str | None = Field(None, description="Only this agent's events")
+
+
+async def activity_recent(call: CallContext, args: ActivityRecentArgs) -> ToolReply:
+    limit = args.limit
     if limit > MAX_LIMIT:
         raise LimitExceededError(f"argument 'limit' is {limit}; the most one call returns is {MAX_LIMIT}")
-    agent: str | None = args["agent"]
+    agent = args.agent
     call.log_key = agent
     activity = call.app.activity
     # Events are written in batches; flushing first makes the caller's own earlier calls visible.
@@ -28,23 +39,13 @@ async def activity_recent(call: CallContext, args: dict[str, Any]) -> ToolReply:
     return ToolReply.data(ActivityRecent(events=[ActivityEvent.from_event(e) for e in events]))
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "activity_recent",
         GROUP,
         "See what agents (and the daemon's jobs) did in this project lately: which tools they "
         "called on which keys, with outcome and duration, oldest first. Values are never shown.",
-        (
-            Param(
-                "limit",
-                "integer",
-                f"How many of the newest events to return (at most {MAX_LIMIT})",
-                required=False,
-                default=50,
-                minimum=1,
-            ),
-            Param("agent", "string", "Only this agent's events", required=False),
-        ),
+        ActivityRecentArgs,
         activity_recent,
         read_only=True,
         idempotent=True,

@@ -5,77 +5,112 @@ agent prompts rely on (``../shared/seed/redis-integration.md``): keep them exact
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from coordinatord.context import CallContext
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "kv"
 
-KEY = Param("key", "string", "Key inside this project's namespace, e.g. agent:context:session-1")
-KEYS = Param("keys", "string_array", "Keys inside this project's namespace")
+# The seed's parameters, descriptions included: their schema is part of the contract. The TTL
+# rules (positive, at most ttl.max_s) are the keyspace's, which words the seed's error texts.
+Key = Annotated[str, Field(description="Key inside this project's namespace, e.g. agent:context:session-1")]
+Keys = Annotated[list[str], Field(description="Keys inside this project's namespace")]
 
 
-async def redis_get(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["key"]
-    value = await call.services.kv.get(call.namespace, args["key"])
+class RedisGetArgs(ToolArgs):
+    key: Key
+
+
+class RedisSetArgs(ToolArgs):
+    key: Key
+    value: str = Field(description="The value to store (usually JSON text)")
+    ttl: Integer | None = Field(None, description="Time to live in seconds (optional; default by key prefix)")
+
+
+class RedisDelArgs(ToolArgs):
+    keys: Keys
+
+
+class RedisKeysArgs(ToolArgs):
+    pattern: str = Field("*", description="Glob pattern: * ? [abc]")
+
+
+class RedisExistsArgs(ToolArgs):
+    keys: Keys
+
+
+class RedisTtlArgs(ToolArgs):
+    key: Key
+
+
+class RedisExpireArgs(ToolArgs):
+    key: Key
+    seconds: Integer = Field(description="New time to live in seconds (positive, at most ttl.max_s)")
+
+
+async def redis_get(call: CallContext, args: RedisGetArgs) -> ToolReply:
+    call.log_key = args.key
+    value = await call.services.kv.get(call.namespace, args.key)
     return ToolReply.text(value if value is not None else "")
 
 
-async def redis_set(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["key"]
-    await call.services.kv.set(call.namespace, args["key"], args["value"], args["ttl"])
+async def redis_set(call: CallContext, args: RedisSetArgs) -> ToolReply:
+    call.log_key = args.key
+    await call.services.kv.set(call.namespace, args.key, args.value, args.ttl)
     return ToolReply.text("OK")
 
 
-async def redis_del(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = ",".join(args["keys"][:5])
-    deleted = await call.services.kv.delete(call.namespace, args["keys"])
+async def redis_del(call: CallContext, args: RedisDelArgs) -> ToolReply:
+    call.log_key = ",".join(args.keys[:5])
+    deleted = await call.services.kv.delete(call.namespace, args.keys)
     return ToolReply.text(f"Deleted {deleted} key(s)")
 
 
-async def redis_keys(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["pattern"]
-    keys, truncated = await call.services.kv.keys(call.namespace, args["pattern"])
+async def redis_keys(call: CallContext, args: RedisKeysArgs) -> ToolReply:
+    call.log_key = args.pattern
+    keys, truncated = await call.services.kv.keys(call.namespace, args.pattern)
     listing = json.dumps(keys, ensure_ascii=False, separators=(",", ":"))  # as the seed shows it
     if not truncated:
         return ToolReply.text(listing)
     # The first block stays a plain JSON array, as the seed promises; the note comes second.
     limit = call.services.kv.keys_result_max
     note = (
-        f"Truncated: more than {limit} keys match {args['pattern']!r}; showing {limit} "
+        f"Truncated: more than {limit} keys match {args.pattern!r}; showing {limit} "
         "(limits.keys_result_max). Use a narrower pattern."
     )
     return ToolReply.text(listing, note)
 
 
-async def redis_exists(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = ",".join(args["keys"][:5])
-    return ToolReply.text(str(await call.services.kv.exists(call.namespace, args["keys"])))
+async def redis_exists(call: CallContext, args: RedisExistsArgs) -> ToolReply:
+    call.log_key = ",".join(args.keys[:5])
+    return ToolReply.text(str(await call.services.kv.exists(call.namespace, args.keys)))
 
 
-async def redis_ttl(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["key"]
-    return ToolReply.text(str(await call.services.kv.ttl(call.namespace, args["key"])))
+async def redis_ttl(call: CallContext, args: RedisTtlArgs) -> ToolReply:
+    call.log_key = args.key
+    return ToolReply.text(str(await call.services.kv.ttl(call.namespace, args.key)))
 
 
-async def redis_expire(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["key"]
-    done = await call.services.kv.expire(call.namespace, args["key"], args["seconds"])
+async def redis_expire(call: CallContext, args: RedisExpireArgs) -> ToolReply:
+    call.log_key = args.key
+    done = await call.services.kv.expire(call.namespace, args.key, args.seconds)
     return ToolReply.text("OK" if done else "Failed")
 
 
-async def redis_ping(call: CallContext, args: dict[str, Any]) -> ToolReply:
+async def redis_ping(call: CallContext, args: NoArgs) -> ToolReply:
     await call.services.kv.ping()
     return ToolReply.text("PONG")
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_get",
         GROUP,
         "Read a value by key from this project's shared store; returns an empty string if the key is absent.",
-        (KEY,),
+        RedisGetArgs,
         redis_get,
         read_only=True,
         idempotent=True,
@@ -85,13 +120,7 @@ TOOLS = (
         GROUP,
         "Store a string value under a key for other agents and later sessions; every key expires "
         "(ttl in seconds, else the default for its key prefix, e.g. 24 h for agent:context:*).",
-        (
-            KEY,
-            Param("value", "string", "The value to store (usually JSON text)"),
-            Param(
-                "ttl", "integer", "Time to live in seconds (optional; default by key prefix)", required=False
-            ),
-        ),
+        RedisSetArgs,
         redis_set,
         idempotent=True,
     ),
@@ -99,7 +128,7 @@ TOOLS = (
         "redis_del",
         GROUP,
         "Delete one or more keys from this project's store; returns how many existed.",
-        (KEYS,),
+        RedisDelArgs,
         redis_del,
         destructive=True,
         idempotent=True,
@@ -109,7 +138,7 @@ TOOLS = (
         GROUP,
         "List this project's keys matching a glob pattern (e.g. task:progress:*) as a JSON array; "
         "the list is capped, and a second note says when it was cut.",
-        (Param("pattern", "string", "Glob pattern: * ? [abc]", required=False, default="*"),),
+        RedisKeysArgs,
         redis_keys,
         read_only=True,
         idempotent=True,
@@ -118,7 +147,7 @@ TOOLS = (
         "redis_exists",
         GROUP,
         "Count how many of the given keys exist in this project's store.",
-        (KEYS,),
+        RedisExistsArgs,
         redis_exists,
         read_only=True,
         idempotent=True,
@@ -127,7 +156,7 @@ TOOLS = (
         "redis_ttl",
         GROUP,
         "Seconds until a key expires: -2 if it does not exist, -1 if it never expires.",
-        (KEY,),
+        RedisTtlArgs,
         redis_ttl,
         read_only=True,
         idempotent=True,
@@ -136,7 +165,7 @@ TOOLS = (
         "redis_expire",
         GROUP,
         "Set a new time to live on an existing key; returns OK, or Failed if the key does not exist.",
-        (KEY, Param("seconds", "integer", "New time to live in seconds (positive, at most ttl.max_s)")),
+        RedisExpireArgs,
         redis_expire,
         idempotent=True,
     ),
@@ -144,7 +173,7 @@ TOOLS = (
         "redis_ping",
         GROUP,
         "Check that the coordination store answers; returns PONG.",
-        (),
+        NoArgs,
         redis_ping,
         read_only=True,
         idempotent=True,

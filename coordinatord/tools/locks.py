@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from coordinatord.context import CallContext
 from coordinatord.services.locks import (
@@ -11,64 +13,74 @@ from coordinatord.services.locks import (
     LockReleaseResult,
     LockRenewResult,
 )
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "locks"
 
-RESOURCE = Param(
-    "resource", "string", "What to lock: any name agents agree on, e.g. src/app.py or db:migrations"
-)
-TOKEN = Param("token", "string", "The token lock_acquire returned")
+# The static bounds (a lease of at least 1 s, a wait of 0 ms or more) are the models'; the
+# configured ceilings (locks.max_ttl_s, locks.max_wait_ms) are the service's.
+Resource = Annotated[
+    str, Field(description="What to lock: any name agents agree on, e.g. src/app.py or db:migrations")
+]
+Token = Annotated[str, Field(description="The token lock_acquire returned")]
 
 
-async def lock_acquire(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["resource"]
+class LockAcquireArgs(ToolArgs):
+    resource: Resource
+    ttl: Integer | None = Field(
+        None,
+        description="Lease in seconds (default locks.default_ttl_s, 60; at most locks.max_ttl_s); "
+        "the lock frees itself when it ends",
+        ge=1,
+    )
+    wait_ms: Integer = Field(
+        0,
+        description="How long to wait for the current holder to let go, in ms (at most locks.max_wait_ms)",
+        ge=0,
+    )
+
+
+class LockReleaseArgs(ToolArgs):
+    resource: Resource
+    token: Token
+
+
+class LockRenewArgs(ToolArgs):
+    resource: Resource
+    token: Token
+    ttl: Integer = Field(description="New lease in seconds from now (at most locks.max_ttl_s)", ge=1)
+
+
+async def lock_acquire(call: CallContext, args: LockAcquireArgs) -> ToolReply:
+    call.log_key = args.resource
     result = await call.services.locks.acquire(
-        call.namespace, call.agent, args["resource"], args["ttl"], args["wait_ms"]
+        call.namespace, call.agent, args.resource, args.ttl, args.wait_ms
     )
     return ToolReply.data(result)
 
 
-async def lock_release(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["resource"]
-    return ToolReply.data(await call.services.locks.release(call.namespace, args["resource"], args["token"]))
+async def lock_release(call: CallContext, args: LockReleaseArgs) -> ToolReply:
+    call.log_key = args.resource
+    return ToolReply.data(await call.services.locks.release(call.namespace, args.resource, args.token))
 
 
-async def lock_renew(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["resource"]
-    result = await call.services.locks.renew(call.namespace, args["resource"], args["token"], args["ttl"])
+async def lock_renew(call: CallContext, args: LockRenewArgs) -> ToolReply:
+    call.log_key = args.resource
+    result = await call.services.locks.renew(call.namespace, args.resource, args.token, args.ttl)
     return ToolReply.data(result)
 
 
-async def lock_list(call: CallContext, args: dict[str, Any]) -> ToolReply:
+async def lock_list(call: CallContext, args: NoArgs) -> ToolReply:
     return ToolReply.data(await call.services.locks.list(call.namespace))
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "lock_acquire",
         GROUP,
         "Take an exclusive lease on a shared resource (a file, a migration, a port) before changing "
         "it; returns a token for lock_release/lock_renew and a fencing number to attach to your writes.",
-        (
-            RESOURCE,
-            Param(
-                "ttl",
-                "integer",
-                "Lease in seconds (default locks.default_ttl_s, 60; at most locks.max_ttl_s); "
-                "the lock frees itself when it ends",
-                required=False,
-                minimum=1,
-            ),
-            Param(
-                "wait_ms",
-                "integer",
-                "How long to wait for the current holder to let go, in ms (at most locks.max_wait_ms)",
-                required=False,
-                default=0,
-                minimum=0,
-            ),
-        ),
+        LockAcquireArgs,
         lock_acquire,
         output=LockAcquireResult,
     ),
@@ -76,7 +88,7 @@ TOOLS = (
         "lock_release",
         GROUP,
         "Release a lock you took with lock_acquire as soon as your change is done, so others can proceed.",
-        (RESOURCE, TOKEN),
+        LockReleaseArgs,
         lock_release,
         idempotent=True,
         output=LockReleaseResult,
@@ -86,11 +98,7 @@ TOOLS = (
         GROUP,
         "Extend the lease of a lock you hold when your work takes longer than its ttl; "
         "renewed=false means you lost it and must stop.",
-        (
-            RESOURCE,
-            TOKEN,
-            Param("ttl", "integer", "New lease in seconds from now (at most locks.max_ttl_s)", minimum=1),
-        ),
+        LockRenewArgs,
         lock_renew,
         idempotent=True,
         output=LockRenewResult,
@@ -100,7 +108,7 @@ TOOLS = (
         GROUP,
         "See which resources other agents hold locked right now (holder, fencing, seconds left) "
         "before you plan work on them.",
-        (),
+        NoArgs,
         lock_list,
         read_only=True,
         idempotent=True,

@@ -2,61 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from coordinatord.context import CallContext
 from coordinatord.services.ratelimits import RateLimitResetResult, RateLimitResult
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import Integer, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "ratelimit"
 
-SERVICE = Param(
-    "service", "string", "The rate-limited thing, e.g. firecrawl or github-api (letters, digits, . _ -)"
-)
-LIMIT = Param("limit", "integer", "Most units allowed in any window_s seconds", minimum=1)
-WINDOW = Param("window_s", "integer", "Window length in seconds, e.g. 60 or 86400", minimum=1)
+# "At least 1" is static and the models'; the ceilings (ratelimits.max_limit, .max_window_s)
+# are settings, and cost <= limit relates two arguments: both the service's.
+Service = Annotated[
+    str, Field(description="The rate-limited thing, e.g. firecrawl or github-api (letters, digits, . _ -)")
+]
+Limit = Annotated[Integer, Field(description="Most units allowed in any window_s seconds", ge=1)]
+Window = Annotated[Integer, Field(description="Window length in seconds, e.g. 60 or 86400", ge=1)]
 
 
-async def ratelimit_hit(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["service"]
+class RateLimitHitArgs(ToolArgs):
+    service: Service
+    limit: Limit
+    window_s: Window
+    cost: Integer = Field(1, description="Units this request uses (default 1; at most limit)", ge=1)
+
+
+class RateLimitStatusArgs(ToolArgs):
+    service: Service
+    limit: Limit
+    window_s: Window
+
+
+class RateLimitResetArgs(ToolArgs):
+    service: Service
+
+
+async def ratelimit_hit(call: CallContext, args: RateLimitHitArgs) -> ToolReply:
+    call.log_key = args.service
     result = await call.services.ratelimits.hit(
-        call.namespace, args["service"], args["limit"], args["window_s"], args["cost"]
+        call.namespace, args.service, args.limit, args.window_s, args.cost
     )
     return ToolReply.data(result)
 
 
-async def ratelimit_status(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["service"]
-    result = await call.services.ratelimits.status(
-        call.namespace, args["service"], args["limit"], args["window_s"]
-    )
+async def ratelimit_status(call: CallContext, args: RateLimitStatusArgs) -> ToolReply:
+    call.log_key = args.service
+    result = await call.services.ratelimits.status(call.namespace, args.service, args.limit, args.window_s)
     return ToolReply.data(result)
 
 
-async def ratelimit_reset(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["service"]
-    return ToolReply.data(await call.services.ratelimits.reset(call.namespace, args["service"]))
+async def ratelimit_reset(call: CallContext, args: RateLimitResetArgs) -> ToolReply:
+    call.log_key = args.service
+    return ToolReply.data(await call.services.ratelimits.reset(call.namespace, args.service))
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "ratelimit_hit",
         GROUP,
         "Call just before each request to a rate-limited external API: counts it against the budget "
         "all agents share and says whether to go ahead (allowed) or wait reset_in_s.",
-        (
-            SERVICE,
-            LIMIT,
-            WINDOW,
-            Param(
-                "cost",
-                "integer",
-                "Units this request uses (default 1; at most limit)",
-                required=False,
-                default=1,
-                minimum=1,
-            ),
-        ),
+        RateLimitHitArgs,
         ratelimit_hit,
         output=RateLimitResult,
     ),
@@ -64,7 +71,7 @@ TOOLS = (
         "ratelimit_status",
         GROUP,
         "Check how much of a shared rate-limit budget is left without using any of it.",
-        (SERVICE, LIMIT, WINDOW),
+        RateLimitStatusArgs,
         ratelimit_status,
         read_only=True,
         idempotent=True,
@@ -75,7 +82,7 @@ TOOLS = (
         GROUP,
         "Forget all recorded usage of a service (every window), e.g. after its quota was raised; "
         "other agents' counts are lost too.",
-        (SERVICE,),
+        RateLimitResetArgs,
         ratelimit_reset,
         destructive=True,
         idempotent=True,

@@ -1,19 +1,20 @@
 """Tool definitions: parameters, schemas, annotations, groups — built once, not per call.
 
-A tool is a :class:`ToolSpec`: its JSON schema and MCP definition are computed when the
-registry is built, and arguments are checked by small per-parameter parsers whose errors
+A tool is a :class:`ToolSpec` with one :class:`ToolArgs` model: the model's fields give the
+JSON schema (computed when the registry is built) and the typed arguments its handler takes;
+pydantic checks them, and :meth:`ToolSpec._argument_error` turns its errors into ours, which
 name the argument. Nothing here does I/O or imports the MCP SDK.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from coordinatord.errors import InvalidArgumentError
 
@@ -40,69 +41,111 @@ _KIND_NAMES: Mapping[ParamKind, str] = {
 }
 
 
+def _integral(raw: object) -> object:
+    """JSON has one number type: 3600.0 is the integer 3600 (1.5, inf and nan are left for the
+    strict ``int`` check to refuse)."""
+    if type(raw) is float and raw.is_integer():
+        return int(raw)
+    return raw
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+"""An integer argument: strict (no ``"60"``, no ``true``) except that integral floats count."""
+
+
+class ToolArgs(BaseModel):
+    """A tool's arguments. Subclass it once per tool: its fields are the tool's parameters, in
+    order, each with ``Field(description=...)`` (plus ``ge=`` for a static minimum); the
+    ``tools/list`` schema and the argument checks both come from it.
+
+    Allowed field types (so that the schema stays the plain one agents know): ``str``,
+    :data:`Integer`, ``bool``, ``list[str]``, ``dict[str, Any]``, ``str | int`` and a
+    ``Literal`` of strings, each optionally ``| None`` for an optional argument without default.
+    Strict: no coercion, unknown arguments refused; frozen: a handler cannot change its input.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class NoArgs(ToolArgs):
+    """The arguments of a tool that takes none."""
+
+
 @dataclass(frozen=True)
-class Param:
+class _Param:
+    """One field of a :class:`ToolArgs` model as the schema and the error messages see it."""
+
     name: str
     kind: ParamKind
-    description: str
-    required: bool = True
-    default: Any = None
-    choices: tuple[str, ...] = ()  # for strings: the allowed values (an enum in the schema)
-    minimum: int | None = None  # for integers
+    schema: dict[str, Any]
+    required: bool
+    choices: tuple[str, ...]
 
-    def schema(self) -> dict[str, Any]:
-        schema = {**_JSON_TYPES[self.kind], "description": self.description}
-        if self.choices:
-            schema["enum"] = list(self.choices)
-        if self.minimum is not None:
-            schema["minimum"] = self.minimum
-        if not self.required and self.default is not None:
-            schema["default"] = self.default
-        return schema
 
-    def parse(self, raw: Any) -> Any:
-        """The argument's value, or an :class:`InvalidArgumentError` naming it."""
-        value = self._parse_type(raw)
-        if self.choices and value not in self.choices:
-            raise InvalidArgumentError(
-                f"argument {self.name!r} must be one of {', '.join(self.choices)}; got {str(value)[:80]!r}"
-            )
-        if self.minimum is not None and isinstance(value, int) and value < self.minimum:
-            raise InvalidArgumentError(f"argument {self.name!r} must be at least {self.minimum}, got {value}")
-        return value
+def _is_integer(metadata: Iterable[object]) -> bool:
+    return any(isinstance(m, BeforeValidator) and m.func is _integral for m in metadata)
 
-    def _parse_type(self, raw: Any) -> Any:
-        if self.kind == "string_or_integer":
-            if isinstance(raw, str):
-                return raw
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return raw
-        elif self.kind == "boolean":
-            if isinstance(raw, bool):
-                return raw
-        elif self.kind == "string":
-            if isinstance(raw, str):
-                return raw
-        elif self.kind == "integer":
-            # JSON has one number type: accept 3600.0 but not 1.5, nor true/false.
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                return raw
-            if isinstance(raw, float) and math.isfinite(raw) and raw.is_integer():
-                return int(raw)
-        elif self.kind == "string_array":
-            if isinstance(raw, list):
-                for index, item in enumerate(raw):
-                    if not isinstance(item, str):
-                        raise InvalidArgumentError(
-                            f"argument {self.name!r} must be an array of strings; "
-                            f"item {index} is {_json_type(item)}"
-                        )
-                return raw
-        elif isinstance(raw, dict):
-            return raw
-        raise InvalidArgumentError(
-            f"argument {self.name!r} must be {_KIND_NAMES[self.kind]}, got {_json_type(raw)}"
-        )
+
+def _kind_of(annotation: Any, integral: bool) -> tuple[ParamKind, tuple[str, ...], bool]:
+    """``(kind, choices, optional)`` of a field's annotation; anything else is a definition bug."""
+    optional = False
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType) and type(None) in args:
+        optional = True
+        rest = [a for a in args if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007 - built at runtime
+        args = get_args(annotation)
+    if get_origin(annotation) is Annotated:
+        integral = integral or _is_integer(args[1:])
+        annotation = args[0]
+        args = get_args(annotation)
+    origin = get_origin(annotation)
+    if annotation is str:
+        return "string", (), optional
+    if annotation is int:
+        # Plain int would refuse 3600.0, which every other integer argument takes.
+        if not integral:
+            raise TypeError("type integer arguments as Integer, not int")
+        return "integer", (), optional
+    if annotation is bool:
+        return "boolean", (), optional
+    if origin is list and args == (str,):
+        return "string_array", (), optional
+    if origin is dict and args == (str, Any):
+        return "object", (), optional
+    if origin in (Union, UnionType) and set(args) == {str, int}:
+        return "string_or_integer", (), optional
+    if origin is Literal and all(isinstance(a, str) for a in args):
+        return "string", tuple(args), optional
+    raise TypeError(f"unsupported tool argument type {annotation!r}")
+
+
+def _params_of(model: type[ToolArgs]) -> tuple[_Param, ...]:
+    params = []
+    for name, info in model.model_fields.items():
+        # A top-level Annotated's metadata is in info.metadata (pydantic moves it there).
+        kind, choices, nullable = _kind_of(info.annotation, _is_integer(info.metadata))
+        required = info.is_required()
+        if nullable != (not required and info.default is None):
+            # null means "not given", so only an optional argument without a default (None) is
+            # typed "| None"; anything else would make the schema and the checks disagree.
+            raise TypeError(f"{model.__name__}.{name}: type it X | None = None, or X with a default, or X")
+        if info.description is None:
+            raise TypeError(f"{model.__name__}.{name} has no description")
+        schema = {**_JSON_TYPES[kind], "description": info.description}
+        if choices:
+            schema["enum"] = list(choices)
+        for constraint in info.metadata:
+            if isinstance(constraint, BeforeValidator):
+                continue  # Integer's float rule: no trace in the schema
+            minimum = getattr(constraint, "ge", None)  # annotated_types.Ge, from Field(ge=...)
+            if not isinstance(minimum, int):
+                raise TypeError(f"{model.__name__}.{name}: unsupported constraint {constraint!r}")
+            schema["minimum"] = minimum
+        if not required and info.default is not None:
+            schema["default"] = info.default
+        params.append(_Param(name, kind, schema, required, choices))
+    return tuple(params)
 
 
 def _json_type(value: Any) -> str:
@@ -150,16 +193,19 @@ class ToolReply:
         return result
 
 
-Handler = Callable[["CallContext", dict[str, Any]], Awaitable[ToolReply]]
+A = TypeVar("A", bound=ToolArgs)
+Handler = Callable[["CallContext", A], Awaitable[ToolReply]]
 
 
 @dataclass(frozen=True)
-class ToolSpec:
+class ToolSpec(Generic[A]):
+    """A tool: ``args`` is its :class:`ToolArgs` model, ``handler`` takes an instance of it."""
+
     name: str
     group: str
     description: str
-    params: tuple[Param, ...]
-    handler: Handler
+    args: type[A]
+    handler: Handler[A]
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
@@ -168,10 +214,10 @@ class ToolSpec:
     needs_project: bool = True
     """False only for tools that touch no project's keys (``redis_ping``): they also work on a
     connection whose shim named no project."""
-    _by_name: Mapping[str, Param] = field(init=False, repr=False, compare=False)
+    _params: Mapping[str, _Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
+        object.__setattr__(self, "_params", {p.name: p for p in _params_of(self.args)})
 
     def definition(self) -> dict[str, Any]:
         """The tool as ``tools/list`` shows it."""
@@ -180,8 +226,8 @@ class ToolSpec:
             "description": self.description,
             "inputSchema": {
                 "type": "object",
-                "properties": {p.name: p.schema() for p in self.params},
-                "required": [p.name for p in self.params if p.required],
+                "properties": {p.name: p.schema for p in self._params.values()},
+                "required": [p.name for p in self._params.values() if p.required],
                 "additionalProperties": False,
             },
             "annotations": {
@@ -198,32 +244,57 @@ class ToolSpec:
             definition["annotations"]["title"] = self.title
         return definition
 
-    def parse_arguments(self, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+    def parse_arguments(self, arguments: Mapping[str, Any] | None) -> A:
+        """The arguments as the tool's model, or an :class:`InvalidArgumentError` naming one."""
         given = arguments or {}
-        unknown = [name for name in given if name not in self._by_name]
-        if unknown:
-            expected = ", ".join(p.name for p in self.params) or "none"
-            raise InvalidArgumentError(
-                f"unknown argument {unknown[0]!r} for {self.name} (it takes: {expected})"
+        if None in given.values():
+            # null means "not given" (MCP clients send it for cleared optional fields); a null
+            # unknown argument stays, to be refused as unknown.
+            given = {k: v for k, v in given.items() if v is not None or k not in self._params}
+        try:
+            return self.args.model_validate(given)
+        except ValidationError as exc:
+            raise self._argument_error(given, exc) from None
+
+    def _argument_error(self, given: Mapping[str, Any], exc: ValidationError) -> InvalidArgumentError:
+        """The one place pydantic's errors become ours: the first unknown argument, else the
+        first bad parameter in parameter order (pydantic reports fields in that order)."""
+        errors = exc.errors(include_url=False, include_context=True)
+        for error in errors:
+            if error["type"] == "extra_forbidden":
+                expected = ", ".join(self._params) or "none"
+                return InvalidArgumentError(
+                    f"unknown argument {error['loc'][0]!r} for {self.name} (it takes: {expected})"
+                )
+        error = errors[0]
+        loc = error["loc"]
+        param = self._params[str(loc[0])]
+        name = param.name
+        if error["type"] == "missing":
+            return InvalidArgumentError(f"argument {name!r} is required by {self.name}")
+        raw = given[name]
+        if error["type"] == "greater_than_equal":
+            return InvalidArgumentError(f"argument {name!r} must be at least {error['ctx']['ge']}, got {raw}")
+        if param.choices and isinstance(raw, str):
+            return InvalidArgumentError(
+                f"argument {name!r} must be one of {', '.join(param.choices)}; got {raw[:80]!r}"
             )
-        parsed: dict[str, Any] = {}
-        for param in self.params:
-            raw = given.get(param.name)
-            if raw is None:
-                if param.required:
-                    raise InvalidArgumentError(f"argument {param.name!r} is required by {self.name}")
-                parsed[param.name] = param.default
-            else:
-                parsed[param.name] = param.parse(raw)
-        return parsed
+        if param.kind == "string_array" and isinstance(raw, list) and len(loc) > 1:
+            item = _json_type(error["input"])
+            return InvalidArgumentError(
+                f"argument {name!r} must be an array of strings; item {loc[1]} is {item}"
+            )
+        # Any other failure is the wrong JSON type (strict mode converts nothing).
+        expected = _KIND_NAMES[param.kind]
+        return InvalidArgumentError(f"argument {name!r} must be {expected}, got {_json_type(raw)}")
 
 
 class ToolRegistry:
     """All tools, by name and by group; ``tools/list`` results are cached per group set."""
 
-    def __init__(self, specs: Iterable[ToolSpec], groups: frozenset[str] = frozenset()) -> None:
+    def __init__(self, specs: Iterable[ToolSpec[Any]], groups: frozenset[str] = frozenset()) -> None:
         self._groups = groups
-        self._specs: dict[str, ToolSpec] = {}
+        self._specs: dict[str, ToolSpec[Any]] = {}
         for spec in specs:
             if spec.name in self._specs:
                 raise ValueError(f"tool {spec.name} is defined twice")
@@ -234,7 +305,7 @@ class ToolRegistry:
     def groups(self) -> frozenset[str]:
         return self._groups | frozenset(spec.group for spec in self._specs.values())
 
-    def get(self, name: str, groups: frozenset[str]) -> ToolSpec | None:
+    def get(self, name: str, groups: frozenset[str]) -> ToolSpec[Any] | None:
         spec = self._specs.get(name)
         return spec if spec is not None and spec.group in groups else None
 

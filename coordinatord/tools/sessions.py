@@ -5,93 +5,121 @@ archive it to the project folder and bring it back. The logic is in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from coordinatord.context import CallContext
 from coordinatord.services.sessions import (
-    ROLES,
     AppendResult,
     EndResult,
     HistoryResult,
     ListResult,
     LoadResult,
     RestoreResult,
+    Role,
     SaveResult,
 )
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "sessions"
 
-SESSION_ID = Param(
-    "session_id", "string", "Session id: 1-128 letters, digits, '.', '_' or '-', e.g. session-2026-02-13-001"
-)
+SessionId = Annotated[
+    str, Field(description="Session id: 1-128 letters, digits, '.', '_' or '-', e.g. session-2026-02-13-001")
+]
 
 
-async def session_save(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
+class SessionSaveArgs(ToolArgs):
+    session_id: SessionId
+    context: dict[str, Any] = Field(
+        description="Fields to merge into the saved context; null removes a field"
+    )
+    # At least 1 is static (the model's); at most sessions.max_ttl_s is the service's.
+    ttl: Integer | None = Field(
+        None,
+        description="Seconds the session lives after each write "
+        "(optional; default 24 h, kept for later writes)",
+        ge=1,
+    )
+
+
+class SessionIdArgs(ToolArgs):
+    """The arguments of the tools that take only a session id (load, end)."""
+
+    session_id: SessionId
+
+
+class SessionAppendArgs(ToolArgs):
+    session_id: SessionId
+    role: Role = Field(description="Who spoke")
+    message: str = Field(description="What was said (or a summary of it)")
+
+
+class SessionHistoryArgs(ToolArgs):
+    session_id: SessionId
+    last: Integer = Field(50, description="How many of the latest turns to return", ge=1)
+
+
+class SessionRestoreArgs(ToolArgs):
+    session_id: SessionId
+    force: bool = Field(False, description="Replace the session if it is live in the store")
+
+
+async def session_save(call: CallContext, args: SessionSaveArgs) -> ToolReply:
+    call.log_key = args.session_id
     result = await call.services.sessions.save(
-        call.namespace, args["session_id"], args["context"], args["ttl"], call.agent
+        call.namespace, args.session_id, args.context, args.ttl, call.agent
     )
     return ToolReply.data(result)
 
 
-async def session_load(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
-    return ToolReply.data(await call.services.sessions.load(call.namespace, args["session_id"]))
+async def session_load(call: CallContext, args: SessionIdArgs) -> ToolReply:
+    call.log_key = args.session_id
+    return ToolReply.data(await call.services.sessions.load(call.namespace, args.session_id))
 
 
-async def session_append(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
+async def session_append(call: CallContext, args: SessionAppendArgs) -> ToolReply:
+    call.log_key = args.session_id
     result = await call.services.sessions.append(
-        call.namespace, args["session_id"], args["role"], args["message"], call.agent
+        call.namespace, args.session_id, args.role, args.message, call.agent
     )
     return ToolReply.data(result)
 
 
-async def session_history(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
-    result = await call.services.sessions.history(call.namespace, args["session_id"], args["last"])
+async def session_history(call: CallContext, args: SessionHistoryArgs) -> ToolReply:
+    call.log_key = args.session_id
+    result = await call.services.sessions.history(call.namespace, args.session_id, args.last)
     return ToolReply.data(result)
 
 
-async def session_list(call: CallContext, args: dict[str, Any]) -> ToolReply:
+async def session_list(call: CallContext, args: NoArgs) -> ToolReply:
     return ToolReply.data(await call.services.sessions.list_sessions(call.namespace))
 
 
-async def session_end(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
+async def session_end(call: CallContext, args: SessionIdArgs) -> ToolReply:
+    call.log_key = args.session_id
     result = await call.services.sessions.end(
-        call.namespace, args["session_id"], call.peer.project_root, call.agent
+        call.namespace, args.session_id, call.peer.project_root, call.agent
     )
     return ToolReply.data(result)
 
 
-async def session_restore(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["session_id"]
+async def session_restore(call: CallContext, args: SessionRestoreArgs) -> ToolReply:
+    call.log_key = args.session_id
     result = await call.services.sessions.restore(
-        call.namespace, args["session_id"], call.peer.project_root, args["force"]
+        call.namespace, args.session_id, call.peer.project_root, args.force
     )
     return ToolReply.data(result)
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_save",
         GROUP,
         "Save what you are doing (task, step, pending actions, summary) so a later session or another "
         "agent can resume it; merges top-level fields into the saved context, and a field set to null "
         "is removed.",
-        (
-            SESSION_ID,
-            Param("context", "object", "Fields to merge into the saved context; null removes a field"),
-            Param(
-                "ttl",
-                "integer",
-                "Seconds the session lives after each write (optional; default 24 h, kept for later writes)",
-                required=False,
-                minimum=1,
-            ),
-        ),
+        SessionSaveArgs,
         session_save,
         title="Save session context",
         output=SaveResult,
@@ -101,7 +129,7 @@ TOOLS = (
         GROUP,
         "Resume a session at the start of your work: returns its saved context, version, number of "
         "turns and expiry (found is false if there is no such session).",
-        (SESSION_ID,),
+        SessionIdArgs,
         session_load,
         read_only=True,
         idempotent=True,
@@ -113,11 +141,7 @@ TOOLS = (
         GROUP,
         "Record one conversation turn in a session's history (creating the session if needed); when it "
         "refuses because the session is full, archive it with session_end and start a new one.",
-        (
-            SESSION_ID,
-            Param("role", "string", "Who spoke", choices=ROLES),
-            Param("message", "string", "What was said (or a summary of it)"),
-        ),
+        SessionAppendArgs,
         session_append,
         title="Append conversation turn",
         output=AppendResult,
@@ -126,17 +150,7 @@ TOOLS = (
         "session_history",
         GROUP,
         "Read the last turns of a session's conversation, oldest first, to catch up on what was said.",
-        (
-            SESSION_ID,
-            Param(
-                "last",
-                "integer",
-                "How many of the latest turns to return",
-                required=False,
-                default=50,
-                minimum=1,
-            ),
-        ),
+        SessionHistoryArgs,
         session_history,
         read_only=True,
         idempotent=True,
@@ -148,7 +162,7 @@ TOOLS = (
         GROUP,
         "List this project's live sessions, most recently active first, with expiry and size, to find "
         "one to resume.",
-        (),
+        NoArgs,
         session_list,
         read_only=True,
         idempotent=True,
@@ -160,7 +174,7 @@ TOOLS = (
         GROUP,
         "Finish a session: archive its context and full history to a JSON file in the project "
         "(.kilocode/sessions/<session_id>.json by default), then remove it from the shared store.",
-        (SESSION_ID,),
+        SessionIdArgs,
         session_end,
         destructive=True,
         title="End and archive session",
@@ -171,16 +185,7 @@ TOOLS = (
         GROUP,
         "Bring an ended session back from its archive in the project folder to continue it; refuses "
         "to replace a live session unless force is true.",
-        (
-            SESSION_ID,
-            Param(
-                "force",
-                "boolean",
-                "Replace the session if it is live in the store",
-                required=False,
-                default=False,
-            ),
-        ),
+        SessionRestoreArgs,
         session_restore,
         destructive=True,
         title="Restore archived session",

@@ -2,62 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from coordinatord.context import CallContext
-from coordinatord.services.task_rules import STATUSES
+from coordinatord.services.task_rules import StepStatus
 from coordinatord.services.tasks import TaskList, TaskState
-from coordinatord.tools.registry import Param, ToolReply, ToolSpec
+from coordinatord.tools.registry import ToolArgs, ToolReply, ToolSpec
 
 GROUP = "tasks"
 
-TASK_ID = Param("task_id", "string", "Task id: letters, digits, '.', '_' or '-' (e.g. implement-redis-docs)")
+TaskId = Annotated[
+    str, Field(description="Task id: letters, digits, '.', '_' or '-' (e.g. implement-redis-docs)")
+]
 
 
-async def task_create(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["task_id"]
-    state = await call.services.tasks.create(call.namespace, args["task_id"], args["steps"], args["replace"])
+class TaskCreateArgs(ToolArgs):
+    task_id: TaskId
+    # Non-empty, unique, at most tasks.max_steps: the service's rules (one is settings-bound).
+    steps: list[str] = Field(description="Step names in order; unique, at least one")
+    replace: bool = Field(False, description="Start an existing task of this id over (its progress is lost)")
+
+
+class TaskIdArgs(ToolArgs):
+    """The arguments of the tools that take only a task id (advance, get)."""
+
+    task_id: TaskId
+
+
+class TaskUpdateArgs(ToolArgs):
+    task_id: TaskId
+    step: str | int = Field(description="The step's name, or its 0-based index")
+    status: StepStatus = Field(description="The step's new status")
+
+
+class TaskListArgs(ToolArgs):
+    status: StepStatus | None = Field(None, description="Only tasks in this status (optional)")
+
+
+async def task_create(call: CallContext, args: TaskCreateArgs) -> ToolReply:
+    call.log_key = args.task_id
+    state = await call.services.tasks.create(call.namespace, args.task_id, args.steps, args.replace)
     return ToolReply.data(state)
 
 
-async def task_advance(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["task_id"]
-    return ToolReply.data(await call.services.tasks.advance(call.namespace, args["task_id"]))
+async def task_advance(call: CallContext, args: TaskIdArgs) -> ToolReply:
+    call.log_key = args.task_id
+    return ToolReply.data(await call.services.tasks.advance(call.namespace, args.task_id))
 
 
-async def task_update(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["task_id"]
-    state = await call.services.tasks.update(call.namespace, args["task_id"], args["step"], args["status"])
+async def task_update(call: CallContext, args: TaskUpdateArgs) -> ToolReply:
+    call.log_key = args.task_id
+    state = await call.services.tasks.update(call.namespace, args.task_id, args.step, args.status)
     return ToolReply.data(state)
 
 
-async def task_get(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["task_id"]
-    return ToolReply.data(await call.services.tasks.get(call.namespace, args["task_id"]))
+async def task_get(call: CallContext, args: TaskIdArgs) -> ToolReply:
+    call.log_key = args.task_id
+    return ToolReply.data(await call.services.tasks.get(call.namespace, args.task_id))
 
 
-async def task_list(call: CallContext, args: dict[str, Any]) -> ToolReply:
-    call.log_key = args["status"]
-    return ToolReply.data(await call.services.tasks.list_tasks(call.namespace, args["status"]))
+async def task_list(call: CallContext, args: TaskListArgs) -> ToolReply:
+    call.log_key = args.status
+    return ToolReply.data(await call.services.tasks.list_tasks(call.namespace, args.status))
 
 
-TOOLS = (
+TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_create",
         GROUP,
         "Start tracking a multi-step task so any agent or later session can see and resume its "
         "progress; all steps start pending (kept 48 h after the last change, by default).",
-        (
-            TASK_ID,
-            Param("steps", "string_array", "Step names in order; unique, at least one"),
-            Param(
-                "replace",
-                "boolean",
-                "Start an existing task of this id over (its progress is lost)",
-                required=False,
-                default=False,
-            ),
-        ),
+        TaskCreateArgs,
         task_create,
         destructive=True,  # replace=true discards the old task's progress
         output=TaskState,
@@ -67,7 +84,7 @@ TOOLS = (
         GROUP,
         "Call when you finish the task's current step: marks it completed and starts the next; "
         "safe when other agents advance the same task at the same time.",
-        (TASK_ID,),
+        TaskIdArgs,
         task_advance,
         output=TaskState,
     ),
@@ -76,11 +93,7 @@ TOOLS = (
         GROUP,
         "Set one step's status (e.g. blocked while you wait, failed, or completed out of order); "
         "the task's status and current step follow from its steps.",
-        (
-            TASK_ID,
-            Param("step", "string_or_integer", "The step's name, or its 0-based index"),
-            Param("status", "string", "The step's new status", choices=STATUSES),
-        ),
+        TaskUpdateArgs,
         task_update,
         idempotent=False,  # each call moves version and updatedAt on
         output=TaskState,
@@ -90,7 +103,7 @@ TOOLS = (
         GROUP,
         "Check a task's progress before resuming or coordinating on it: status, percent "
         "complete, current step and every step's status.",
-        (TASK_ID,),
+        TaskIdArgs,
         task_get,
         read_only=True,
         idempotent=True,
@@ -101,11 +114,7 @@ TOOLS = (
         GROUP,
         "See which tasks exist in this project and how far each has got, most recently "
         "updated first; optionally only those in one status.",
-        (
-            Param(
-                "status", "string", "Only tasks in this status (optional)", required=False, choices=STATUSES
-            ),
-        ),
+        TaskListArgs,
         task_list,
         read_only=True,
         idempotent=True,

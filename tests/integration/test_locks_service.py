@@ -312,9 +312,7 @@ async def test_projects_have_separate_locks(store: Store) -> None:
         ({"resource": ""}, InvalidArgumentError, "'resource' must not be empty"),
         ({"resource": "a\nb"}, InvalidArgumentError, "'resource' must be printable"),
         ({"resource": "x" * 513}, LimitExceededError, "'resource' is 513 bytes; the limit is 512"),
-        ({"resource": "r", "ttl_s": 0}, InvalidArgumentError, "'ttl' must be at least 1"),
         ({"resource": "r", "ttl_s": 3601}, LimitExceededError, "locks.max_ttl_s = 3600"),
-        ({"resource": "r", "wait_ms": -1}, InvalidArgumentError, "'wait_ms' must be 0 or more"),
         ({"resource": "r", "wait_ms": 30_001}, LimitExceededError, "locks.max_wait_ms = 30000"),
     ],
 )

@@ -162,11 +162,8 @@ async def test_every_key_has_a_ttl(store: Store) -> None:
         ({"service": ""}, InvalidArgumentError, "'service' must be 1-64 characters"),
         ({"service": "a:b"}, InvalidArgumentError, "'service' must be 1-64 characters"),
         ({"service": "x" * 65}, InvalidArgumentError, "'service' must be 1-64 characters"),
-        ({"limit": 0}, InvalidArgumentError, "'limit' must be at least 1"),
         ({"limit": 100_001}, LimitExceededError, "ratelimits.max_limit = 100000"),
-        ({"window_s": 0}, InvalidArgumentError, "'window_s' must be at least 1"),
         ({"window_s": 31 * 86_400 + 1}, LimitExceededError, "ratelimits.max_window_s = 2678400"),
-        ({"cost": 0}, InvalidArgumentError, "'cost' must be at least 1"),
         ({"cost": 11}, InvalidArgumentError, "'cost' is 11, above 'limit' 10"),
     ],
 )

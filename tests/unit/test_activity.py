@@ -142,7 +142,7 @@ def test_activity_recent_is_read_only_with_a_bounded_limit() -> None:
         "default": 50,
     }
     assert definition["inputSchema"]["required"] == []
-    assert spec.parse_arguments({}) == {"limit": 50, "agent": None}
+    assert spec.parse_arguments({}).model_dump() == {"limit": 50, "agent": None}
 
 
 def test_plain_line_has_every_column_and_no_escape_codes() -> None:

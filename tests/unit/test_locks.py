@@ -49,15 +49,12 @@ def test_bad_resources_are_refused(resource: str, error: type[Exception], messag
 
 
 def test_ttl_and_wait_bounds_name_their_setting() -> None:
-    """ttl is 1..locks.max_ttl_s and wait_ms 0..locks.max_wait_ms; the errors say which."""
+    """ttl is at most locks.max_ttl_s and wait_ms at most locks.max_wait_ms; the errors say which
+    (the floors are the tools' argument models', see tests/unit/test_tool_limits.py)."""
     assert check_ttl(1, SETTINGS) == 1 and check_ttl(600, SETTINGS) == 600
     assert check_wait(0, SETTINGS) == 0 and check_wait(5_000, SETTINGS) == 5_000
-    with pytest.raises(InvalidArgumentError, match="'ttl' must be at least 1 second, got 0"):
-        check_ttl(0, SETTINGS)
     with pytest.raises(LimitExceededError, match=r"'ttl' is 601 s; the limit is locks\.max_ttl_s = 600"):
         check_ttl(601, SETTINGS)
-    with pytest.raises(InvalidArgumentError, match="'wait_ms' must be 0 or more"):
-        check_wait(-1, SETTINGS)
     with pytest.raises(LimitExceededError, match=r"locks\.max_wait_ms = 5000"):
         check_wait(5_001, SETTINGS)
 

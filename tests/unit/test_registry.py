@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
+from pydantic import Field
 
 from coordinatord.errors import InvalidArgumentError
 from coordinatord.tools import build_registry
-from coordinatord.tools.registry import Param
+from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, ToolSpec
 
 REGISTRY = build_registry()
 SEED_TOOLS = [
@@ -69,15 +70,87 @@ def test_bad_arguments_are_named(tool: str, arguments: dict[str, Any], message: 
 
 def test_integral_floats_and_defaults() -> None:
     """JSON numbers like 3600.0 are accepted as integers; optional arguments take defaults."""
-    assert spec("redis_set").parse_arguments({"key": "k", "value": "v", "ttl": 3600.0})["ttl"] == 3600
-    assert spec("redis_set").parse_arguments({"key": "k", "value": "v"})["ttl"] is None
-    assert spec("redis_keys").parse_arguments({})["pattern"] == "*"
+    ttl = spec("redis_set").parse_arguments({"key": "k", "value": "v", "ttl": 3600.0}).ttl
+    assert ttl == 3600 and type(ttl) is int
+    assert spec("redis_set").parse_arguments({"key": "k", "value": "v"}).ttl is None
+    assert spec("redis_keys").parse_arguments({}).pattern == "*"
+    assert spec("redis_keys").parse_arguments({"pattern": None}).pattern == "*"  # null: not given
 
 
-def test_param_schema_carries_description_and_default() -> None:
-    """The schema an agent sees is derived from the same Param that checks arguments."""
-    param = Param("pattern", "string", "Glob", required=False, default="*")
-    assert param.schema() == {"type": "string", "description": "Glob", "default": "*"}
+async def _nothing(call: Any, args: Any) -> ToolReply:
+    return ToolReply.text("")
+
+
+class _GlobArgs(ToolArgs):
+    pattern: str = Field("*", description="Glob")
+    mode: Literal["a", "b"] | None = Field(None, description="Mode")
+    count: Integer = Field(description="How many", ge=1)
+
+
+def test_schema_comes_from_the_model_fields() -> None:
+    """The schema an agent sees is derived from the same model that checks arguments."""
+    schema = ToolSpec("t", "kv", "d", _GlobArgs, _nothing).definition()["inputSchema"]
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "pattern": {"type": "string", "description": "Glob", "default": "*"},
+            "mode": {"type": "string", "description": "Mode", "enum": ["a", "b"]},
+            "count": {"type": "integer", "description": "How many", "minimum": 1},
+        },
+        "required": ["count"],
+        "additionalProperties": False,
+    }
+    assert ToolSpec("t", "kv", "d", NoArgs, _nothing).definition()["inputSchema"]["properties"] == {}
+
+
+def test_field_types_the_schema_cannot_show_are_refused_when_the_tool_is_defined() -> None:
+    """A model field of a type or constraint without a plain schema fails at start-up, not on a call."""
+
+    class Floaty(ToolArgs):
+        ratio: float = Field(description="r")
+
+    class Capped(ToolArgs):
+        n: Integer = Field(description="n", le=5)
+
+    class NullableRequired(ToolArgs):
+        s: str | None = Field(description="s")
+
+    class Undescribed(ToolArgs):
+        s: str
+
+    class PlainInt(ToolArgs):
+        n: int = Field(description="n")
+
+    for model, message in [
+        (Floaty, "unsupported tool argument type"),
+        (Capped, "unsupported constraint"),
+        (NullableRequired, "X | None = None"),
+        (Undescribed, "has no description"),
+        (PlainInt, "as Integer, not int"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            ToolSpec("t", "kv", "d", model, _nothing)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"count": 0}, "argument 'count' must be at least 1, got 0"),
+        ({"count": 1, "mode": "c"}, "argument 'mode' must be one of a, b; got 'c'"),
+        ({"count": 1, "mode": 3}, "argument 'mode' must be a string, got the number 3"),
+        ({"count": "1"}, "argument 'count' must be an integer, got a string"),
+        (
+            {"pattern": 1, "count": "x", "zzz": 1},
+            "unknown argument 'zzz' for t \\(it takes: pattern, mode, count\\)",
+        ),
+        ({"pattern": 1, "count": "x"}, "argument 'pattern' must be a string"),
+        ({}, "argument 'count' is required by t"),
+    ],
+)
+def test_pydantic_errors_become_ours(arguments: dict[str, Any], message: str) -> None:
+    """Every kind of failure is worded as before: range, choice, type, unknown first, then order."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        ToolSpec("t", "kv", "d", _GlobArgs, _nothing).parse_arguments(arguments)
 
 
 def test_every_tool_is_in_a_group_the_shim_knows() -> None:
