@@ -108,7 +108,12 @@ def probe_main(socket_path: str) -> int:
     rpc(1, "initialize", init)
     sock.sendall(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+
+    def wait_for_stop() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=wait_for_stop, daemon=True).start()
     samples: list[tuple[float, float]] = []
     request_id = 1
     params = {"name": "redis_get", "arguments": {"key": PROBE_KEY}}
@@ -142,9 +147,9 @@ class Probe:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("stop\n")
         self.proc.stdin.flush()
-        samples = [tuple(s) for s in json.loads(self.proc.stdout.readline())]
+        samples = [(float(s[0]), float(s[1])) for s in json.loads(self.proc.stdout.readline())]
         self.proc.wait(timeout=30)
-        return samples  # type: ignore[return-value]
+        return samples
 
 
 def latency(samples: list[tuple[float, float]], start: float, end: float) -> dict[str, Any]:
@@ -273,13 +278,13 @@ def populate(daemon: Daemon, project_root: Path, args: argparse.Namespace) -> di
             continue
         holder = names[i % len(names)] if names else "nobody"
         lock_groups["held_by_gone" if i % max(1, len(names)) < gone_n else "held"] += 1
-        doc = {
+        lock_doc: dict[str, object] = {
             "token": f"{i:032x}",
             "agent": holder,
             "fencing": 1_000_000 + i,
             "acquired_at_ms": now_ms - 10_000,
         }
-        pipe.set(ns.key(lock_key(resource)), json.dumps(doc, separators=(",", ":")), px=LEASE_S * 1000)
+        pipe.set(ns.key(lock_key(resource)), json.dumps(lock_doc, separators=(",", ":")), px=LEASE_S * 1000)
         pipe.sadd(ns.key(agent_locks_key(holder)), resource)
         pipe.pexpire(ns.key(agent_locks_key(holder)), LEASE_S * 1000)
         index[resource] = now_ms + LEASE_S * 1000

@@ -632,7 +632,7 @@ class SessionService:
             now, _, _ = self._now()
             history = [turn_record(t) for t in snap.turns]
             data = archive_data(doc, history, ns.project_id, now, agent, self._settings.ttl_s)
-            await anyio.to_thread.run_sync(write_archive, path, data)
+            await anyio.to_thread.run_sync(self._write, path, data)
             archived = EndResult(
                 session_id=session_id, archived_to=str(path), version=doc.version, history_length=len(history)
             )
@@ -825,8 +825,12 @@ class SessionService:
     def _write_unless_same(self, path: Path, data: Mapping[str, Any]) -> bool:
         if self.archived_state(path) == archive_order(data):
             return False
-        write_archive(path, data, gitignore=self._settings.archive_gitignore)
+        self._write(path, data)
         return True
+
+    def _write(self, path: Path, data: Mapping[str, Any]) -> None:
+        # One place for the folder's .gitignore setting: session_end and the archiver alike.
+        write_archive(path, data, gitignore=self._settings.archive_gitignore)
 
 
 def _valid_id(value: str) -> bool:

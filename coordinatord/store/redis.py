@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -86,7 +86,7 @@ class RedisStore(StoreCommands):
         self._timeout_hint = failures.timeout_hint(url)
 
     @classmethod
-    def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> RedisStore:
+    def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> Self:
         return cls(build_client(url, settings), name or describe_url(url), settings.timeout_s, url)
 
     def _explain(self, exc: BaseException) -> BackendError | None:

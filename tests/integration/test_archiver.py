@@ -17,7 +17,6 @@ from structlog.testing import capture_logs
 from coordinatord.app import App
 from coordinatord.jobs import JobContext, archiver
 from coordinatord.keyspace import Namespace, session_history_key, session_key
-from coordinatord.services import archive as archive_module
 from coordinatord.services.projects import KnownProject
 from coordinatord.settings import load_settings
 from coordinatord.store import Store
@@ -172,7 +171,7 @@ async def test_a_write_failing_before_the_rename_leaves_no_partial_file(
     def failing_replace(src: Any, dst: Any) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(archive_module.os, "replace", failing_replace)
+    monkeypatch.setattr("coordinatord.services.archive.os.replace", failing_replace)
     with capture_logs() as logs:
         assert await setup.run() == counts(failed=2)
     assert {e["key"] for e in logs if e["event"] == "session_archive_failed"} == {"new", "old"}

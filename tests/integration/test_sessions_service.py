@@ -20,9 +20,10 @@ from coordinatord.errors import (
     OlderStateError,
 )
 from coordinatord.keyspace import SESSIONS_INDEX, Namespace, session_history_key, session_key
+from coordinatord.services import archive as archive_module
 from coordinatord.services import sessions as sessions_module
 from coordinatord.services.archive import FORMAT
-from coordinatord.services.sessions import SessionService, iso_timestamp
+from coordinatord.services.sessions import Role, SessionService, iso_timestamp
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Store
 from tests.support import fresh_namespace
@@ -222,7 +223,8 @@ async def test_append_creates_the_session_and_history_reads_oldest_first(store: 
     """append creates an absent session; history returns the last turns oldest first, stamped."""
     clock = FakeClock()
     svc, ns = make(store, clock), fresh_namespace()
-    for index, role in enumerate(["user", "assistant", "tool", "system"]):
+    roles: list[Role] = ["user", "assistant", "tool", "system"]
+    for index, role in enumerate(roles):
         clock.now = START + index
         reply = await svc.append(ns, "s1", role, f"turn {index}", agent="kilo")
         assert reply.history_length == index + 1
@@ -399,11 +401,11 @@ async def test_end_rearchives_when_the_session_changes_meanwhile(
     """
     svc, ns = make(store), fresh_namespace()
     await svc.append(ns, "s1", "user", "first")
-    real_write = sessions_module.write_archive
+    real_write = archive_module.write_archive
     calls: list[int] = []
 
-    def write_then_race(path: Path, data: dict[str, Any]) -> None:
-        real_write(path, data)
+    def write_then_race(path: Path, data: dict[str, Any], **options: Any) -> None:
+        real_write(path, data, **options)
         calls.append(len(data["history"]))
         if len(calls) == 1:  # another agent appends right after our first archive
             anyio.from_thread.run(svc.append, ns, "s1", "assistant", "late")
@@ -462,3 +464,17 @@ async def test_restore_checks_the_archive(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="holds session 's2', not 's3'"):
         await svc.restore(ns, "s3", str(tmp_path))
     assert not (await svc.load(ns, "s3")).found
+
+
+async def test_session_end_follows_the_gitignore_setting(store: Store, tmp_path: Path) -> None:
+    """session_end creates the archive folder with its .gitignore, or without it when
+    sessions.archive_gitignore is off (the same rule as the archiver's)."""
+    on, off = tmp_path / "on", tmp_path / "off"
+    on.mkdir()
+    off.mkdir()
+    for root, service in ((on, make(store)), (off, make(store, archive_gitignore=False))):
+        ns = fresh_namespace()
+        await service.save(ns, "s1", {"a": 1})
+        await service.end(ns, "s1", str(root))
+    assert (on / ".kilocode" / "sessions" / ".gitignore").read_text().endswith("*\n")
+    assert [p.name for p in (off / ".kilocode" / "sessions").iterdir()] == ["s1.json"]

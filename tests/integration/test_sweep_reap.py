@@ -74,14 +74,14 @@ async def sweep_gone(agents: AgentService, ns: Namespace, limit: int = 1_000) ->
 async def cleanup(locks: LockService, ns: Namespace, mode: str, limit: int = 1_000) -> list[LockCleanup]:
     """One walk of the locks as the sweep ("gone") or the reaper ("all") makes it."""
     gone = await locks.gone_holders(ns)
+    actions: list[LockCleanup] = []
     if mode == "gone":
-        actions = await locks.release_locks_of_gone(ns, gone)
+        actions.extend(await locks.release_locks_of_gone(ns, gone))
     else:
-        actions = []
         offset: int | None = 0
         while offset is not None:
             step = await locks.reap(ns, offset, limit, gone)
-            actions += step.actions
+            actions.extend(step.actions)
             offset = step.next_offset
     await locks.forget_gone(ns, gone)
     return actions

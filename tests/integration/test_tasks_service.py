@@ -32,10 +32,10 @@ def make_service(store: Store, clock: FakeClock | None = None, **overrides: int)
     return TaskService(store, TaskSettings(**overrides), clock or FakeClock())
 
 
-async def raw_doc(store: Store, ns: Namespace, task_id: str) -> dict[str, object]:
+async def raw_doc(store: Store, ns: Namespace, task_id: str) -> dict[str, Any]:
     raw = await store.get(ns.key(task_key(task_id)))
     assert raw is not None
-    doc: dict[str, object] = json.loads(raw)
+    doc: dict[str, Any] = json.loads(raw)
     return doc
 
 

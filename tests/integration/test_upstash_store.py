@@ -359,7 +359,7 @@ async def test_kv_service_over_upstash(upstash: UpstashStore) -> None:
     """The raw key/value service works unchanged on the REST store."""
     rules = KeyRules(max_key_bytes=256, max_value_bytes=1024, max_keys_per_call=100)
     policy = TtlPolicy(86_400, 30 * 86_400, DEFAULT_TTL_PREFIXES)
-    kv, ns = KvService(upstash, rules, policy, 5), fresh_namespace()  # type: ignore[arg-type]
+    kv, ns = KvService(upstash, rules, policy, 5), fresh_namespace()
     assert await kv.set(ns, "agent:context:s1", '{"lastTask":"x"}', None) == 86_400
     assert await kv.get(ns, "agent:context:s1") == '{"lastTask":"x"}'
     assert 86_390 < await kv.ttl(ns, "agent:context:s1") <= 86_400

@@ -19,7 +19,6 @@ from coordinatord.errors import (
     NotFoundError,
     OlderStateError,
 )
-from coordinatord.services import archive
 from coordinatord.services.archive import (
     FORMAT,
     GITIGNORE,
@@ -272,7 +271,7 @@ def test_failed_rename_leaves_the_old_file_and_no_temp(
     def failing_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(archive.os, "replace", failing_replace)
+    monkeypatch.setattr("coordinatord.services.archive.os.replace", failing_replace)
     with pytest.raises(ArchiveError, match=r"cannot write session archive .*s1\.json: No space left"):
         write_archive(path, make_archive(version=2))
     assert path.read_bytes() == before
@@ -287,7 +286,7 @@ def test_failed_rename_with_no_previous_file_leaves_nothing(
     def failing_replace(src: str, dst: str) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(archive.os, "replace", failing_replace)
+    monkeypatch.setattr("coordinatord.services.archive.os.replace", failing_replace)
     with pytest.raises(ArchiveError):
         write_archive(tmp_path / "s1.json", make_archive())
     assert list(tmp_path.iterdir()) == []
