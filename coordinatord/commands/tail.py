@@ -33,7 +33,8 @@ from coordinatord.errors import BackendError, BackendUnavailableError, ConfigErr
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.paths import find_project_root, not_a_project
 from coordinatord.scope import project_ref
-from coordinatord.services.activity import CONNECTION_KIND, event_from_fields, iso_timestamp
+from coordinatord.services.activity import CONNECTION_KIND, event_from_fields
+from coordinatord.services.shared import iso_timestamp
 from coordinatord.settings import Settings, load_settings, mask_url
 from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path

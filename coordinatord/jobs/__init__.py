@@ -37,28 +37,10 @@ from coordinatord.app import App
 from coordinatord.errors import BackendError
 from coordinatord.keyspace import Namespace, leader_key
 from coordinatord.services.projects import KnownProject, ProjectRegistry
+from coordinatord.services.shared import lua
 
 log = structlog.get_logger("coordinatord.jobs")
 
-_LEASE = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_RESIGN = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 JobFunc = Callable[["JobContext"], Awaitable[dict[str, int]]]
 
@@ -172,8 +154,8 @@ class Jobs:
         self.in_flight = in_flight
         self._jobs: dict[str, _Job] = {}
         self._scheduler: AsyncIOScheduler | None = None
-        self._lease = app.store.script(_LEASE)
-        self._resign = app.store.script(_RESIGN)
+        self._lease = app.store.script(lua("leader_lease"))
+        self._resign = app.store.script(lua("leader_resign"))
         self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def add(self, name: str, interval_s: float, func: JobFunc) -> None:

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -44,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import BackendError, BackendUnavailableError
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
+from coordinatord.services.shared import iso_timestamp, lua
 from coordinatord.settings import ActivitySettings
 from coordinatord.store import Store
 
@@ -62,7 +61,7 @@ EXTRA_FIELDS = ("peer_pid", "peer_uid", "claimed_pid")
 """Fields only connection events have (integers), written after the eight others."""
 CONNECTION_KIND = "connection"
 
-_APPEND = (Path(__file__).with_name("lua") / "activity_append.lua").read_text(encoding="utf-8")
+_APPEND = lua("activity_append")
 
 _Entry = tuple[str, list[str]]
 """(stream key, the values of EVENT_FIELDS in order, the number of extra fields, their pairs)"""
@@ -304,8 +303,3 @@ def event_from_fields(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any
             except ValueError:
                 event[name] = None
     return event
-
-
-def iso_timestamp(seconds: float) -> str:
-    """UTC, millisecond precision, ``Z`` suffix (as the other tools show times)."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

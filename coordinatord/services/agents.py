@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -62,15 +61,14 @@ from coordinatord.keyspace import (
     agent_status_key,
 )
 from coordinatord.presence import Presence
-from coordinatord.services.task_rules import iso
+from coordinatord.services.shared import iso_timestamp, lua
 from coordinatord.settings import AgentSettings
 from coordinatord.store import Batch, Store
 
-_LUA = Path(__file__).with_name("lua")
-_WRITE = (_LUA / "agent_write.lua").read_text()
-_UNREGISTER = (_LUA / "agent_unregister.lua").read_text()
-_SWEEP_INACTIVE = (_LUA / "agent_sweep_inactive.lua").read_text()
-_SWEEP_GONE = (_LUA / "agent_sweep_gone.lua").read_text()
+_WRITE = lua("agent_write")
+_UNREGISTER = lua("agent_unregister")
+_SWEEP_INACTIVE = lua("agent_sweep_inactive")
+_SWEEP_GONE = lua("agent_sweep_gone")
 
 MAX_CAPABILITIES = 64
 MAX_FILES_OPEN = 500
@@ -259,7 +257,7 @@ class AgentService:
             ns.key(agent_status_key(agent)),
             *ns.keys([AGENTS_INDEX, AGENTS_ACTIVE, AGENTS_INACTIVE, AGENTS_GONE]),
         ]
-        args: list[str | int] = [agent, iso(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields]
+        args: list[str | int] = [agent, iso_timestamp(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields]
         args += [sweep_ttl_s, now_ms - sweep_ttl_s * 1000]
         raw = await self._write_script(keys, args)
         connected = self._presence.is_connected(ns.project_id, agent)

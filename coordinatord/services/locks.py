@@ -50,7 +50,6 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Collection, Sequence
-from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -67,6 +66,7 @@ from coordinatord.keyspace import (
     agent_locks_key,
     lock_key,
 )
+from coordinatord.services.shared import lua
 from coordinatord.settings import LockSettings
 from coordinatord.store import Batch, Reply, Store
 
@@ -82,15 +82,8 @@ BACKOFF_BASE_S = 0.002
 BACKOFF_CAP_S = 0.25
 UNKNOWN_HOLDER = "(unknown: not a lock document)"
 
-_LUA = Path(__file__).with_name("lua")
-
-
-def _lua(name: str) -> str:
-    return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
-
-
-_ACQUIRE, _RELEASE, _RENEW, _LIST = (_lua(f"lock_{n}") for n in ("acquire", "release", "renew", "list"))
-_REAP, _RELEASE_GONE, _SUMMARY = _lua("lock_reap"), _lua("lock_release_gone"), _lua("lock_summary")
+_ACQUIRE, _RELEASE, _RENEW, _LIST = (lua(f"lock_{n}") for n in ("acquire", "release", "renew", "list"))
+_REAP, _RELEASE_GONE, _SUMMARY = lua("lock_reap"), lua("lock_release_gone"), lua("lock_summary")
 
 
 # --- Results ----------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from pydantic import BaseModel, ConfigDict
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
+from coordinatord.services.shared import iso_timestamp
 from coordinatord.settings import MemoryBankSettings
 from coordinatord.store import Batch, Reply, Store
 
@@ -137,11 +137,6 @@ def file_from_uri(uri: str) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def iso_timestamp(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ import math
 import re
 import secrets
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from coordinatord.errors import ConflictError, InvalidArgumentError, LimitExceededError
 from coordinatord.keyspace import Namespace, ratelimit_key, ratelimit_windows_key
+from coordinatord.services.shared import lua
 from coordinatord.settings import RateLimitSettings
 from coordinatord.store import Store
 
@@ -50,11 +50,7 @@ PROJECTS_REMEMBERED = 256
 """Projects whose budgets are remembered (the most recently used)."""
 
 _SERVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_LUA = Path(__file__).with_name("lua")
-_HIT, _STATUS, _RESET, _USAGE = (
-    (_LUA / f"ratelimit_{name}.lua").read_text(encoding="utf-8")
-    for name in ("hit", "status", "reset", "usage")
-)
+_HIT, _STATUS, _RESET, _USAGE = (lua(f"ratelimit_{name}") for name in ("hit", "status", "reset", "usage"))
 
 
 class _Result(BaseModel):

@@ -63,11 +63,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
@@ -85,6 +83,7 @@ from coordinatord.errors import (
 )
 from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
 from coordinatord.services.archive import FORMAT, archive_order, read_archive, write_archive
+from coordinatord.services.shared import backoff, iso_timestamp, lua
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Batch, Store
 
@@ -102,12 +101,6 @@ HEAD_BYTES = 256  # covers '{"sessionId":"<128 chars>","version":N,"ttl":N,' wit
 
 # Python's twin of the pattern in session_append.lua.
 _HEAD = re.compile(r'^\{"sessionId":"[^"]*","version":(\d+),"ttl":(\d+)[,}]')
-
-_LUA_DIR = Path(__file__).with_name("lua")
-
-
-def _lua(name: str) -> str:
-    return (_LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
 
 
 # --- Results --------------------------------------------------------------------------------
@@ -212,12 +205,6 @@ def merge_context(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[
         else:
             merged[name] = value
     return merged
-
-
-def iso_timestamp(seconds: float) -> str:
-    """UTC, millisecond precision, ``Z`` suffix: what JavaScript's ``toISOString()`` gives."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dumps(value: Any) -> str:
@@ -425,12 +412,12 @@ class SessionService:
         self._settings = settings
         self._clock = clock
         self._max_ttl = settings.max_ttl_s
-        self._read = store.script(_lua("session_read"))
-        self._save = store.script(_lua("session_save"))
-        self._append = store.script(_lua("session_append"))
-        self._end = store.script(_lua("session_end"))
-        self._restore = store.script(_lua("session_restore"))
-        self._prune = store.script(_lua("session_prune"))
+        self._read = store.script(lua("session_read"))
+        self._save = store.script(lua("session_save"))
+        self._append = store.script(lua("session_append"))
+        self._end = store.script(lua("session_end"))
+        self._restore = store.script(lua("session_restore"))
+        self._prune = store.script(lua("session_prune"))
         # path -> ((inode, size, mtime_ns), (version, turns)); read and written in worker threads.
         self._archive_states: dict[Path, tuple[tuple[int, int, int], tuple[int, int]]] = {}
 
@@ -508,7 +495,7 @@ class SessionService:
             if applied >= 0:
                 return SaveResult(session_id=session_id, version=doc.version, expires_in=applied)
             # Another save landed between our read and our write: merge again onto it.
-            await anyio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+            await backoff(attempt, base_s=0.001, cap_s=0.05)
         raise ConflictError(
             f"session {session_id!r} was changed by other writers {SAVE_ATTEMPTS} times while saving; "
             "nothing was written — try again"

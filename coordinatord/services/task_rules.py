@@ -32,12 +32,12 @@ JavaScript ``Math.round`` does (Python's ``round`` would round halves to even).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from coordinatord.errors import ConflictError, InvalidArgumentError, LimitExceededError, NotFoundError
+from coordinatord.services.shared import iso_timestamp
 
 StepStatus = Literal["pending", "in_progress", "blocked", "completed", "failed"]
 STATUSES: tuple[StepStatus, ...] = ("pending", "in_progress", "blocked", "completed", "failed")
@@ -82,11 +82,6 @@ class Progress(BaseModel):
     currentStep: str
     totalSteps: int
     completedSteps: int
-
-
-def iso(now: float) -> str:
-    """Epoch seconds as JavaScript's ``toISOString()`` writes them: ``2026-02-13T04:00:00.000Z``."""
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_status(value: str, argument: str = "status") -> StepStatus:
@@ -158,7 +153,7 @@ def _build(task_id: str, steps: tuple[Step, ...], created: str, now: float, vers
         steps=steps,
         currentStepIndex=current_index(statuses),
         createdAt=created,
-        updatedAt=iso(now),
+        updatedAt=iso_timestamp(now),
         version=version,
     )
 
@@ -169,7 +164,9 @@ def create(task_id: str, steps: list[str], now: float, version: int = 1) -> Task
     ``version`` is above the version of any document this one replaces, so a writer still
     holding the old document cannot mistake the new one for it.
     """
-    return _build(task_id, tuple(Step(name=n, status="pending") for n in steps), iso(now), now, version)
+    return _build(
+        task_id, tuple(Step(name=n, status="pending") for n in steps), iso_timestamp(now), now, version
+    )
 
 
 def advance(task: Task, now: float) -> Task:

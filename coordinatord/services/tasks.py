@@ -27,24 +27,22 @@ compare-and-set fails and hands back the current document.
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import OrderedDict
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import ConflictError, NotFoundError
 from coordinatord.keyspace import TASKS_INDEX, Namespace, check_id, task_key
 from coordinatord.services import task_rules
+from coordinatord.services.shared import backoff, lua
 from coordinatord.services.task_rules import Step, StepStatus, Task
 from coordinatord.settings import TaskSettings
 from coordinatord.store import Batch, Store
 
-_WRITE = (Path(__file__).with_name("lua") / "task_write.lua").read_text()
+_WRITE = lua("task_write")
 
 MAX_ATTEMPTS = 50
 """Read-apply-write rounds before a call gives up with ConflictError. With 8 writers hammering
@@ -205,13 +203,7 @@ class TaskService:
         raws = [raw for chunk in chunks for raw in chunk.value]
         tasks: list[TaskSummary] = []
         truncated = len(ids) >= LIST_SCAN_MAX
-        for task_id, raw in zip(ids, raws, strict=True):
-            if raw is None:
-                continue
-            try:
-                task = _parse(task_id, raw)
-            except ConflictError:
-                continue
+        for task in _readable(ids, raws):
             if wanted is not None and task.status != wanted:
                 continue
             if len(tasks) == LIST_MAX:
@@ -231,15 +223,10 @@ class TaskService:
         await self._store.run(batch)
         names = newest.value
         raws = await self._store.mget([ns.key(task_key(name)) for name in names])
-        tasks: list[TaskSummary] = []
-        for task_id, raw in zip(names, raws, strict=True):
-            if raw is None:
-                continue
-            try:
-                task = _parse(task_id, raw)
-            except ConflictError:
-                continue
-            tasks.append(TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt))
+        tasks = [
+            TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt)
+            for task in _readable(names, raws)
+        ]
         return TaskOverview(total=count.value, tasks=tasks)
 
     async def _change(self, ns: Namespace, task_id: str, rule: Callable[[Task, float], Task]) -> TaskState:
@@ -316,6 +303,17 @@ def _gave_up(task_id: str) -> ConflictError:
     )
 
 
+def _readable(ids: Sequence[str], raws: Sequence[str | None]) -> Iterator[Task]:
+    """The tasks behind ``ids``: those gone since the index was read, or whose document cannot
+    be read, left out (a listing must not fail for one bad document)."""
+    for task_id, raw in zip(ids, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            yield _parse(task_id, raw)
+        except ConflictError:
+            continue
+
+
 async def _backoff(attempt: int) -> None:
-    # Full jitter: concurrent losers spread out instead of colliding again in lockstep.
-    await anyio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))  # noqa: S311
+    await backoff(attempt, BACKOFF_BASE_S, BACKOFF_CAP_S)

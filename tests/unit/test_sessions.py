@@ -34,11 +34,11 @@ from coordinatord.services.sessions import (
     document_from_archive,
     dumps,
     encode_turn,
-    iso_timestamp,
     merge_context,
     next_document,
     turn_record,
 )
+from coordinatord.services.shared import iso_timestamp
 
 AWKWARD: dict[str, Any] = {
     "empty_list": [],

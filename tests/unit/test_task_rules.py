@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from coordinatord.errors import ConflictError, InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.services import task_rules
+from coordinatord.services.shared import iso_timestamp
 from coordinatord.services.task_rules import STATUSES, StepStatus, Task
 
 T0 = 1_770_955_200.0  # 2026-02-13T04:00:00Z
@@ -213,8 +214,8 @@ class TaskMachine(RuleBasedStateMachine):
         assert [step.name for step in self.task.steps] == self.names
         assert self.task.status == model_status(self.model)
         assert self.task.currentStepIndex == model_current(self.model)
-        assert self.task.createdAt == task_rules.iso(T0)
-        assert self.task.updatedAt == task_rules.iso(self.now)
+        assert self.task.createdAt == iso_timestamp(T0)
+        assert self.task.updatedAt == iso_timestamp(self.now)
 
     @invariant()
     def progress_is_consistent(self) -> None:
