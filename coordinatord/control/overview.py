@@ -34,9 +34,9 @@ import anyio
 
 from coordinatord import __version__
 from coordinatord.app import App
+from coordinatord.control.arguments import project_argument
 from coordinatord.control.registry import Connections, ControlHandler
-from coordinatord.errors import BackendError, InvalidArgumentError, NotFoundError
-from coordinatord.scope import project_ref
+from coordinatord.errors import BackendError, InvalidArgumentError
 from coordinatord.services.projects import KnownProject
 
 MAX_PROJECTS = 20
@@ -106,21 +106,7 @@ class OverviewControl:
         return reply
 
     async def _project(self, value: Any) -> KnownProject:
-        if not isinstance(value, str) or not value:
-            raise InvalidArgumentError("argument 'project' must be a project root (an absolute path) or id")
-        registry = self._app.projects
-        found = await registry.find(value)
-        if found is not None:
-            return found
-        if os.path.isabs(value):
-            # A root no shim has announced yet: show it (it is empty, or its shims are elsewhere).
-            ref = await anyio.to_thread.run_sync(project_ref, value)
-            return KnownProject(
-                project_id=ref.project_id, root=ref.root, host=registry.host, last_seen=None, source="command"
-            )
-        raise NotFoundError(
-            f"no known project {value!r}; the known ones are listed by: coordinatord projects list"
-        )
+        return await project_argument(self._app.projects, value)
 
     async def _fill(self, project: KnownProject, document: dict[str, Any]) -> None:
         """Read the project's parts side by side into ``document``; a backend error ends them

@@ -29,11 +29,11 @@ import anyio
 import structlog
 
 from coordinatord.app import App
+from coordinatord.control.arguments import project_argument
 from coordinatord.control.registry import ControlHandler
 from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError
 from coordinatord.jobs import JobContext, Jobs, archiver
 from coordinatord.jobs.schedule import SESSION_ARCHIVER
-from coordinatord.scope import project_ref
 from coordinatord.services.archive import read_archive
 from coordinatord.services.projects import KnownProject
 
@@ -121,20 +121,7 @@ class SessionControl:
         return result.model_dump(mode="json")
 
     async def _project(self, value: Any) -> KnownProject:
-        if not isinstance(value, str) or not value:
-            raise InvalidArgumentError("argument 'project' must be a project root (an absolute path) or id")
-        registry = self._app.projects
-        found = await registry.find(value)
-        if found is not None:
-            return found
-        if os.path.isabs(value):
-            ref = await anyio.to_thread.run_sync(project_ref, value)  # any spelling: one project
-            return KnownProject(
-                project_id=ref.project_id, root=ref.root, host=registry.host, last_seen=None, source="command"
-            )
-        known = await registry.known()
-        names = ", ".join(f"{p.project_id} ({p.root})" for p in known) or "none yet"
-        raise NotFoundError(f"no known project {value!r}; known projects: {names}")
+        return await project_argument(self._app.projects, value)
 
     async def _local_project(self, value: Any) -> KnownProject:
         project = await self._project(value)
