@@ -1,4 +1,5 @@
-"""Session archive files: written atomically and durably, read back with clear errors.
+"""Session archive files: where they go, what they hold (a session document and its history
+mapped to and from the file), written atomically and durably, read back with clear errors.
 
 Plain functions over the filesystem (no Redis, no event loop): ``session_end`` and
 ``session_restore`` call them from a worker thread, and a scheduled archiver can call them too.
@@ -41,11 +42,13 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinatord.errors import ArchiveError, NotFoundError, OlderStateError
+from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError, OlderStateError
+from coordinatord.keyspace import check_id
+from coordinatord.services.session_rules import SessionDocument, str_or_none
 
 FORMAT = "coordinatord.session/1"
 FORMAT_FAMILY = "coordinatord.session/"
@@ -235,3 +238,65 @@ def _replace_durably(path: Path, payload: bytes, dir_fd: int) -> None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def archive_data(
+    doc: SessionDocument,
+    history: Sequence[Mapping[str, Any]],
+    project_id: str,
+    archived_at: str,
+    archived_by: str | None,
+    default_ttl: int,
+) -> dict[str, Any]:
+    """The ``coordinatord.session/1`` archive of a session (the format above)."""
+    return {
+        "format": FORMAT,
+        "session_id": doc.session_id,
+        "project_id": project_id,
+        "archived_at": archived_at,
+        "archived_by": archived_by,
+        "version": doc.version,
+        "ttl": doc.ttl if doc.ttl is not None else default_ttl,
+        "createdAt": doc.created_at,
+        "updatedAt": doc.updated_at,
+        "createdBy": doc.created_by,
+        "lastAgent": doc.last_agent,
+        "context": doc.context,
+        "history": list(history),
+    }
+
+
+def document_from_archive(data: Mapping[str, Any]) -> SessionDocument:
+    return SessionDocument(
+        session_id=data["session_id"],
+        version=data["version"],
+        ttl=data.get("ttl"),
+        created_at=str_or_none(data.get("createdAt")),
+        updated_at=str_or_none(data.get("updatedAt")),
+        created_by=str_or_none(data.get("createdBy")),
+        last_agent=str_or_none(data.get("lastAgent")),
+        context=data["context"],
+    )
+
+
+def archive_path(project_root: str | None, archive_dir: str, session_id: str) -> Path:
+    """``<project root>/<archive_dir>/<session_id>.json``, checked to stay inside the root.
+
+    Resolves symlinks, so it touches the filesystem: call it off the event loop.
+    """
+    if project_root is None:
+        raise InvalidArgumentError(
+            "this connection has no project root (an anonymous socket client), so there is no "
+            f"project folder to archive session {session_id!r} into; connect through the shim "
+            "(`coordinatord shim --project DIR`)"
+        )
+    root = Path(project_root).resolve()
+    if not root.is_dir():
+        raise ArchiveError(f"the project root {root} is not a directory, so session archives cannot go there")
+    directory = (root / archive_dir).resolve()
+    if not directory.is_relative_to(root):
+        raise ArchiveError(
+            f"the session archive directory sessions.archive_dir = {archive_dir!r} resolves to "
+            f"{directory}, which is outside the project root {root}; archives stay inside the project"
+        )
+    return directory / f"{check_id(session_id, 'session_id')}.json"

@@ -61,13 +61,12 @@ on every run.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -82,13 +81,26 @@ from coordinatord.errors import (
     NotFoundError,
 )
 from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
-from coordinatord.services.archive import FORMAT, archive_order, read_archive, write_archive
+from coordinatord.services.archive import (
+    archive_data,
+    archive_order,
+    archive_path,
+    document_from_archive,
+    read_archive,
+    write_archive,
+)
+from coordinatord.services.session_rules import (
+    Role,
+    SessionDocument,
+    dumps,
+    encode_turn,
+    next_document,
+    turn_record,
+)
 from coordinatord.services.shared import backoff, iso_timestamp, lua
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Batch, Store
 
-Role = Literal["user", "assistant", "system", "tool"]
-ROLES: tuple[Role, ...] = get_args(Role)
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
 END_ATTEMPTS = 3  # archive-then-delete rounds before session_end gives up
 LIST_LIMIT = 1000  # sessions per session_list reply (most recently active first)
@@ -190,52 +202,12 @@ class ArchiveResult(_Result):
     history_length: int
 
 
-# --- Pure logic -----------------------------------------------------------------------------
-
-
-def merge_context(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """Top-level merge: fields in ``patch`` replace those in ``current``; ``None`` removes one.
-
-    Nested values are taken whole, never merged, so a nested ``null`` stays a ``null``.
-    """
-    merged = dict(current)
-    for name, value in patch.items():
-        if value is None:
-            merged.pop(name, None)
-        else:
-            merged[name] = value
-    return merged
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON that is always valid UTF-8 (a lone surrogate is kept as a ``\\u`` escape)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError as exc:  # NaN or Infinity: not JSON
-        raise InvalidArgumentError(f"value is not valid JSON: {exc}") from None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return text
-
-
-def encode_turn(role: str, message: str, ts: str, agent: str | None) -> str:
-    return dumps({"role": role, "message": message, "ts": ts, "agent": agent})
-
-
-def turn_record(raw: str) -> dict[str, Any]:
-    """A stored turn as a dict; a malformed entry is kept whole as the message, not dropped."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if isinstance(value, dict) and all(isinstance(value.get(f), str) for f in ("role", "message", "ts")):
-        return value
-    return {"role": "unknown", "message": raw, "ts": "", "agent": None}
+# The pure document logic is in session_rules.py, the archive files and their mapping to and
+# from documents in archive.py; this module is the service over the store.
 
 
 def turn_of(record: Mapping[str, Any]) -> Turn:
+    """A stored turn record as the tools return it."""
     agent = record.get("agent")
     return Turn(
         role=record["role"],
@@ -243,154 +215,6 @@ def turn_of(record: Mapping[str, Any]) -> Turn:
         ts=record["ts"],
         agent=agent if isinstance(agent, str) else None,
     )
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True)
-class SessionDocument:
-    """The context document at ``agent:context:<id>``."""
-
-    session_id: str
-    version: int
-    ttl: int | None  # None: the default (sessions.ttl_s)
-    created_at: str | None
-    updated_at: str | None
-    created_by: str | None
-    last_agent: str | None
-    context: dict[str, Any]
-
-    @classmethod
-    def parse(cls, raw: str, session_id: str) -> SessionDocument:
-        """The stored document; a plain JSON object (the seed's style) is a version-0 context."""
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            raise ConflictError(
-                f"{session_key(session_id)} holds a value that is not a JSON object (written with "
-                "redis_set?); the session tools cannot use it — remove it with redis_del or use "
-                "another session_id"
-            )
-        version, context, ttl = value.get("version"), value.get("context"), value.get("ttl")
-        if not (isinstance(version, int) and not isinstance(version, bool) and isinstance(context, dict)):
-            return cls(session_id, 0, None, None, None, None, None, value)
-        return cls(
-            session_id=session_id,
-            version=version,
-            ttl=ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else None,
-            created_at=_str_or_none(value.get("createdAt")),
-            updated_at=_str_or_none(value.get("updatedAt")),
-            created_by=_str_or_none(value.get("createdBy")),
-            last_agent=_str_or_none(value.get("lastAgent")),
-            context=context,
-        )
-
-    def encode(self, default_ttl: int) -> tuple[str, int]:
-        """The document's JSON (fields in the order the append script relies on) and the size
-        of its context in bytes.
-        """
-        head = dumps(
-            {
-                "sessionId": self.session_id,
-                "version": self.version,
-                "ttl": self.ttl if self.ttl is not None else default_ttl,
-                "createdAt": self.created_at,
-                "updatedAt": self.updated_at,
-                "createdBy": self.created_by,
-                "lastAgent": self.last_agent,
-            }
-        )
-        context = dumps(self.context)
-        return f'{head[:-1]},"context":{context}}}', len(context.encode("utf-8"))
-
-
-def next_document(
-    current: SessionDocument | None,
-    session_id: str,
-    patch: Mapping[str, Any],
-    ttl: int | None,
-    now: str,
-    agent: str | None,
-) -> SessionDocument:
-    """The document after a ``session_save`` of ``patch`` (``ttl`` None keeps the session's)."""
-    if current is None:
-        return SessionDocument(session_id, 1, ttl, now, now, agent, agent, merge_context({}, patch))
-    return replace(
-        current,
-        version=current.version + 1,
-        ttl=ttl if ttl is not None else current.ttl,
-        created_at=current.created_at or now,
-        updated_at=now,
-        created_by=current.created_by or agent,
-        last_agent=agent,
-        context=merge_context(current.context, patch),
-    )
-
-
-def archive_data(
-    doc: SessionDocument,
-    history: Sequence[Mapping[str, Any]],
-    project_id: str,
-    archived_at: str,
-    archived_by: str | None,
-    default_ttl: int,
-) -> dict[str, Any]:
-    """The ``coordinatord.session/1`` archive of a session (see :mod:`.archive`)."""
-    return {
-        "format": FORMAT,
-        "session_id": doc.session_id,
-        "project_id": project_id,
-        "archived_at": archived_at,
-        "archived_by": archived_by,
-        "version": doc.version,
-        "ttl": doc.ttl if doc.ttl is not None else default_ttl,
-        "createdAt": doc.created_at,
-        "updatedAt": doc.updated_at,
-        "createdBy": doc.created_by,
-        "lastAgent": doc.last_agent,
-        "context": doc.context,
-        "history": list(history),
-    }
-
-
-def document_from_archive(data: Mapping[str, Any]) -> SessionDocument:
-    return SessionDocument(
-        session_id=data["session_id"],
-        version=data["version"],
-        ttl=data.get("ttl"),
-        created_at=_str_or_none(data.get("createdAt")),
-        updated_at=_str_or_none(data.get("updatedAt")),
-        created_by=_str_or_none(data.get("createdBy")),
-        last_agent=_str_or_none(data.get("lastAgent")),
-        context=data["context"],
-    )
-
-
-def archive_path(project_root: str | None, archive_dir: str, session_id: str) -> Path:
-    """``<project root>/<archive_dir>/<session_id>.json``, checked to stay inside the root.
-
-    Resolves symlinks, so it touches the filesystem: call it off the event loop.
-    """
-    if project_root is None:
-        raise InvalidArgumentError(
-            "this connection has no project root (an anonymous socket client), so there is no "
-            f"project folder to archive session {session_id!r} into; connect through the shim "
-            "(`coordinatord shim --project DIR`)"
-        )
-    root = Path(project_root).resolve()
-    if not root.is_dir():
-        raise ArchiveError(f"the project root {root} is not a directory, so session archives cannot go there")
-    directory = (root / archive_dir).resolve()
-    if not directory.is_relative_to(root):
-        raise ArchiveError(
-            f"the session archive directory sessions.archive_dir = {archive_dir!r} resolves to "
-            f"{directory}, which is outside the project root {root}; archives stay inside the project"
-        )
-    return directory / f"{check_id(session_id, 'session_id')}.json"
 
 
 # --- The service ----------------------------------------------------------------------------

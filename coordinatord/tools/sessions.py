@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from coordinatord.context import CallContext
+from coordinatord.services.session_rules import Role
 from coordinatord.services.sessions import (
     AppendResult,
     EndResult,
@@ -17,7 +18,6 @@ from coordinatord.services.sessions import (
     ListResult,
     LoadResult,
     RestoreResult,
-    Role,
     SaveResult,
 )
 from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, ToolSpec

@@ -23,7 +23,8 @@ from coordinatord.keyspace import SESSIONS_INDEX, Namespace, session_history_key
 from coordinatord.services import archive as archive_module
 from coordinatord.services import sessions as sessions_module
 from coordinatord.services.archive import FORMAT
-from coordinatord.services.sessions import Role, SessionService
+from coordinatord.services.session_rules import Role
+from coordinatord.services.sessions import SessionService
 from coordinatord.services.shared import iso_timestamp
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Store

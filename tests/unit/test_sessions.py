@@ -22,22 +22,22 @@ from coordinatord.errors import (
 from coordinatord.services.archive import (
     FORMAT,
     GITIGNORE,
+    archive_data,
     archive_order,
+    archive_path,
+    document_from_archive,
     read_archive,
     write_archive,
 )
-from coordinatord.services.sessions import (
-    _HEAD,
+from coordinatord.services.session_rules import (
     SessionDocument,
-    archive_data,
-    archive_path,
-    document_from_archive,
     dumps,
     encode_turn,
     merge_context,
     next_document,
     turn_record,
 )
+from coordinatord.services.sessions import _HEAD
 from coordinatord.services.shared import iso_timestamp
 
 AWKWARD: dict[str, Any] = {
