@@ -30,6 +30,7 @@ from typing import Any, Literal
 from coordinatord import __version__, backend_url, control, editors, listeners, paths, systemd
 from coordinatord.errors import BackendError, CoordinatordError, DaemonError
 from coordinatord.settings import Settings, effective_settings, load_settings, mask_url
+from coordinatord.store import Store
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -331,7 +332,7 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
         if upstash:
             from coordinatord.store.upstash import UpstashStore
 
-            store: Any = UpstashStore.from_settings(backend)
+            store: Store = UpstashStore.from_settings(backend)
         else:
             from coordinatord.store.redis import RedisStore
 
@@ -342,8 +343,8 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
             ping_ms = (time.perf_counter() - started) * 1000
             skew = None
             try:
-                seconds, micros = await store.execute("TIME")
-                skew = float(seconds) + float(micros) / 1e6 - time.time()
+                seconds, micros = await store.time()
+                skew = seconds + micros / 1e6 - time.time()
             except BackendError:
                 pass  # TIME may be refused (an ACL, a REST API): skew is then unknown
             return ping_ms, skew
