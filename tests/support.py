@@ -435,7 +435,7 @@ def daemons_serving(socket_path: Path) -> list[int]:
     return found
 
 
-def stop_daemon_at(socket_path: Path, timeout: float = 30.0) -> None:
+def stop_daemon_at(socket_path: Path, state_dir: Path | None = None, timeout: float = 30.0) -> None:
     """SIGTERM the daemon serving ``socket_path`` (one a shim started: not our child) and wait
     until it has exited, through a pidfd. A daemon still starting is looked for until
     ``timeout`` (there is no event to wait on for a process that is not ours)."""
@@ -450,7 +450,7 @@ def stop_daemon_at(socket_path: Path, timeout: float = 30.0) -> None:
         except (DaemonError, OSError, KeyError, TypeError, ValueError):  # no answer: look by name
             pids = daemons_serving(socket_path)
         if not pids:
-            if time.monotonic() > deadline or not _lock_held(socket_path):
+            if time.monotonic() > deadline or not _lock_held(socket_path, state_dir):
                 return
             time.sleep(0.05)
     for pid in pids:
@@ -469,14 +469,15 @@ def stop_daemon_at(socket_path: Path, timeout: float = 30.0) -> None:
             os.close(pidfd)
 
 
-def _lock_held(socket_path: Path) -> bool:
-    """Whether a daemon (or a shim starting one) holds the socket's lock or its start lock."""
+def _lock_held(socket_path: Path, state_dir: Path | None) -> bool:
+    """Whether a daemon (or a shim starting one) holds the socket's lock or the start lock in
+    the state dir."""
     import fcntl
 
-    for lock in (
-        socket_path.with_name(socket_path.name + ".lock"),
-        socket_path.with_name(socket_path.name + ".start.lock"),
-    ):
+    locks = [socket_path.with_name(socket_path.name + ".lock")]
+    if state_dir is not None:
+        locks.append(state_dir / "autostart.lock")
+    for lock in locks:
         try:
             with lock.open("a") as handle:
                 try:

@@ -1,7 +1,9 @@
 """Starting the daemon when no daemon answers: once, detached, whoever asks first.
 
 Several shims may find no daemon at the same moment (an editor opening with four agents). Each
-tries an exclusive ``flock`` on ``<socket>.start.lock``; the one that gets it starts
+tries an exclusive ``flock`` on ``<state_dir>/autostart.lock`` (in the state dir, beside
+``autostart.log``, rather than next to the socket, where it would outlive every stop); the one
+that gets it starts
 ``coordinatord serve`` and holds the lock until that daemon answers or exits, the others see the
 lock taken and only wait for the socket. Even if two starts raced past this lock (it is only an
 optimisation: a shim killed while starting frees it), the daemon's own lock on the socket lets
@@ -69,8 +71,7 @@ class Starter:
 
     @property
     def lock_path(self) -> Path:
-        socket_path = self._config.socket
-        return socket_path.with_name(socket_path.name + ".start.lock")
+        return self._config.state_dir / "autostart.lock"
 
     def may_start(self, now: float) -> bool:
         """Whether a start could be tried now (not one under way, nor one that just failed)."""

@@ -170,7 +170,7 @@ async def test_after_sigkill_the_next_call_starts_a_daemon(workdir: Path, home: 
             log = (daemon.state_dir / "autostart.log").read_text()
             assert log.count("--- started by coordinatord shim") == 1, log
     finally:
-        stop_daemon_at(daemon.socket_path)
+        stop_daemon_at(daemon.socket_path, daemon.state_dir)
 
 
 def test_a_shim_started_before_the_daemon_waits_and_then_works(workdir: Path) -> None:
@@ -225,7 +225,7 @@ def test_the_first_call_starts_a_detached_daemon(workdir: Path) -> None:
         assert (daemon.state_dir / "autostart.log").exists()
         assert oct((daemon.state_dir / "autostart.log").stat().st_mode & 0o777) == oct(0o600)
     finally:
-        stop_daemon_at(daemon.socket_path)
+        stop_daemon_at(daemon.socket_path, daemon.state_dir)
 
 
 def test_eight_shims_at_once_start_one_daemon(workdir: Path) -> None:
@@ -249,7 +249,7 @@ def test_eight_shims_at_once_start_one_daemon(workdir: Path) -> None:
     finally:
         for shim in shims:
             shim.kill()
-        stop_daemon_at(daemon.socket_path)
+        stop_daemon_at(daemon.socket_path, daemon.state_dir)
 
 
 def test_a_daemon_that_cannot_start_is_reported_with_its_log(workdir: Path) -> None:

@@ -103,6 +103,10 @@ def test_a_shim_on_another_socket_never_asks_systemd(root: Path) -> None:
         assert not second.start(now=0.0)
         second.poll(now=0.1)
         assert second.state != IDLE  # still being started by the first
+        # The start lock lives in the state dir, not beside the socket, where it would stay
+        # behind after every stop.
+        assert first.lock_path == root / "state" / "autostart.lock"
+        assert not (root / "c.sock.start.lock").exists()
     finally:
         second.close()
         stop_child(first)
