@@ -20,7 +20,7 @@ GROUP = "locks"
 # The static bounds (a lease of at least 1 s, a wait of 0 ms or more) are the models'; the
 # configured ceilings (locks.max_ttl_s, locks.max_wait_ms) are the service's.
 Resource = Annotated[
-    str, Field(description="What to lock: any name agents agree on, e.g. src/app.py or db:migrations")
+    str, Field(description="The lock's name: any name agents agree on, e.g. src/app.py or db:migrations")
 ]
 Token = Annotated[str, Field(description="The token lock_acquire returned")]
 
