@@ -80,17 +80,9 @@ class TaskState(BaseModel):
     version: int
 
 
-class TaskSummary(BaseModel):
+class TaskSummary(task_rules.Progress):
     """One task in a listing: the seed's progress fields and when it last changed."""
 
-    model_config = ConfigDict(frozen=True)
-
-    taskId: str
-    status: StepStatus
-    percentComplete: int
-    currentStep: str
-    totalSteps: int
-    completedSteps: int
     updatedAt: str
 
 
@@ -209,7 +201,7 @@ class TaskService:
             if len(tasks) == LIST_MAX:
                 truncated = True
                 break
-            tasks.append(TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt))
+            tasks.append(_summary(task))
         return TaskList(tasks=tasks, truncated=truncated)
 
     async def summary(self, ns: Namespace, limit: int = 10) -> TaskOverview:
@@ -223,10 +215,7 @@ class TaskService:
         await self._store.run(batch)
         names = newest.value
         raws = await self._store.mget([ns.key(task_key(name)) for name in names])
-        tasks = [
-            TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt)
-            for task in _readable(names, raws)
-        ]
+        tasks = [_summary(task) for task in _readable(names, raws)]
         return TaskOverview(total=count.value, tasks=tasks)
 
     async def _change(self, ns: Namespace, task_id: str, rule: Callable[[Task, float], Task]) -> TaskState:
@@ -301,6 +290,10 @@ def _gave_up(task_id: str) -> ConflictError:
     return ConflictError(
         f"task {task_id!r} kept changing under this call ({MAX_ATTEMPTS} attempts); try again"
     )
+
+
+def _summary(task: Task) -> TaskSummary:
+    return TaskSummary(**task_rules.progress(task).model_dump(), updatedAt=task.updatedAt)
 
 
 def _readable(ids: Sequence[str], raws: Sequence[str | None]) -> Iterator[Task]:
