@@ -115,11 +115,8 @@ def install(now: bool, dry_run: bool, force: bool, run: systemd.Runner = systemd
         _write(path, text)
         _say(f"wrote {path}")
     for command in commands:
-        code, said = run(command, 60.0)
-        if code != 0:
-            _warn(f"coordinatord: `{' '.join(command)}` failed (exit status {code}): {said}")
+        if not _ran(run, command):
             return 1
-        _say(f"ran `{' '.join(command)}`")
     exec_start = " ".join(units.coordinatord_command())
     if now:
         listens = f"{systemd.SOCKET} listens on {socket_path}"
@@ -174,6 +171,16 @@ def _daemon_outside_systemd(socket_path: Path) -> str | None:
     return f"a coordinatord daemon (pid {daemon.get('pid', '?')})"
 
 
+def _ran(run: systemd.Runner, command: list[str]) -> bool:
+    """Run one systemctl command, saying what it did or why it failed."""
+    code, said = run(command, 60.0)
+    if code != 0:
+        _warn(f"coordinatord: `{' '.join(command)}` failed (exit status {code}): {said}")
+        return False
+    _say(f"ran `{' '.join(command)}`")
+    return True
+
+
 def uninstall(dry_run: bool, run: systemd.Runner = systemd.run_command) -> int:
     directory = systemd.user_unit_dir()
     ours: list[Path] = []
@@ -196,21 +203,14 @@ def uninstall(dry_run: bool, run: systemd.Runner = systemd.run_command) -> int:
         _say("\n".join([*(f"would remove {path}" for path in ours), *(" ".join(c) for c in commands)]))
         return 0
     problem = systemd.user_manager_problem(run)
-    if problem is None:
-        code, said = run(commands[0], 60.0)
-        if code != 0:
-            _warn(f"coordinatord: `{' '.join(commands[0])}` failed (exit status {code}): {said}")
-            return 1
-        _say(f"ran `{' '.join(commands[0])}`")
+    if problem is None and not _ran(run, commands[0]):
+        return 1
     for path in ours:
         path.unlink(missing_ok=True)
         _say(f"removed {path}")
     if problem is None:
-        code, said = run(commands[1], 60.0)
-        if code != 0:
-            _warn(f"coordinatord: `{' '.join(commands[1])}` failed (exit status {code}): {said}")
+        if not _ran(run, commands[1]):
             return 1
-        _say(f"ran `{' '.join(commands[1])}`")
     else:
         for link in _dangling_links(directory, ours):
             link.unlink()
