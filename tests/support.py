@@ -40,6 +40,20 @@ REDIS_EXCLUSIVE_URL = "redis://127.0.0.1:6379/14"
 for daemons whose jobs must hold their leader leases, which are global keys on a backend."""
 
 
+EPOCH = 1_770_955_200.0
+"""2026-02-13T04:00:00Z, the date of the seed's samples: where the fake clocks start."""
+
+
+class FakeClock:
+    """A wall clock a test sets by hand (``clock.now += 30``): services read it, nothing sleeps."""
+
+    def __init__(self, now: float = EPOCH) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def short_tmpdir(prefix: str = "cd-") -> Path:
     """A temp dir short enough for Unix socket paths (107 bytes), unlike pytest's tmp_path."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -13,17 +13,9 @@ from coordinatord.presence import Presence
 from coordinatord.services.agents import AgentService
 from coordinatord.settings import AgentSettings
 from coordinatord.store import Store
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_770_955_200.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_service(

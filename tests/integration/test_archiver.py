@@ -21,20 +21,12 @@ from coordinatord.services.projects import KnownProject
 from coordinatord.settings import load_settings
 from coordinatord.store import Store
 from coordinatord.tools import build_registry
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
 
 START = 1_770_955_200.0  # 2026-02-13T04:00:00Z
 ARCHIVE_S, MARGIN_S, IDLE_S = 300, 600, 7200  # the defaults: sessions expiring within 900 s are due
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Setup:

@@ -14,20 +14,12 @@ from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
 from coordinatord.services.memory_bank import MemoryBankService, sha256_hex
 from coordinatord.settings import MemoryBankSettings
 from coordinatord.store import Store
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
 
 START = 1_770_955_200.0  # 2026-02-13T04:00:00Z
 DIRECTORY = ".kilocode/rules/memory-bank"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(store: Store, clock: FakeClock | None = None, **settings: Any) -> MemoryBankService:

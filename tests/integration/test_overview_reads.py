@@ -12,17 +12,9 @@ from coordinatord.services.ratelimits import RateLimitService
 from coordinatord.services.tasks import TaskService
 from coordinatord.settings import AgentSettings, RateLimitSettings, TaskSettings
 from coordinatord.store import Store
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_770_955_200.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def keys_of(store: Store, prefix: str) -> list[str]:

@@ -14,16 +14,9 @@ from coordinatord.keyspace import PROJECTS_KEY, Namespace, project_id_for
 from coordinatord.services.projects import REMEMBER_S, ProjectRegistry
 from coordinatord.settings import ProjectEntry
 from coordinatord.store import Store
+from tests.support import FakeClock
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_announced_and_configured_projects_are_known(store: Store, tmp_path: Path) -> None:

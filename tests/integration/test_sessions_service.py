@@ -28,19 +28,11 @@ from coordinatord.services.sessions import SessionService
 from coordinatord.services.shared import iso_timestamp
 from coordinatord.settings import SessionSettings
 from coordinatord.store import Store
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
 
 START = 1_770_955_200.0  # 2026-02-13T04:00:00Z
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 AWKWARD: dict[str, Any] = {

@@ -29,21 +29,13 @@ from coordinatord.services.projects import KnownProject, ProjectRegistry
 from coordinatord.settings import AgentSettings, LockSettings, load_settings
 from coordinatord.store import Batch, Store
 from coordinatord.tools import build_registry
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_770_955_200.0
 WINDOW_S = 300
 FORGET_S = 3_600
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_agents(store: Store, clock: FakeClock, presence: Presence | None = None) -> AgentService:

@@ -15,17 +15,9 @@ from coordinatord.services import tasks as tasks_module
 from coordinatord.services.tasks import TaskService, TaskState
 from coordinatord.settings import TaskSettings
 from coordinatord.store import Store
-from tests.support import fresh_namespace
+from tests.support import FakeClock, fresh_namespace
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_770_955_200.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_service(store: Store, clock: FakeClock | None = None, **overrides: int) -> TaskService:
