@@ -163,10 +163,9 @@ class TaskService:
         """Complete the current step and start the next (the seed's ``advanceTask``)."""
         return await self._change(ns, task_id, task_rules.advance)
 
-    async def update(self, ns: Namespace, task_id: str, step: str | int, status: str) -> TaskState:
+    async def update(self, ns: Namespace, task_id: str, step: str | int, status: StepStatus) -> TaskState:
         """Set one step's status (step by name or 0-based index)."""
-        checked = task_rules.check_status(status)
-        return await self._change(ns, task_id, lambda task, now: task_rules.update(task, step, checked, now))
+        return await self._change(ns, task_id, lambda task, now: task_rules.update(task, step, status, now))
 
     async def get(self, ns: Namespace, task_id: str) -> TaskState:
         check_id(task_id, "task_id")
@@ -177,13 +176,13 @@ class TaskService:
             raise _not_found(task_id)
         return state_of(_parse(task_id, raw))
 
-    async def list_tasks(self, ns: Namespace, status: str | None = None) -> TaskList:
+    async def list_tasks(self, ns: Namespace, status: StepStatus | None = None) -> TaskList:
         """Tasks most recently updated first, optionally only those in one status.
 
         Two round trips whatever the number of tasks: the index, then one pipeline of MGETs.
         Index entries whose document has expired or is not a task are skipped.
         """
-        wanted = None if status is None else task_rules.check_status(status)
+        wanted = status
         oldest_ms = int(self._clock() * 1000) - self._settings.ttl_s * 1000
         ids = await self._store.zrange_by_score(
             ns.key(TASKS_INDEX), oldest_ms, "+inf", rev=True, count=LIST_SCAN_MAX
