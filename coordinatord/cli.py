@@ -48,16 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"coordinatord {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    serve = commands.add_parser(
+    serve = _command(
+        commands,
         "serve",
         help="run the daemon in the foreground",
         description="Run the daemon: listen on the Unix socket and serve MCP tools until SIGTERM/SIGINT.",
         epilog="example:\n  coordinatord serve --socket /tmp/coord.sock --state-dir /tmp/coord-state",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_settings_flags(serve)
 
-    shim = commands.add_parser(
+    shim = _command(
+        commands,
         "shim",
         help="relay an editor's stdio to the daemon (put this in mcp.json)",
         description=(
@@ -68,7 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             'example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]'
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shim.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the daemon finds it)")
     shim.add_argument(
@@ -91,16 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated tool groups this editor sees, e.g. kv,locks (default: tools.groups)",
     )
 
-    config = commands.add_parser(
+    config = _command(
+        commands,
         "config",
         help="print the effective settings (secrets masked)",
         description="Print the settings the daemon would run with, as JSON, secrets masked.",
         epilog="example:\n  REDIS_URL=redis://localhost:6379/0 coordinatord config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_settings_flags(config)
 
-    doctor = commands.add_parser(
+    doctor = _command(
+        commands,
         "doctor",
         help="check the set-up: settings, socket, daemon, backend, service, editors, folders",
         description=(
@@ -112,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n  coordinatord doctor\n"
             "  coordinatord doctor --json | jq '.checks[] | select(.status != \"ok\")'"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     doctor.add_argument("--config", metavar="FILE", help="config file (default: see README)")
     doctor.add_argument(
@@ -122,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)"
     )
 
-    status = commands.add_parser(
+    status = _command(
+        commands,
         "status",
         help="is the daemon up: pid, uptime, backend health, connections, agents, locks, jobs",
         description="Ask the running daemon for its status. Exits 1 when no daemon answers. Coloured "
         "on a terminal, unless --no-color or NO_COLOR is set.",
         epilog="examples:\n  coordinatord status\n  coordinatord status --json | jq .jobs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-color", action="store_true", help="no colours on a terminal (also: NO_COLOR set)"
     )
 
-    stop = commands.add_parser(
+    stop = _command(
+        commands,
         "stop",
         help="stop the running daemon and wait until it has",
         description=(
@@ -146,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
             "stopped, 1 when none was running, 3 when it did not stop."
         ),
         epilog="examples:\n  coordinatord stop\n  coordinatord stop --socket /tmp/coord.sock --timeout 5",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(stop)
     stop.add_argument(
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for it to exit (default 40)",
     )
 
-    service = commands.add_parser(
+    service = _command(
+        commands,
         "service",
         help="install or uninstall the systemd user units (service + socket)",
         description=(
@@ -171,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n  coordinatord service install --dry-run\n  coordinatord service install --now\n"
             "  coordinatord service uninstall"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     service.add_argument("action", choices=["install", "uninstall"], help="what to do")
     service.add_argument("--now", action="store_true", help="install: also start the socket now")
@@ -182,13 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="install: replace unit files that coordinatord did not write"
     )
 
-    tail = commands.add_parser(
+    tail = _command(
+        commands,
         "tail",
         help="show agent activity (tool calls, job actions) from the Redis stream",
         description="Print activity events of a project, read from its Redis stream, so it works "
         "against a shared Redis from any machine.",
         epilog="examples:\n  coordinatord tail --follow\n  coordinatord tail --agent kilocode --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_settings_flags(tail)
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
 
-    top = commands.add_parser(
+    top = _command(
+        commands,
         "top",
         help="live view of a project: agents, locks, tasks, rate limits, activity (q quits)",
         description="A live view of one project (default: the one holding the current directory) or "
@@ -209,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and exits with --once or when stdout is not a terminal; exits 1 then if no daemon answers.",
         epilog="examples:\n  coordinatord top\n  coordinatord top --all\n"
         "  coordinatord top --once --project ~/src/app | less",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = top.add_mutually_exclusive_group()
     which.add_argument(
@@ -223,12 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)"
     )
 
-    archive = commands.add_parser(
+    archive = _command(
+        commands,
         "archive",
         help="run the session archiver now",
         description="Ask the daemon to archive sessions to <project>/.kilocode/sessions/ now.",
         epilog="examples:\n  coordinatord archive\n  coordinatord archive --all --project ~/src/app",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_client_socket_flag(archive)
     archive.add_argument(
@@ -241,14 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("--json", action="store_true", help="print JSON instead of a report")
 
-    sessions = commands.add_parser(
+    sessions = _command(
+        commands,
         "sessions",
         help="list sessions, or restore an archived one",
         description="Sessions of a project: live ones in Redis and archived ones on disk.",
         epilog=(
             "examples:\n  coordinatord sessions list\n  coordinatord sessions restore session-2026-02-13-001"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sessions.add_argument("action", choices=["list", "restore"], help="what to do")
     sessions.add_argument("session_id", nargs="?", help="the session to restore")
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--force", action="store_true", help="restore over a live session")
     sessions.add_argument("--json", action="store_true", help="print JSON")
 
-    projects = commands.add_parser(
+    projects = _command(
+        commands,
         "projects",
         help="list the known projects, or forget one",
         description="The projects the daemon's jobs walk (announced by shims or in [[projects]] of "
@@ -268,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n  coordinatord projects list\n  coordinatord projects forget my-app-845bd79b59\n"
             "  coordinatord projects forget ~/src/old-app --purge"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     projects.add_argument("action", choices=["list", "forget"], help="what to do")
     projects.add_argument("project", nargs="?", metavar="ID_OR_ROOT", help="the project to forget")
@@ -289,7 +289,8 @@ def _add_editor_parser(commands: Any) -> None:
     from coordinatord.editors.targets import TARGETS
 
     names = [target.editor for target in TARGETS]
-    editor = commands.add_parser(
+    editor = _command(
+        commands,
         "editor",
         help="add coordinatord to an editor's MCP config, list those configs, remove it again",
         description="Write the shim into an editor's own MCP config file (merged, comments kept, a "
@@ -302,7 +303,6 @@ def _add_editor_parser(commands: Any) -> None:
             "  coordinatord editor list --json\n  coordinatord editor remove kilocode\n\n"
             f"editors: {', '.join(names)}"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = editor.add_subparsers(dest="editor_action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add (or update) the server in an editor's config")
@@ -333,6 +333,14 @@ def _add_editor_parser(commands: Any) -> None:
     listing = actions.add_parser("list", help="configs naming coordinatord, and whether they reach it")
     listing.add_argument("--project", metavar="DIR", help="project root (default: the cwd's project)")
     listing.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParser:
+    """A subcommand whose description and examples keep their line breaks."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, formatter_class=argparse.RawDescriptionHelpFormatter, **options
+    )
+    return parser
 
 
 def _add_client_socket_flag(parser: argparse.ArgumentParser) -> None:
