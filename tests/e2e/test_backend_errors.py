@@ -22,6 +22,9 @@ PASSWORD = PROTECTED_PASSWORD
 async def test_noauth_is_named_in_tool_replies_status_and_start_up(
     protected: ValkeyProcess, workdir: Path
 ) -> None:
+    """A daemon given a protected Redis without a password still starts; tool replies and ``status --json``
+    call it NOAUTH and show the URL form with PASSWORD, and the warning reaches the starter's stderr even
+    with console logging off."""
     form = f"redis://:PASSWORD@127.0.0.1:{protected.tcp_port}/0"
     env = {"REDIS_URL": protected.tcp_url, "COORDINATORD_LOGGING__CONSOLE": "never"}
     with running_daemon(env) as daemon:
@@ -52,6 +55,8 @@ async def test_noauth_is_named_in_tool_replies_status_and_start_up(
     ],
 )
 def test_a_malformed_url_is_a_settings_error(command: list[str], url: str, said: str, workdir: Path) -> None:
+    """A malformed REDIS_URL makes ``serve``, ``tail`` and ``config`` exit 2 with a message naming what is
+    wrong and no traceback, so a typo reads as a settings mistake rather than a crash."""
     env = {"HOME": str(workdir), "PATH": "/usr/bin:/bin", "REDIS_URL": url}
     done = subprocess.run(
         [COORDINATORD, *command, "--socket", str(workdir / "c.sock"), "--state-dir", str(workdir / "s")],

@@ -74,6 +74,8 @@ def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def test_a_healthy_embedded_daemon(home: Path) -> None:
+    """With a running daemon on the embedded Valkey the daemon, backend, socket, environment and Valkey
+    checks pass and doctor exits 0; the editors check only warns, with ``editor add`` as its fix."""
     with running_daemon({"HOME": str(home)}) as daemon:
         write_config(home, daemon.socket_path, daemon.state_dir)
         code, report = await doctor(home)
@@ -88,6 +90,8 @@ async def test_a_healthy_embedded_daemon(home: Path) -> None:
 
 
 async def test_a_stopped_daemon_is_fine_with_autostart_and_broken_without(home: Path) -> None:
+    """A daemon that is not running is fine while shims may start it, but with ``shim.autostart = false``
+    it is a failure (exit 1) whose fix is the exact ``coordinatord serve --socket`` command."""
     write_config(home, home / "nothing.sock", home / "state")
     code, report = await doctor(home)
     assert code == 0 and by_name(report)["daemon"]["details"]["running"] is False
@@ -105,6 +109,8 @@ async def test_a_stopped_daemon_is_fine_with_autostart_and_broken_without(home: 
 async def test_a_password_protected_redis(
     protected: ValkeyProcess, home: Path, password: str, kind: str, said: str
 ) -> None:
+    """No password or a wrong one against a requirepass Valkey fails the backend check as NOAUTH or
+    WRONGPASS, with the URL form to copy as the fix, never the password, and the listener named from /proc."""
     credentials = f":{password}@" if password else ""
     url = f"redis://{credentials}127.0.0.1:{protected.tcp_port}/0"
     write_config(home, home / "c.sock", home / "state", f'[backend]\nurl = "{url}"\n')
@@ -121,6 +127,8 @@ async def test_a_password_protected_redis(
 
 
 async def test_the_right_password_and_the_clock(protected: ValkeyProcess, home: Path) -> None:
+    """With the right password in the URL the backend and clock checks pass and doctor exits 0, and the
+    password appears nowhere in the JSON report."""
     url = f"redis://:{PASSWORD}@127.0.0.1:{protected.tcp_port}/0"
     write_config(home, home / "c.sock", home / "state", f'[backend]\nurl = "{url}"\n')
     code, report = await doctor(home)
@@ -131,6 +139,8 @@ async def test_the_right_password_and_the_clock(protected: ValkeyProcess, home: 
 
 
 async def test_a_closed_port(home: Path) -> None:
+    """A backend URL on a port nothing listens on is reported as refused, and the listeners check says so
+    and suggests leaving backend.url empty to use the embedded Valkey."""
     port = free_tcp_port()
     write_config(home, home / "c.sock", home / "state", f'[backend]\nurl = "redis://127.0.0.1:{port}/0"\n')
     code, report = await doctor(home)
@@ -145,6 +155,8 @@ async def test_a_closed_port(home: Path) -> None:
 
 
 async def test_a_malformed_url_is_a_settings_failure(home: Path) -> None:
+    """A malformed backend.url in the config file fails the settings check (exit 1), saying what is wrong
+    with the URL and pointing the fix at that config file."""
     write_config(home, home / "c.sock", home / "state", '[backend]\nurl = "redis://127.0.0.1:notaport/0"\n')
     code, report = await doctor(home)
     settings = by_name(report)["settings"]
@@ -168,6 +180,8 @@ async def test_a_redis_url_only_this_shell_has(protected: ValkeyProcess, home: P
 
 
 async def test_a_socket_only_this_shell_has(home: Path) -> None:
+    """COORDINATORD_SOCKET set in the shell to something other than the config file's socket fails the
+    socket check, naming both paths, since editors would start shims on the config file's one."""
     write_config(home, home / "c.sock", home / "state")
     code, report = await doctor(home, COORDINATORD_SOCKET=str(home / "other.sock"))
     socket_check = by_name(report)["socket"]
@@ -179,6 +193,8 @@ async def test_a_socket_only_this_shell_has(home: Path) -> None:
 
 
 async def test_an_editor_config_is_found_and_a_broken_one_named(home: Path) -> None:
+    """An entry written by ``editor add cursor`` passes its editor check; once its command points at a
+    missing binary the check fails (exit 1) with ``editor add cursor --force`` as the fix."""
     with running_daemon({"HOME": str(home)}) as daemon:
         write_config(home, daemon.socket_path, daemon.state_dir)
         with anyio.fail_after(60):

@@ -86,6 +86,9 @@ def written_argv(editor: str, place: Path) -> list[str]:
 async def test_the_entry_add_writes_starts_a_shim_that_reaches_the_daemon(
     daemon: DaemonProcess, place: Path, editor: str, scope: str
 ) -> None:
+    """For each editor format, the command ``editor add`` writes, started as the editor would start it, is
+    a shim that answers MCP and reaches the daemon; ``editor list`` reports it as valid and connected, and
+    a second add changes nothing."""
     config = place / "coordinatord.toml"
     config.write_text(f'socket = "{daemon.socket_path}"\n')
     added = run(place, "add", editor, scope, "--config", str(config))

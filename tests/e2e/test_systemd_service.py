@@ -209,6 +209,8 @@ def run_stop(workdir: Path, socket_path: Path) -> subprocess.CompletedProcess[st
 
 
 def test_stop_stops_a_running_daemon_and_says_when_none_runs(workdir: Path, valkey: ValkeyProcess) -> None:
+    """``coordinatord stop`` shuts a running daemon down cleanly (exit 0, socket and lock file gone, a
+    shutdown_command stop logged), and with no daemon left it exits 1 saying none is running."""
     daemon = DaemonProcess(workdir, env={"REDIS_URL": valkey.url})
     daemon.start()
     try:

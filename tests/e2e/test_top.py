@@ -106,6 +106,9 @@ def line_with(text: str, start: str) -> str:
 
 
 def test_top_once_shows_the_agents_the_lock_the_task_and_the_budget_in_80_columns(setup: Setup) -> None:
+    """``top --once`` on a pipe prints one plain frame within 80 columns showing the project's agents, its
+    lock with holder and time left, the task's progress, the budget used and recent tool calls, and nothing
+    of the other project."""
     done = top(setup, "--project", str(setup.app))
     assert done.returncode == 0, done.stderr
     frame = done.stdout
@@ -125,6 +128,8 @@ def test_top_once_shows_the_agents_the_lock_the_task_and_the_budget_in_80_column
 
 
 def test_top_finds_the_project_from_the_working_directory(setup: Setup) -> None:
+    """Without ``--project``, top uses the project the working directory is in; outside any project it
+    exits 2 and suggests ``--all``."""
     done = top(setup, cwd=setup.docs)
     assert done.returncode == 0, done.stderr
     assert "chapter-1" in line_with(done.stdout, "writer ")
@@ -134,6 +139,8 @@ def test_top_finds_the_project_from_the_working_directory(setup: Setup) -> None:
 
 
 def test_top_all_shows_every_project(setup: Setup) -> None:
+    """``top --all`` shows both projects' ids and contents in one frame within 80 columns, with the project
+    count in the title line."""
     done = top(setup, "--all")
     assert done.returncode == 0, done.stderr
     frame = done.stdout
@@ -145,6 +152,8 @@ def test_top_all_shows_every_project(setup: Setup) -> None:
 
 
 def test_the_overview_command_caps_its_rows_and_counts_the_rest(setup: Setup) -> None:
+    """The daemon's ``overview`` control command sends at most ten lock rows with the total held and the
+    count left out, carries every section and the daemon version, and refuses a request naming no project."""
     with ShimProcess(shim_command(setup.daemon.socket_path, "locker", setup.docs)) as shim:
         shim.send(INITIALIZE)
         assert "result" in shim.reply()
@@ -164,6 +173,8 @@ def test_the_overview_command_caps_its_rows_and_counts_the_rest(setup: Setup) ->
 
 
 def test_top_once_without_a_daemon_exits_1_and_says_how_to_start_one() -> None:
+    """With no daemon on the socket, ``top --once`` exits 1 and prints the ``coordinatord serve --socket``
+    command that would start one there."""
     socket_path = short_tmpdir() / "none.sock"
     try:
         command = [COORDINATORD, "top", "--once", "--all", "--socket", str(socket_path)]
@@ -235,6 +246,8 @@ def terminal(args: list[str], env: dict[str, str], *, stdin_tty: bool = True) ->
 
 
 def test_top_live_draws_frames_and_q_quits_with_the_terminal_restored(setup: Setup) -> None:
+    """On a terminal, live top switches to the alternate screen in cbreak mode and draws frames; pressing q
+    exits 0 with the terminal's modes and main screen restored exactly."""
     args = [COORDINATORD, "top", "--socket", str(setup.daemon.socket_path), "--project", str(setup.app)]
     with terminal(args, child_env(TERM="xterm-256color")) as term:
         before = termios.tcgetattr(term.slave)
@@ -251,6 +264,8 @@ def test_top_live_draws_frames_and_q_quits_with_the_terminal_restored(setup: Set
 
 
 def test_top_live_without_a_daemon_says_so_and_keeps_trying() -> None:
+    """Live top with no daemon shows how to start one and keeps running (retrying) instead of exiting, and
+    still quits on q."""
     socket_path = short_tmpdir() / "none.sock"
     try:
         args = [COORDINATORD, "top", "--all", "--interval", "0.2", "--socket", str(socket_path)]
@@ -265,6 +280,7 @@ def test_top_live_without_a_daemon_says_so_and_keeps_trying() -> None:
 
 
 def test_top_live_with_stdin_not_a_terminal_stops_on_sigterm(setup: Setup) -> None:
+    """Live top whose stdin is not a terminal (so q cannot be read) still draws and exits 0 on SIGTERM."""
     args = [COORDINATORD, "top", "--socket", str(setup.daemon.socket_path), "--project", str(setup.app)]
     with terminal(args, child_env(TERM="xterm"), stdin_tty=False) as term:
         term.read_until(b"q quits")
@@ -273,6 +289,8 @@ def test_top_live_with_stdin_not_a_terminal_stops_on_sigterm(setup: Setup) -> No
 
 
 def test_status_is_coloured_on_a_terminal_only(setup: Setup) -> None:
+    """``status`` colours its output on a terminal, and prints no escape codes with NO_COLOR, with
+    ``--no-color``, on a pipe or as JSON."""
     args = [COORDINATORD, "status", "--socket", str(setup.daemon.socket_path)]
     with terminal(args, child_env(TERM="xterm")) as term:
         code, output = term.finish()
@@ -297,6 +315,8 @@ def ready_lines(output: bytes) -> list[str]:
 
 
 def test_serve_prints_one_ready_line_when_console_logging_is_off() -> None:
+    """With console logging off, ``serve`` prints exactly one ready line naming the version, socket,
+    backend and pid, so whoever started it knows it is up."""
     root = short_tmpdir()
     daemon = DaemonProcess(root, env={"COORDINATORD_LOGGING__CONSOLE": "never"})
     try:
@@ -313,6 +333,8 @@ def test_serve_prints_one_ready_line_when_console_logging_is_off() -> None:
 
 
 def test_serve_with_console_logging_on_prints_the_log_line_only() -> None:
+    """With console logging on, the ready line is left out and the daemon_ready log event is printed once
+    instead, so readiness is not reported twice."""
     root = short_tmpdir()
     daemon = DaemonProcess(root, env={"COORDINATORD_LOGGING__CONSOLE": "always"})
     try:

@@ -36,6 +36,8 @@ async def failure(url: str) -> BackendUnavailableError:
 
 
 async def test_no_password_is_noauth_and_names_the_url_form(protected: ValkeyProcess) -> None:
+    """A protected server reached without a password fails as NOAUTH, saying it was reached and showing the
+    URL form with PASSWORD, never as unreachable."""
     error = await failure(protected.tcp_url)
     message = str(error)
     assert error.kind == "noauth"
@@ -45,6 +47,8 @@ async def test_no_password_is_noauth_and_names_the_url_form(protected: ValkeyPro
 
 
 async def test_wrong_password_is_wrongpass_and_never_shows_it(protected: ValkeyProcess) -> None:
+    """A wrong password fails as WRONGPASS with the URL form to copy, and the wrong password itself never
+    appears in the message."""
     error = await failure(f"redis://:not-it@127.0.0.1:{protected.tcp_port}/0")
     message = str(error)
     assert error.kind == "wrongpass"
@@ -54,6 +58,7 @@ async def test_wrong_password_is_wrongpass_and_never_shows_it(protected: ValkeyP
 
 
 async def test_the_right_password_in_the_url_works(protected: ValkeyProcess) -> None:
+    """The right password in the URL connects and pings, and the store's name (used in messages) hides it."""
     store = RedisStore.from_url(f"redis://:{PASSWORD}@127.0.0.1:{protected.tcp_port}/0", FAST)
     try:
         assert await store.ping()
@@ -63,6 +68,8 @@ async def test_the_right_password_in_the_url_works(protected: ValkeyProcess) -> 
 
 
 async def test_a_database_the_server_lacks_is_named(valkey: ValkeyProcess) -> None:
+    """Asking for a database number the server does not have fails as no_such_db, naming the number and
+    suggesting the URL with ``db=0``."""
     error = await failure(f"{valkey.url}?db=99")
     assert error.kind == "no_such_db", str(error)
     assert "has no database 99" in str(error)
@@ -70,6 +77,7 @@ async def test_a_database_the_server_lacks_is_named(valkey: ValkeyProcess) -> No
 
 
 async def test_a_closed_port_is_refused() -> None:
+    """A port nothing listens on fails as refused, with a message asking whether the server is running."""
     error = await failure(f"redis://127.0.0.1:{free_tcp_port()}/0")
     assert error.kind == "refused"
     assert "could not be reached" in str(error) and "is the server running" in str(error)

@@ -23,6 +23,8 @@ async def keys_of(store: Store, prefix: str) -> list[str]:
 
 
 async def test_agents_overview_lists_connected_then_recent_and_counts_the_rest(store: Store) -> None:
+    """The agents overview lists connected agents first, then by latest heartbeat, up to the limit; it
+    counts known and active agents, leaves out forgotten ones, keeps inactive ones and writes nothing."""
     clock, presence, ns = FakeClock(), Presence(), fresh_namespace()
     service = AgentService(
         store, AgentSettings(heartbeat_window_s=300, forget_after_s=3_600), presence, clock
@@ -55,6 +57,8 @@ async def test_agents_overview_lists_connected_then_recent_and_counts_the_rest(s
 
 
 async def test_task_summary_reads_the_latest_few_and_counts_all(store: Store) -> None:
+    """The task summary returns the most recently updated tasks up to the limit with their progress, and
+    the total of all tasks in the project."""
     clock, ns = FakeClock(), fresh_namespace()
     service = TaskService(store, TaskSettings(), clock)
     for index in range(5):
@@ -71,6 +75,8 @@ async def test_task_summary_reads_the_latest_few_and_counts_all(store: Store) ->
 
 
 async def test_budgets_show_the_usage_of_the_limits_last_used_here(store: Store) -> None:
+    """Budgets list each service and window used in this project, newest first, with the latest limit given
+    and the usage so far; a status call names a budget too, and other projects see none of them."""
     service, ns = RateLimitService(store, RateLimitSettings()), fresh_namespace()
     assert (await service.budgets(ns)).budgets == []
     await service.hit(ns, "github", limit=10, window_s=60, cost=3)
@@ -89,6 +95,8 @@ async def test_budgets_show_the_usage_of_the_limits_last_used_here(store: Store)
 
 
 async def test_budgets_remembered_are_bounded(store: Store) -> None:
+    """Only the most recent BUDGETS_REMEMBERED budgets are kept, so the list cannot grow without bound; the
+    oldest are dropped first."""
     service, ns = RateLimitService(store, RateLimitSettings()), fresh_namespace()
     for index in range(ratelimits.BUDGETS_REMEMBERED + 3):
         await service.status(ns, f"svc-{index}", limit=1, window_s=1)

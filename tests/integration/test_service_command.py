@@ -58,6 +58,9 @@ def world() -> Iterator[World]:
 
 
 def test_install_writes_both_units_reloads_and_enables_the_socket(world: World) -> None:
+    """``service install --now`` writes marked service and socket units (this coordinatord's path, the
+    default socket under %t), reloads systemd and enables the socket; a second install leaves both
+    unchanged."""
     done = world.run("install", "--now")
     assert done.returncode == 0, done.stderr
     service = (world.units / SERVICE).read_text()
@@ -77,6 +80,8 @@ def test_install_writes_both_units_reloads_and_enables_the_socket(world: World) 
 
 
 def test_the_config_files_socket_is_the_one_listened_on(world: World) -> None:
+    """A socket set in the user's config file is the one the socket unit listens on, so shims and systemd
+    agree on the path."""
     config = world.home / ".config" / "coordinatord" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(f'socket = "{world.root}/pinned.sock"\n')
@@ -85,6 +90,8 @@ def test_the_config_files_socket_is_the_one_listened_on(world: World) -> None:
 
 
 def test_a_unit_file_we_did_not_write_is_left_unless_forced(world: World) -> None:
+    """A hand-made unit file of the same name makes install fail naming ``--force``, with nothing written
+    or run; with ``--force`` it is replaced by ours."""
     world.units.mkdir(parents=True)
     hand_made = "[Service]\nExecStart=/usr/local/bin/coordinatord serve\n"
     (world.units / SERVICE).write_text(hand_made)
@@ -100,6 +107,8 @@ def test_a_unit_file_we_did_not_write_is_left_unless_forced(world: World) -> Non
 
 
 def test_an_older_unit_of_ours_is_replaced(world: World) -> None:
+    """A unit carrying our marker but an old ExecStart is rewritten without ``--force``, so upgrades point
+    the service at the current binary."""
     world.units.mkdir(parents=True)
     (world.units / SERVICE).write_text(MARKER + "\n[Service]\nExecStart=/old/coordinatord serve\n")
     done = world.run("install")
@@ -108,6 +117,8 @@ def test_an_older_unit_of_ours_is_replaced(world: World) -> None:
 
 
 def test_without_a_user_manager_nothing_is_written_and_auto_start_is_named(world: World) -> None:
+    """Where there is no systemd user manager (as on WSL without systemd), install fails quoting
+    systemctl's error, points at the shim's auto-start and deploy/wsl.md, and writes no unit."""
     (world.state / "no-manager").touch()
     done = world.run("install", "--now")
     assert done.returncode == 1
@@ -117,6 +128,7 @@ def test_without_a_user_manager_nothing_is_written_and_auto_start_is_named(world
 
 
 def test_without_systemctl_at_all(world: World) -> None:
+    """With no systemctl on PATH install fails (exit 1) saying so and writes no unit."""
     (world.root / "bin" / "systemctl").unlink()
     world.env["PATH"] = str(world.root / "bin")  # coordinatord is called by its full path
     done = world.run("install")
@@ -125,6 +137,8 @@ def test_without_systemctl_at_all(world: World) -> None:
 
 
 def test_dry_run_writes_and_runs_nothing(world: World) -> None:
+    """``install --now --dry-run`` prints the unit files and the systemctl commands it would run, but
+    writes no file and runs nothing beyond read-only ``show`` queries."""
     done = world.run("install", "--now", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert f"# --- {world.units / SERVICE}" in done.stdout
@@ -134,6 +148,8 @@ def test_dry_run_writes_and_runs_nothing(world: World) -> None:
 
 
 def test_uninstall_disables_removes_and_reloads(world: World) -> None:
+    """Uninstall disables and stops both units, removes our two files but no other unit, and reloads
+    systemd; a second uninstall says there is nothing to uninstall."""
     assert world.run("install", "--now").returncode == 0
     foreign = world.units / "other.service"
     foreign.write_text("[Service]\nExecStart=/bin/true\n")
@@ -150,6 +166,8 @@ def test_uninstall_disables_removes_and_reloads(world: World) -> None:
 
 
 def test_uninstall_without_a_manager_removes_the_files_and_their_links(world: World) -> None:
+    """Without a user manager, uninstall still removes our unit files and the enablement symlinks systemctl
+    would have removed, and warns that there is no manager."""
     assert world.run("install").returncode == 0
     wants = world.units / "sockets.target.wants"
     wants.mkdir()

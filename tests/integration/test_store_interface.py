@@ -15,6 +15,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_strings_and_expiry(store: Store) -> None:
+    """String operations (set with TTL and only-if-absent, get, mget, ttl/pttl, expire, exists, delete,
+    unlink) return the same Python values on every backend, including -2 for a missing key's TTL."""
     ns = fresh_namespace()
     a, b, none = ns.key("a"), ns.key("b"), ns.key("none")
     assert await store.ping() is True
@@ -36,6 +38,8 @@ async def test_strings_and_expiry(store: Store) -> None:
 
 
 async def test_sorted_sets_give_members_and_float_scores(store: Store) -> None:
+    """Sorted-set reads give members in order and scores as floats, honour rev, score bounds, offset and
+    count, and zscan pages through every member."""
     ns = fresh_namespace()
     z = ns.key("z")
     await store.execute("ZADD", z, 1, "a", 2.5, "b", 10, "c")
@@ -60,6 +64,8 @@ async def test_sorted_sets_give_members_and_float_scores(store: Store) -> None:
 
 
 async def test_hashes_sets_and_streams(store: Store) -> None:
+    """Hash, set and stream reads give dicts, sets and (id, fields) pairs, with empty results rather than
+    errors for missing keys and empty field lists."""
     ns = fresh_namespace()
     h, s, x = ns.key("h"), ns.key("s"), ns.key("x")
     await store.execute("HSET", h, "f", "v", "g", "w")
@@ -79,6 +85,8 @@ async def test_hashes_sets_and_streams(store: Store) -> None:
 
 
 async def test_server_time_is_the_clock(store: Store) -> None:
+    """The server's TIME is seconds and microseconds close to this machine's clock, so it can serve as the
+    shared clock."""
     seconds, micros = await store.time()
     assert abs(seconds + micros / 1e6 - time.time()) < 60  # the same machine: no skew to speak of
     assert 0 <= micros < 1_000_000
@@ -111,6 +119,8 @@ async def test_a_batch_is_typed_per_operation(store: Store) -> None:
 
 
 async def test_a_refused_command_is_a_backend_error_naming_the_backend(store: Store) -> None:
+    """A command the server refuses (WRONGTYPE) raises a BackendError naming the backend and the server's
+    reply, not a BackendUnavailableError, so it is not mistaken for an outage."""
     ns = fresh_namespace()
     await store.execute("SADD", ns.key("s"), "x")
     with pytest.raises(BackendError) as caught:

@@ -43,6 +43,7 @@ def links(page: Path) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_links_resolve(page: Path) -> None:
+    """Each page's relative links point at files that exist and, with an anchor, at a heading of that file."""
     broken = []
     for target in links(page):
         path, _, fragment = target.partition("#")

@@ -11,6 +11,8 @@ from coordinatord.tools import build_registry
 
 
 def test_read_only_tools_are_the_registrys_read_only_hints() -> None:
+    """The always-allow list is exactly the tools the registry marks read-only, each in its group and none
+    destructive, so the two cannot drift apart."""
     registry = build_registry()
     listed = registry.listing(frozenset(tool_groups.GROUPS))
     read_only = {tool["name"] for tool in listed if tool["annotations"]["readOnlyHint"]}
@@ -21,11 +23,14 @@ def test_read_only_tools_are_the_registrys_read_only_hints() -> None:
 
 
 def test_the_seeds_eight_are_the_kv_tools() -> None:
+    """SEED_TOOLS lists the kv group's tools in the registry's order."""
     kv = [t["name"] for t in build_registry().listing(frozenset({"kv"}))]
     assert list(tool_groups.SEED_TOOLS) == kv
 
 
 def test_always_allow_follows_the_groups() -> None:
+    """The allow list holds only the read-only tools of the chosen groups (all groups when none are
+    chosen), and the seed's eight only when kv is chosen with writes allowed."""
     assert tool_groups.always_allow(["locks"], False) == ["lock_list"]
     assert tool_groups.always_allow(["locks"], True) == ["lock_list"]
     with_kv = tool_groups.always_allow(["kv", "tasks"], True)
@@ -34,6 +39,8 @@ def test_always_allow_follows_the_groups() -> None:
 
 
 def test_the_editor_command_imports_no_pydantic_nor_mcp() -> None:
+    """Importing the CLI and the editor command loads none of pydantic, mcp, tomlkit or redis, so
+    ``editor`` commands start fast."""
     code = (
         "import sys; from coordinatord import cli; import coordinatord.commands.editor; "
         "import coordinatord.editors; "

@@ -44,10 +44,14 @@ def roundtrip(text: str, path: tuple[str, ...] = ("mcpServers",), strict: bool =
     ],
 )
 def test_an_appended_member_comes_out_byte_for_byte(text: str) -> None:
+    """For files with comments, trailing commas, tabs or one-line layouts, adding a member and removing it
+    again gives back the original text exactly."""
     assert roundtrip(text) == text
 
 
 def test_missing_objects_are_created_and_removal_leaves_them() -> None:
+    """Adding under an object the file lacks creates it and keeps the comments; removing the member leaves
+    the new object, empty."""
     text = '{\n  // theme\n  "theme": "dark"\n}\n'
     added = jsonc.set_member(jsonc.parse(text), ("context_servers",), "redis", ENTRY)
     assert "// theme" in added and json5.loads(added)["context_servers"]["redis"] == ENTRY
@@ -57,12 +61,14 @@ def test_missing_objects_are_created_and_removal_leaves_them() -> None:
 
 
 def test_an_empty_file_becomes_a_fresh_document() -> None:
+    """An empty or whitespace-only file becomes a valid JSON document holding just the new member."""
     for empty in ("", "\n  \n"):
         created = jsonc.set_member(jsonc.parse(empty), ("mcp",), "redis", ENTRY)
         assert json.loads(created) == {"mcp": {"redis": ENTRY}}
 
 
 def test_replacing_a_value_keeps_its_neighbours_and_comments() -> None:
+    """Replacing an existing member's value keeps the comments around it and the members beside it."""
     text = '{\n  "servers": {\n    // ours\n    "redis": {"command": "old"}, // old one\n    "z": 1\n  }\n}\n'
     out = jsonc.set_member(jsonc.parse(text), ("servers",), "redis", ENTRY)
     assert "// ours" in out and "// old one" in out and '"z": 1' in out
@@ -70,6 +76,8 @@ def test_replacing_a_value_keeps_its_neighbours_and_comments() -> None:
 
 
 def test_removing_a_middle_member() -> None:
+    """Removing a member between others, multi-line or inline, takes out its line or text and the comma,
+    and nothing else."""
     text = '{\n  "s": {\n    "a": 1,\n    "redis": 2,\n    "b": 3\n  }\n}\n'
     assert jsonc.remove_member(jsonc.parse(text), ("s",), "redis") == text.replace('    "redis": 2,\n', "")
     inline = '{"s": {"redis": 2, "b": 3}}'
@@ -89,6 +97,8 @@ def test_removing_a_middle_member() -> None:
     ],
 )
 def test_malformed_text_names_line_and_column(text: str, line: int, column: int, reason: str) -> None:
+    """Each kind of syntax error is reported at its 1-based line and column, with a reason saying what was
+    expected."""
     with pytest.raises(jsonc.JsoncError) as caught:
         jsonc.parse(text)
     assert (caught.value.line, caught.value.column) == (line, column)
@@ -96,6 +106,8 @@ def test_malformed_text_names_line_and_column(text: str, line: int, column: int,
 
 
 def test_strict_refuses_comments_and_trailing_commas() -> None:
+    """Comments and trailing commas parse as JSONC but are refused in strict mode, for editors whose files
+    are plain JSON."""
     jsonc.parse('{"a": [1,], // c\n}')
     with pytest.raises(jsonc.JsoncError, match="comments are not allowed"):
         jsonc.parse('{"a": 1 // c\n}', strict=True)
@@ -104,6 +116,7 @@ def test_strict_refuses_comments_and_trailing_commas() -> None:
 
 
 def test_the_last_duplicate_key_wins_as_in_json() -> None:
+    """With a key given twice, the parsed value is the last one, as Python's json module reads it."""
     doc = jsonc.parse('{"a": 1, "a": 2}')
     assert jsonc.python(doc.root) == json.loads('{"a": 1, "a": 2}')  # type: ignore[arg-type]
 
@@ -123,6 +136,8 @@ json_values = st.recursive(
     indent=st.sampled_from([None, 2, 4, "\t"]),
 )
 def test_any_json_parses_like_json_and_takes_a_member_back_exactly(data: dict[str, Any], indent: Any) -> None:
+    """For generated JSON of any indentation, strict parsing gives what json.loads gives, and adding then
+    removing a member gives back the exact text."""
     text = json.dumps({"mcpServers": data}, indent=indent)
     assert jsonc.python(jsonc.parse(text, strict=True).root) == json.loads(text)  # type: ignore[arg-type]
     assert roundtrip(text, strict=True) == text

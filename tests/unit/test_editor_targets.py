@@ -89,6 +89,8 @@ def backups(path: Path) -> list[Path]:
 def test_add_merges_keeps_the_rest_and_remove_restores_the_bytes(
     target: Target, scope: str, home: Path, project: Path
 ) -> None:
+    """For every editor and scope, add merges our entry beside the user's servers, settings and comments
+    and keeps a backup; a second add writes nothing, and remove restores the original bytes."""
     path = where(target, scope, home, project)
     path.parent.mkdir(parents=True, exist_ok=True)
     original = existing_text(target)
@@ -124,6 +126,8 @@ def test_add_merges_keeps_the_rest_and_remove_restores_the_bytes(
 def test_a_file_add_created_is_deleted_by_remove(
     target: Target, scope: str, home: Path, project: Path
 ) -> None:
+    """Where no config file existed, add creates one with our entry and no backup, and remove deletes it
+    again."""
     path = where(target, scope, home, project)
     change = editors.plan_add(target, path, entry(target))
     assert change.before is None and editors.apply(change) is None
@@ -136,6 +140,8 @@ def test_a_file_add_created_is_deleted_by_remove(
 def test_a_malformed_file_is_refused_and_left_alone(
     target: Target, scope: str, home: Path, project: Path
 ) -> None:
+    """A config file that does not parse is refused with its path and the error's position, and is left
+    byte for byte as it was with no backup made."""
     path = where(target, scope, home, project)
     path.parent.mkdir(parents=True, exist_ok=True)
     broken = (
@@ -159,6 +165,8 @@ def test_a_malformed_file_is_refused_and_left_alone(
 def test_a_foreign_server_of_that_name_is_refused_unless_forced(
     target: Target, scope: str, home: Path, project: Path
 ) -> None:
+    """An existing server of the same name that is not ours (such as the seed's) is not overwritten unless
+    forced; ``--name`` adds ours beside it, and remove refuses to take out a server that is not ours."""
     path = where(target, scope, home, project)
     seed = {"command": "node", "args": [".kilocode/mcp-servers/redis-server.js"]}
     editors.apply(editors.plan_add(target, path, seed, force=True))  # the seed's own server
@@ -205,6 +213,8 @@ def test_remove_after_the_user_edited_takes_out_only_our_entry(
 
 
 def test_an_update_keeps_keys_the_user_added_and_backs_up(home: Path) -> None:
+    """Updating our entry keeps keys the user added to it and makes a backup; remove then takes our entry
+    out rather than restoring a backup that holds our older one."""
     target = editors.BY_NAME["roo"]
     path = where(target, "global", home, home)
     editors.apply(editors.plan_add(target, path, entry(target)))
@@ -224,6 +234,7 @@ def test_an_update_keeps_keys_the_user_added_and_backs_up(home: Path) -> None:
 
 
 def test_crlf_files_keep_their_line_ends(home: Path) -> None:
+    """A file with CRLF line ends keeps them on every line after add, and remove gives back its bytes."""
     target = editors.BY_NAME["cursor"]
     path = where(target, "global", home, home)
     path.parent.mkdir(parents=True)
@@ -239,6 +250,8 @@ def test_crlf_files_keep_their_line_ends(home: Path) -> None:
 
 
 def test_antigravity_prefers_the_2_0_file(home: Path) -> None:
+    """Antigravity's config is the 2.0 path, unless only a pre-2.0 install's file exists; once the 2.0
+    directory exists it wins again."""
     target = editors.BY_NAME["antigravity"]
     assert editors.config_path(target, "global", home, None) == home / ".gemini/config/mcp_config.json"
     old = home / ".gemini/antigravity/mcp_config.json"
@@ -250,6 +263,8 @@ def test_antigravity_prefers_the_2_0_file(home: Path) -> None:
 
 
 def test_kilocode_uses_an_existing_dot_kilo_file(project: Path) -> None:
+    """Kilo Code's project config is kilo.jsonc at the root, or .kilo/kilo.jsonc when that file already
+    exists."""
     target = editors.BY_NAME["kilocode"]
     assert editors.config_path(target, "project", project, project) == project / "kilo.jsonc"
     (project / ".kilo").mkdir()
@@ -258,11 +273,15 @@ def test_kilocode_uses_an_existing_dot_kilo_file(project: Path) -> None:
 
 
 def test_scopes_an_editor_does_not_have_are_refused(home: Path) -> None:
+    """Asking for a project config of an editor that has only a global one is an error saying so."""
     with pytest.raises(EditorConfigError, match="no project config"):
         editors.config_path(editors.BY_NAME["windsurf"], "project", home, home)
 
 
 def test_discover_reports_validity(home: Path, project: Path) -> None:
+    """Discovery reports each config file holding our server (or too broken to tell) with whether it
+    parses, whether its command exists and which socket it uses; a file with only other servers is not
+    reported."""
     kilo, cline = editors.BY_NAME["kilocode"], editors.BY_NAME["cline-cli"]
     editors.apply(editors.plan_add(kilo, where(kilo, "project", home, project), entry(kilo, project)))
     broken = where(cline, "global", home, project)
@@ -287,6 +306,8 @@ def test_discover_reports_validity(home: Path, project: Path) -> None:
 
 
 def test_the_socket_comes_from_the_config_file_named_in_the_args(home: Path, tmp_path: Path) -> None:
+    """The socket a shim entry will use is read from the ``--config`` file in its args, overridden by
+    COORDINATORD_SOCKET in its env, and taken from the home's config file when no ``--config`` is given."""
     config = tmp_path / "c.toml"
     config.write_text('socket = "/tmp/from-config.sock"\n')
     argv = [COORDINATORD, "shim", "--config", str(config)]
@@ -312,6 +333,8 @@ def cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(home: Path, project: Path) -> None:
+    """``editor add --dry-run`` prints a unified diff (from /dev/null for a new file) and writes no file or
+    directory."""
     path = project / ".mcp.json"
     path.write_text('{\n  "mcpServers": {}\n}\n')
     before = sorted(project.iterdir())
@@ -325,6 +348,8 @@ def test_dry_run_prints_the_diff_and_writes_nothing(home: Path, project: Path) -
 
 
 def test_the_cli_adds_tells_what_is_left_to_do_and_removes(home: Path, project: Path) -> None:
+    """The CLI writes the entry with the chosen tool groups and project, says what the editor still needs
+    (approval), removes the file it created, and exits 2 on an unknown group or an unparseable file."""
     added = cli(home, project, "add", "claude-code", "--tools", "kv,locks")
     assert added.returncode == 0, added.stderr
     assert "Pending approval" in added.stdout and "/mcp" in added.stdout
@@ -344,6 +369,8 @@ def test_the_cli_adds_tells_what_is_left_to_do_and_removes(home: Path, project: 
 
 
 def test_allow_writes_adds_the_seeds_eight(home: Path) -> None:
+    """``--allow-writes`` puts the seed's eight kv tools first in alwaysAllow, followed by the read-only
+    tools."""
     result = cli(home, home, "add", "kilocode-legacy", "--global", "--allow-writes")
     assert result.returncode == 0, result.stderr
     path = editors.config_path(editors.BY_NAME["kilocode-legacy"], "global", home, None)

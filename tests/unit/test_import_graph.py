@@ -84,6 +84,8 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_graph_is_read() -> None:
+    """Known imports, including one inside a function and one of an external module, are in the graph, so
+    an empty reading cannot make the checks below pass."""
     # A reader that found nothing would pass every test below.
     assert "coordinatord.context" in GRAPH["coordinatord.tools.kv"]
     assert "coordinatord.server.framing" in GRAPH["coordinatord.server.relay"]
@@ -92,10 +94,13 @@ def test_the_graph_is_read() -> None:
 
 
 def test_no_module_imports_itself_through_others() -> None:
+    """No chain of imports among coordinatord's modules leads back to where it started."""
     assert cycle({module: internal(targets) for module, targets in GRAPH.items()}) is None
 
 
 def test_no_package_imports_itself_through_others() -> None:
+    """No chain of imports among coordinatord's packages and top-level modules leads back to where it
+    started."""
     packages: dict[str, set[str]] = {}
     for module, targets in GRAPH.items():
         packages.setdefault(unit(module), set()).update(
@@ -127,6 +132,8 @@ def within(module: str, prefix: str) -> bool:
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_no_arrow_points_up(layer: str) -> None:
+    """No module of each layer imports a layer above it (or mcp where the protocol is off limits), keeping
+    the data layers unaware of their callers."""
     wrong = sorted(
         f"{module} imports {target}"
         for module, targets in GRAPH.items()

@@ -29,6 +29,8 @@ def patient_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_step_waits_for_a_call_in_flight_to_be_answered() -> None:
+    """A job step pausing while a tool call is in flight waits until a call is answered (not until none is
+    left), so background work steps aside for agents' calls without starving."""
     in_flight = InFlight()
     in_flight.enter()
     resumed = anyio.Event()
@@ -50,6 +52,8 @@ async def test_a_step_waits_for_a_call_in_flight_to_be_answered() -> None:
 
 
 async def test_a_step_goes_on_at_once_with_no_call_or_only_parked_ones() -> None:
+    """With no call in flight, or only one that has been waiting long (such as a lock_acquire), pause
+    returns at once instead of waiting."""
     in_flight = InFlight()
     with anyio.fail_after(5):
         await context(in_flight).pause()

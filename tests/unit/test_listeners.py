@@ -22,6 +22,8 @@ TCP6 = """\
 
 
 def test_ipv4_listeners_are_read_and_connections_skipped() -> None:
+    """IPv4 listening sockets are read with their address, port and inode; established connections are left
+    out."""
     found = parse_proc_net_tcp(TCP, ipv6=False)
     assert [(ln.address, ln.port, ln.inode) for ln in found] == [
         ("127.0.0.1", 6379, 6431),
@@ -31,6 +33,7 @@ def test_ipv4_listeners_are_read_and_connections_skipped() -> None:
 
 
 def test_ipv6_listeners_are_read() -> None:
+    """IPv6 listening sockets are read with their address in the usual short form."""
     assert [(ln.address, ln.port) for ln in parse_proc_net_tcp(TCP6, ipv6=True)] == [
         ("::1", 6379),
         ("::", 6379),
@@ -38,6 +41,8 @@ def test_ipv6_listeners_are_read() -> None:
 
 
 def test_which_listener_a_host_reaches() -> None:
+    """A loopback listener serves only loopback hosts, a wildcard one serves any, and a listener is shown
+    with its owner."""
     relay, docker = Listener("127.0.0.1", 6379, 1), Listener("0.0.0.0", 6379, 2)
     assert relay.serves("127.0.0.1") and relay.serves("localhost") and not relay.serves("10.0.0.5")
     assert docker.wildcard and docker.serves("10.0.0.5")
@@ -45,6 +50,8 @@ def test_which_listener_a_host_reaches() -> None:
 
 
 def test_a_fake_proc_with_an_owner(tmp_path: Path) -> None:
+    """Listeners on a port are found in a proc tree and given the owning process's name and pid where a
+    process holds the socket's inode."""
     (tmp_path / "net").mkdir()
     (tmp_path / "net" / "tcp").write_text(TCP)
     fds = tmp_path / "4242" / "fd"
@@ -56,6 +63,8 @@ def test_a_fake_proc_with_an_owner(tmp_path: Path) -> None:
 
 
 def test_this_machine_sees_a_socket_this_process_listens_on() -> None:
+    """On a machine with /proc, a socket this process listens on is found on its port and named as this
+    process's."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()

@@ -33,6 +33,8 @@ def events(path: Path) -> list[dict[str, object]]:
 
 
 def test_lines_logged_on_the_loop_reach_the_file_by_the_next_iteration(log_file: Path) -> None:
+    """Lines logged on the event loop are held until the iteration ends, then written in order as JSON with
+    level and timestamp."""
     log = structlog.get_logger("test")
 
     async def main() -> tuple[int, list[dict[str, object]]]:
@@ -49,6 +51,7 @@ def test_lines_logged_on_the_loop_reach_the_file_by_the_next_iteration(log_file:
 
 
 def test_lines_logged_off_the_loop_are_written_through(log_file: Path) -> None:
+    """Lines logged with no event loop, or from another thread, are written to the file at once."""
     log = structlog.get_logger("test")
     log.info("no_loop")
     assert [e["event"] for e in events(log_file)] == ["no_loop"]
@@ -59,6 +62,8 @@ def test_lines_logged_off_the_loop_are_written_through(log_file: Path) -> None:
 
 
 def test_a_line_after_the_loop_ended_is_not_held_back(log_file: Path) -> None:
+    """A line whose flush was scheduled on a loop that then ended is still written, before lines logged
+    after it."""
     log = structlog.get_logger("test")
 
     async def main() -> None:

@@ -208,6 +208,8 @@ def test_memory_bank_max_files_bounds(value: str, ok: bool) -> None:
 
 
 def test_a_misspelt_setting_gets_a_suggestion(tmp_path: Path) -> None:
+    """An unknown setting in the config file stops loading with its name, value and source, and a
+    did-you-mean suggestion only where a close name exists."""
     config = tmp_path / "config.toml"
     config.write_text("[loging]\nlevel = 'debug'\n[server]\nmax_conections = 3\nzzz = 1\n")
     with pytest.raises(ConfigError) as caught:
@@ -224,6 +226,8 @@ def test_a_misspelt_setting_gets_a_suggestion(tmp_path: Path) -> None:
 def test_settings_say_which_config_file_they_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Loaded settings record the config file they were read from (None when there is none), and the
+    effective settings show it."""
     config = tmp_path / "config.toml"
     config.write_text("[server]\nmax_connections = 3\n")
     assert load_settings({}, config_file=str(config), environ={}).config_file == config

@@ -19,6 +19,8 @@ def tmp(short_tmp: Path) -> Path:
 
 
 def test_notify_sends_one_datagram_to_the_notify_socket(tmp: Path) -> None:
+    """A notification is one datagram to NOTIFY_SOCKET carrying the message as given; without the variable,
+    or with a socket that is gone, notify reports that it sent nothing."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind(str(tmp / "notify"))
         receiver.settimeout(10)
@@ -29,6 +31,7 @@ def test_notify_sends_one_datagram_to_the_notify_socket(tmp: Path) -> None:
 
 
 def test_notify_reaches_an_abstract_socket() -> None:
+    """A NOTIFY_SOCKET starting with @ is reached as an abstract Unix socket, as systemd may pass it."""
     name = f"coordinatord-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind("\0" + name)
@@ -38,10 +41,13 @@ def test_notify_reaches_an_abstract_socket() -> None:
 
 
 def test_status_is_one_line() -> None:
+    """A multi-line status message becomes a single STATUS= line."""
     assert systemd.status("backend down:\n  refused") == "STATUS=backend down: refused"
 
 
 def test_watchdog_interval_is_ours_only_and_the_variables_go() -> None:
+    """The watchdog interval is read from WATCHDOG_USEC only when WATCHDOG_PID is absent or ours, the
+    variables are removed, and zero or unreadable values mean no watchdog."""
     env = {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
     assert systemd.watchdog_interval_s(env) == 30.0
     assert env == {}
@@ -53,6 +59,8 @@ def test_watchdog_interval_is_ours_only_and_the_variables_go() -> None:
 
 
 def test_listen_fds_for_this_pid_with_names_and_the_variables_go() -> None:
+    """Sockets passed by systemd are fds from 3 with their names (unknown where none is given), only when
+    LISTEN_PID is this process; the variables are removed either way so no child inherits them."""
     env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2", "LISTEN_FDNAMES": "coordinatord.socket"}
     assert systemd.listen_fds(env) == [(3, "coordinatord.socket"), (4, "unknown")]
     assert env == {}
@@ -64,6 +72,7 @@ def test_listen_fds_for_this_pid_with_names_and_the_variables_go() -> None:
 
 
 def test_a_listening_unix_stream_socket_is_accepted(tmp: Path) -> None:
+    """A listening Unix stream socket is accepted as the daemon's listener and made non-inheritable."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(str(tmp / "s.sock"))
         listener.listen()
@@ -77,6 +86,8 @@ def test_a_listening_unix_stream_socket_is_accepted(tmp: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["tcp", "datagram", "not-listening", "file", "closed"])
 def test_anything_else_on_the_fd_is_a_clear_error(tmp: Path, kind: str) -> None:
+    """A TCP, datagram or non-listening socket, a plain file or a closed fd is refused with an error saying
+    which, and the fd is left open for systemd."""
     sock: socket.socket | None = None
     if kind == "tcp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -122,6 +133,8 @@ def fake(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_unit_state_reports_files_and_what_systemd_says(fake: Path, tmp: Path) -> None:
+    """The unit state combines the files on disk (installed, carrying our marker) with what systemctl says
+    (enabled, active, sub-state), and the socket path comes from the socket unit's ListenStream."""
     units = tmp / "home" / ".config" / "systemd" / "user"
     units.mkdir(parents=True)
     (units / systemd.SERVICE).write_text(systemd.MARKER + "\n[Service]\n")
@@ -149,6 +162,8 @@ def test_unit_state_reports_files_and_what_systemd_says(fake: Path, tmp: Path) -
 
 
 def test_unit_state_without_a_user_manager(fake: Path) -> None:
+    """Without a user manager the state carries systemctl's error and nothing is reported as installed or
+    running, and there is no unit socket path."""
     (fake / "no-manager").touch()
     state = systemd.unit_state()
     assert state.manager_problem is not None and "No medium found" in state.manager_problem
@@ -158,5 +173,6 @@ def test_unit_state_without_a_user_manager(fake: Path) -> None:
 
 
 def test_no_systemctl_at_all(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """With no systemctl on PATH the problem says exactly that."""
     monkeypatch.setenv("PATH", str(tmp))
     assert systemd.user_manager_problem() == "there is no systemctl on PATH"

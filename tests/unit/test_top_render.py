@@ -130,6 +130,8 @@ def overview(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_frame_shows_every_part_in_80_columns() -> None:
+    """The plain frame fits 80 columns and shows the project, the daemon, every agent, lock, task, budget
+    and activity row with its details, and the daemon's count of rows it did not send."""
     text = frame_text(overview(), width=80)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80, text
@@ -155,6 +157,8 @@ def test_the_frame_shows_every_part_in_80_columns() -> None:
 
 
 def test_a_narrow_terminal_drops_the_secondary_columns() -> None:
+    """At 50 columns the frame still fits, dropping secondary columns such as the fencing token while
+    keeping the names and progress."""
     text = frame_text(overview(), width=50)
     assert max(len(line) for line in text.splitlines()) <= 50, text
     assert "FENCING" not in text and "1795651785874257" not in text
@@ -162,6 +166,8 @@ def test_a_narrow_terminal_drops_the_secondary_columns() -> None:
 
 
 def test_the_live_view_fits_the_rows_to_the_terminal_and_says_how_to_quit() -> None:
+    """The live view fits a 24-row terminal by showing fewer rows and counting the rest, and its footer
+    says q quits."""
     out = io.StringIO()
     console = Console(file=out, width=80, height=24, no_color=True)
     console.print(render(overview(), width=80, height=24, interval=1.0))
@@ -172,6 +178,8 @@ def test_the_live_view_fits_the_rows_to_the_terminal_and_says_how_to_quit() -> N
 
 
 def test_several_projects_each_get_a_title_and_the_rest_is_counted() -> None:
+    """With several projects each one shown gets its own title, the header gives the total, and the
+    projects not sent are counted."""
     first = overview()["projects"][0]
     second = {**first, "project_id": "docs-ae9ac81b5e", "root": "/tmp/rd4/docs"}
     text = frame_text(overview(projects=[first, second], total=23, more=21), width=80)
@@ -181,6 +189,8 @@ def test_several_projects_each_get_a_title_and_the_rest_is_counted() -> None:
 
 
 def test_names_cannot_drive_the_terminal() -> None:
+    """Escape characters in names stored by agents are shown escaped, so a name cannot clear or move the
+    terminal."""
     document = overview()
     document["projects"][0]["locks"]["rows"][0]["resource"] = "evil\x1b[2Jname"
     text = frame_text(document, width=80)
@@ -188,10 +198,13 @@ def test_names_cannot_drive_the_terminal() -> None:
 
 
 def test_colour_only_when_asked() -> None:
+    """The frame carries colour escape codes when colour is asked for."""
     assert "\x1b[" in frame_text(overview(), width=80, colour=True)
 
 
 def test_an_empty_project_and_a_backend_error_are_said_so() -> None:
+    """Empty sections say (none), and a backend error while reading is shown as an incomplete frame with
+    the error."""
     empty = overview()["projects"][0] | {
         "agents": {"known": 0, "active": 0, "more": 0, "rows": []},
         "locks": {"held": 0, "more": 0, "rows": []},
@@ -206,6 +219,8 @@ def test_an_empty_project_and_a_backend_error_are_said_so() -> None:
 
 
 def test_the_frame_while_no_daemon_answers_names_how_to_start_one() -> None:
+    """While no daemon answers, the live view shows the message with the command to start one and that it
+    retries each interval."""
     out = io.StringIO()
     message = "no coordinatord daemon answers at /tmp/x.sock (No such file or directory)\n" + (
         "start it with: coordinatord serve --socket /tmp/x.sock"
@@ -235,6 +250,8 @@ STATUS = {
 
 
 def test_status_colours_healthy_green_unhealthy_red_warnings_yellow() -> None:
+    """In colour, ``status`` shows running and healthy in green, failures and an unhealthy backend in red
+    and warnings in yellow; without colour it has no escape codes."""
     coloured = status_command.render(STATUS, now=11.0, colour=True)
     assert "\x1b[1;32mis running\x1b[0m" in coloured
     assert "\x1b[32mhealthy\x1b[0m (ping 0.3 ms)" in coloured
@@ -265,6 +282,7 @@ class _Terminal(io.StringIO):
 def test_status_wants_colour_only_on_a_terminal_without_no_color(
     monkeypatch: pytest.MonkeyPatch, no_color_flag: bool, env: dict[str, str], tty: bool, expected: bool
 ) -> None:
+    """Colour is used only on a terminal, and not with ``--no-color``, NO_COLOR or TERM=dumb."""
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
     for name, value in env.items():

@@ -22,6 +22,8 @@ def lines(text: str, key: str) -> list[str]:
 
 
 def test_the_service_runs_this_coordinatord_by_its_absolute_path() -> None:
+    """The service unit starts this install's coordinatord by absolute path, carries our marker and sets
+    the notify, watchdog, restart, kill and hardening options the daemon relies on."""
     command = units.coordinatord_command()
     assert Path(command[0]).is_absolute()
     assert command == [str(Path(sys.executable).parent / "coordinatord")] or command[1:] == [
@@ -37,11 +39,14 @@ def test_the_service_runs_this_coordinatord_by_its_absolute_path() -> None:
 
 
 def test_exec_start_words_are_escaped_for_systemd() -> None:
+    """A command path with spaces or % is quoted and escaped in ExecStart so systemd runs the right file."""
     service = units.render_service(["/opt/my tools/100%/coordinatord"])
     assert lines(service, "ExecStart") == ['"/opt/my tools/100%%/coordinatord" serve']
 
 
 def test_listen_stream_uses_the_runtime_dir_specifier_or_the_tmp_fallback() -> None:
+    """A socket under the user's runtime directory is written with systemd's %t specifier, a /tmp fallback
+    socket as its path, with private socket and directory modes."""
     run = Path("/run/user/1234/coordinatord/coordinatord.sock")
     assert lines(units.render_socket(run, uid=1234), "ListenStream") == ["%t/coordinatord/coordinatord.sock"]
     tmp = Path("/tmp/coordinatord-1234/coordinatord.sock")
