@@ -321,11 +321,13 @@ def test_serve_prints_one_ready_line_when_console_logging_is_off() -> None:
     daemon = DaemonProcess(root, env={"COORDINATORD_LOGGING__CONSOLE": "never"})
     try:
         daemon.start()
+        assert daemon.process is not None
+        pid = daemon.process.pid
         assert daemon.stop() == 0
         (line,) = ready_lines(daemon.output)
         assert line == (
             f"coordinatord {__version__} ready: socket {daemon.socket_path}, backend embedded "
-            f"valkey-server at {daemon.state_dir / 'valkey.sock'}, pid {line.rsplit(' ', 1)[1]}"
+            f"valkey-server at {daemon.state_dir / 'valkey.sock'}, pid {pid}"
         )
     finally:
         daemon.stop()

@@ -174,7 +174,7 @@ def test_the_live_view_fits_the_rows_to_the_terminal_and_says_how_to_quit() -> N
     text = out.getvalue()
     assert len(text.splitlines()) <= 24, text
     assert "q quits" in text
-    assert "+2 more" in text  # agents: two of three shown, one line says the rest
+    assert "+2 more" in text  # agents: the rows the height leaves (one here), a line for the rest
 
 
 def test_several_projects_each_get_a_title_and_the_rest_is_counted() -> None:
