@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -308,27 +309,15 @@ class AgentService:
         """How many agents are active (recent heartbeat or open connection), and up to ``limit``."""
         now = self._clock()
         cutoff_ms = int(now * 1000) - self._settings.heartbeat_window_s * 1000
-        index = ns.key(AGENTS_INDEX)
-        connected = sorted(self._presence.connected(ns.project_id))
-        batch = Batch()
-        count = batch.zcount(index, cutoff_ms, "+inf")
-        newest = batch.zrange_by_score_with_scores(index, cutoff_ms, "+inf", rev=True, count=limit)
-        connected_beats = batch.zmscore(index, connected) if connected else None
-        await self._store.run(batch)
-        recent = dict(newest.value)
-        scores: dict[str, float | None] = dict(recent)
-        stale_connected = 0
-        if connected_beats is not None:
-            for name, beat in zip(connected, connected_beats.value, strict=True):
-                if beat is None or beat < cutoff_ms:
-                    stale_connected += 1
-                scores.setdefault(name, beat)
-        order = [*recent, *(name for name in connected if name not in recent)][:limit]
+        view = await self._index_view(ns, cutoff_ms, limit, [cutoff_ms])
+        scores: dict[str, float | None] = {**view.connected_beats, **view.newest}
+        stale_connected = sum(1 for beat in view.connected_beats.values() if beat is None or beat < cutoff_ms)
+        order = [*view.newest, *(name for name in view.connected if name not in view.newest)][:limit]
         briefs = [
-            AgentBrief(agent=name, connected=name in connected, idle_s=_idle_s(now, scores[name]))
+            AgentBrief(agent=name, connected=name in view.connected, idle_s=_idle_s(now, scores[name]))
             for name in order
         ]
-        return AgentSummary(active=count.value + stale_connected, agents=briefs)
+        return AgentSummary(active=view.counts[0] + stale_connected, agents=briefs)
 
     async def overview(self, ns: Namespace, limit: int = 10) -> AgentOverview:
         """Up to ``limit`` agents, active or still remembered, with their documents, and how many
@@ -339,25 +328,16 @@ class AgentService:
         window = self._settings.heartbeat_window_s
         cutoff_ms = now_ms - window * 1000
         oldest_ms = now_ms - self._settings.forget_after_s * 1000
-        index = ns.key(AGENTS_INDEX)
-        connected = sorted(self._presence.connected(ns.project_id))
-        batch = Batch()
-        known_count = batch.zcount(index, oldest_ms, "+inf")
-        active_count = batch.zcount(index, cutoff_ms, "+inf")
-        newest = batch.zrange_by_score_with_scores(index, oldest_ms, "+inf", rev=True, count=limit)
-        connected_beats = batch.zmscore(index, connected) if connected else None
-        await self._store.run(batch)
-        remembered = dict(newest.value)
-        beats: dict[str, float | None] = dict(remembered)
-        known, active = known_count.value, active_count.value
-        if connected_beats is not None:
-            for name, beat in zip(connected, connected_beats.value, strict=True):
-                if beat is None or beat < oldest_ms:
-                    known += 1  # connected, but not counted among the remembered
-                if beat is None or beat < cutoff_ms:
-                    active += 1
-                beats.setdefault(name, beat)
-        order = [*connected, *(name for name in remembered if name not in connected)][:limit]
+        view = await self._index_view(ns, oldest_ms, limit, [oldest_ms, cutoff_ms])
+        beats: dict[str, float | None] = {**view.connected_beats, **view.newest}
+        known, active = view.counts
+        for beat in view.connected_beats.values():
+            if beat is None or beat < oldest_ms:
+                known += 1  # connected, but not counted among the remembered
+            if beat is None or beat < cutoff_ms:
+                active += 1
+        connected = view.connected
+        order = [*connected, *(name for name in view.newest if name not in connected)][:limit]
         docs = await self._store.mget(ns.keys(agent_status_key(name) for name in order))
         agents = [
             _info(name, _document(raw), beats.get(name), now, window, name in connected, raw is not None)
@@ -365,9 +345,33 @@ class AgentService:
         ]
         return AgentOverview(known=known, active=active, agents=agents)
 
+    async def _index_view(
+        self, ns: Namespace, since_ms: int, limit: int, counts_since: list[int]
+    ) -> _IndexView:
+        """One round trip over the agents index: how many beat since each of ``counts_since``,
+        the ``limit`` most recent since ``since_ms`` (newest first), and the last beat of every
+        agent with a connection open now (None: it never beat)."""
+        index = ns.key(AGENTS_INDEX)
+        connected = sorted(self._presence.connected(ns.project_id))
+        batch = Batch()
+        counts = [batch.zcount(index, moment, "+inf") for moment in counts_since]
+        newest = batch.zrange_by_score_with_scores(index, since_ms, "+inf", rev=True, count=limit)
+        beats = batch.zmscore(index, connected) if connected else None
+        await self._store.run(batch)
+        connected_beats = dict(zip(connected, beats.value, strict=True)) if beats is not None else {}
+        return _IndexView([count.value for count in counts], dict(newest.value), connected, connected_beats)
+
     @property
     def _sweep_ttl_s(self) -> int:
         return self._settings.forget_after_s + SWEEP_INDEX_GRACE_S
+
+
+@dataclass(frozen=True)
+class _IndexView:
+    counts: list[int]
+    newest: dict[str, float]  # insertion order: newest first
+    connected: list[str]
+    connected_beats: dict[str, float | None]
 
 
 def _info(
