@@ -234,10 +234,13 @@ async def _serve(
 
 
 async def _watchdog(store: Store, interval_s: float) -> None:
-    """``WATCHDOG=1`` every half interval, each only after the backend answered a ping within a
-    quarter of it: a daemon whose event loop is stuck sends nothing, and one whose backend does
-    not answer (hung, stopped, unreachable) skips the keep-alive, so that systemd restarts it
-    after ``WatchdogSec``. Each skip is logged, and said in ``STATUS=``."""
+    """``WATCHDOG=1`` every half interval, each only after a store ping came back within a
+    quarter of it: a daemon whose event loop is stuck sends nothing, and one whose backend hangs
+    (a ping that times out: a stopped or wedged server) skips the keep-alive, so that systemd
+    restarts it after ``WatchdogSec``. A backend that answers with an error, or refuses the
+    connection at once, is not a hang: a restart would not bring it back, only cut every editor's
+    calls in flight, so the keep-alive goes on and ``status``/``doctor`` report the backend.
+    Each skip is logged, and said in ``STATUS=``."""
     period, bound = interval_s / 2, interval_s / 4
     failing = False
     while True:
@@ -247,7 +250,10 @@ async def _watchdog(store: Store, interval_s: float) -> None:
             try:
                 await store.ping()
             except BackendError as exc:
-                error = str(exc)
+                if exc.kind == "timeout":
+                    error = str(exc)
+                else:
+                    log.debug("watchdog_backend_error", error=str(exc))
         if scope.cancelled_caught:
             error = f"backend {store.name} did not answer a ping within {bound:g} s"
         if error is None:

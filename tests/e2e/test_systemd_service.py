@@ -263,3 +263,30 @@ def test_a_second_daemon_exits_10_and_names_status_and_stop(workdir: Path, valke
         assert ping_through_a_shim(first.socket_path) == "PONG"
     finally:
         assert first.stop() == 0
+
+
+def test_watchdog_keepalive_goes_on_while_the_backend_is_down(
+    workdir: Path, notifications: Notifications
+) -> None:
+    """A backend that is gone (connections refused at once) is not a hang: a restart would not
+    bring it back, so WATCHDOG=1 keeps coming and systemd leaves the daemon (and the editors'
+    calls) alone. (No retries: with a 1 s watchdog, the default retry backoff alone would
+    outlast the quarter second a ping gets.)"""
+    with valkey_server() as backend:
+        env = daemon_env(workdir, backend.url, WATCHDOG_USEC="1000000", COORDINATORD_BACKEND__RETRIES="0")
+        process = subprocess.Popen(
+            serve_args(workdir), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            notifications.until("READY=1")
+            notifications.until("WATCHDOG=1")
+            backend.kill()
+            for _ in range(3):
+                message = notifications.next()
+                assert "WATCHDOG=1" in message and "skipped" not in message, message
+            process.send_signal(signal.SIGTERM)
+            notifications.until("STOPPING=1")
+            code, out = stopped(process)
+            assert code == 0, out
+        finally:
+            stopped(process)
