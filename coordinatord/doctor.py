@@ -121,7 +121,7 @@ def check_settings(ctx: Context) -> list[Check]:
 
 
 def _no_config_file(ctx: Context) -> str:
-    return f"no config file (defaults and environment; it would be {paths.user_config_file()})"
+    return f"no config file (defaults and environment; it would be {paths.user_config_file(ctx.home)})"
 
 
 def check_environment(ctx: Context) -> list[Check]:
@@ -150,7 +150,7 @@ def check_environment(ctx: Context) -> list[Check]:
     shown = "; ".join(
         f"{key}: {_shown(here)} here, {_shown(there)} for an editor's" for key, here, there in differ
     )
-    target = ctx.config_file or paths.user_config_file()
+    target = ctx.config_file or paths.user_config_file(ctx.home)
     named = ", ".join(variables) or "variables"
     verb = "is" if len(variables) == 1 else "are"
     effect = (
@@ -200,7 +200,7 @@ def check_socket(ctx: Context) -> list[Check]:
                 "fail",
                 f"a daemon started here listens on {daemon_socket}, "
                 f"but editors' shims look on {editor_socket}",
-                f'set socket = "{daemon_socket}" in {ctx.config_file or paths.user_config_file()} '
+                f'set socket = "{daemon_socket}" in {ctx.config_file or paths.user_config_file(ctx.home)} '
                 "(read by both), or unset COORDINATORD_SOCKET",
                 details,
             )
