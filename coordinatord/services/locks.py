@@ -82,7 +82,10 @@ BACKOFF_BASE_S = 0.002
 BACKOFF_CAP_S = 0.25
 UNKNOWN_HOLDER = "(unknown: not a lock document)"
 
-_ACQUIRE, _RELEASE, _RENEW, _LIST = (lua(f"lock_{n}") for n in ("acquire", "release", "renew", "list"))
+_ACQUIRE, _RELEASE, _RENEW = (
+    lua(f"lock_{n}", after="lock_document") for n in ("acquire", "release", "renew")
+)
+_LIST = lua("lock_list")
 _REAP, _RELEASE_GONE, _SUMMARY = lua("lock_reap"), lua("lock_release_gone"), lua("lock_summary")
 
 

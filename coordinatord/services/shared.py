@@ -20,9 +20,11 @@ def iso_timestamp(seconds: float) -> str:
 
 
 @cache
-def lua(name: str) -> str:
-    """The source of ``services/lua/<name>.lua`` (read once per process)."""
-    return (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+def lua(name: str, after: str | None = None) -> str:
+    """The source of ``services/lua/<name>.lua`` (read once per process), put after the
+    fragment ``after`` (e.g. the local functions several scripts share: Lua has no include)."""
+    source = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    return source if after is None else lua(after) + source
 
 
 async def backoff(attempt: int, base_s: float, cap_s: float) -> None:

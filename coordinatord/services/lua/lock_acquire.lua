@@ -52,10 +52,9 @@ local function index_until(ms)
   outlive_lease(KEYS[4])
 end
 
-local raw = redis.call('GET', lock)
-if raw then
-  local ok, held = pcall(cjson.decode, raw)
-  if ok and type(held) == 'table' and held.agent == agent and type(held.token) == 'string' then
+local exists, held, holder = read_lock(lock)
+if exists then
+  if held and held.agent == agent and type(held.token) == 'string' then
     -- Re-entry never shortens the lease: an outer section of the same agent may still need it.
     local left = redis.call('PTTL', lock)
     if left >= 0 and left < lease then
@@ -64,10 +63,6 @@ if raw then
       left = lease
     end
     return {1, held.token, string.format('%d', tonumber(held.fencing) or 0), agent, left, 1}
-  end
-  local holder = '(unknown: not a lock document)'
-  if ok and type(held) == 'table' and type(held.agent) == 'string' then
-    holder = held.agent
   end
   return {0, '', '', holder, redis.call('PTTL', lock), 0}
 end

@@ -5,18 +5,13 @@
 --         (only known once the lock is read; it shares the project's hash tag, so one slot)
 -- Returns {released (0/1), reason, holder, remaining lease (ms; -2: free, -1: no expiry)}
 local lock, index = KEYS[1], KEYS[2]
-local raw = redis.call('GET', lock)
-if not raw then
+local exists, held, holder = read_lock(lock)
+if not exists then
   -- Nothing holds it, so no acquisition can race this removal of a stale index entry.
   redis.call('ZREM', index, ARGV[2])
   return {0, 'not_held', '', -2}
 end
-local ok, held = pcall(cjson.decode, raw)
-if not (ok and type(held) == 'table' and held.token == ARGV[1]) then
-  local holder = '(unknown: not a lock document)'
-  if ok and type(held) == 'table' and type(held.agent) == 'string' then
-    holder = held.agent
-  end
+if not (held and held.token == ARGV[1]) then
   return {0, 'token_mismatch', holder, redis.call('PTTL', lock)}
 end
 redis.call('DEL', lock)

@@ -6,18 +6,13 @@
 -- Returns {renewed (0/1), reason, holder, remaining lease (ms; -2: free, -1: no expiry), fencing}
 local lock, index = KEYS[1], KEYS[2]
 local lease = tonumber(ARGV[3])
-local raw = redis.call('GET', lock)
-if not raw then
+local exists, held, holder = read_lock(lock)
+if not exists then
   -- A lapsed lease cannot be renewed: another agent may have taken and released it meanwhile.
   redis.call('ZREM', index, ARGV[2])
   return {0, 'not_held', '', -2, ''}
 end
-local ok, held = pcall(cjson.decode, raw)
-if not (ok and type(held) == 'table' and held.token == ARGV[1]) then
-  local holder = '(unknown: not a lock document)'
-  if ok and type(held) == 'table' and type(held.agent) == 'string' then
-    holder = held.agent
-  end
+if not (held and held.token == ARGV[1]) then
   return {0, 'token_mismatch', holder, redis.call('PTTL', lock), ''}
 end
 local t = redis.call('TIME')
