@@ -118,9 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--json", action="store_true", help="print JSON: {ok, checks: [{name, status, summary, fix}]}"
     )
-    doctor.add_argument(
-        "--no-color", action="store_true", help="no colours (also: NO_COLOR, or not a terminal)"
-    )
+    _add_no_color_flag(doctor)
 
     status = _command(
         commands,
@@ -132,9 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_client_socket_flag(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a report")
-    status.add_argument(
-        "--no-color", action="store_true", help="no colours on a terminal (also: NO_COLOR set)"
-    )
+    _add_no_color_flag(status)
 
     stop = _command(
         commands,
@@ -218,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="every known project (the most recent first)")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     _add_client_socket_flag(top)
-    top.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR set)")
+    _add_no_color_flag(top)
     top.add_argument(
         "--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)"
     )
@@ -341,6 +337,12 @@ def _command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParse
         name, formatter_class=argparse.RawDescriptionHelpFormatter, **options
     )
     return parser
+
+
+def _add_no_color_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-color", action="store_true", help="no colours (also: NO_COLOR set, or not a terminal)"
+    )
 
 
 def _add_client_socket_flag(parser: argparse.ArgumentParser) -> None:
