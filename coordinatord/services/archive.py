@@ -178,19 +178,12 @@ def validate_archive(data: Any, where: str) -> dict[str, Any]:
 
 def _existing_state(path: Path) -> tuple[int, int] | None:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        data = read_archive(path)
+    except NotFoundError:
         return None
-    except OSError as exc:
-        raise ArchiveError(f"cannot read the existing archive {path}: {_reason(exc)}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        validate_archive(data, str(path))
-    except (UnicodeDecodeError, ValueError, ArchiveError) as exc:
-        raise ArchiveError(
-            f"{path} exists but is not a session archive this version can read ({exc}); it was left "
-            "as it is — move it away to archive this session"
-        ) from None
+    except ArchiveError as exc:
+        # Never overwritten: it may be somebody's file, or a later version's archive.
+        raise ArchiveError(f"{exc}; it was left as it is — move it away to archive this session") from None
     return archive_order(data)
 
 
