@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coordinatord import __version__, backend_url, control, editors, listeners, paths, systemd
+from coordinatord.backend_url import mask as mask_url
 from coordinatord.errors import BackendError, CoordinatordError, DaemonError
-from coordinatord.settings import Settings, effective_settings, load_settings, mask_url
+from coordinatord.settings import Settings, effective_settings, load_settings
 from coordinatord.store import Store
 
 Status = Literal["ok", "warn", "fail"]

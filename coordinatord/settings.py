@@ -11,7 +11,6 @@ setting, the bad value and where it came from.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -424,7 +423,7 @@ def _describe(exc: ValidationError, load: _Load) -> str:
             continue
         source, value = _source_of(loc, load)
         shown = (
-            repr(mask_url(value))
+            repr(backend_url.mask(value))
             if loc == ("backend", "url") and isinstance(value, str)
             else "<hidden>"
             if _is_secret(loc)
@@ -442,6 +441,8 @@ def _describe(exc: ValidationError, load: _Load) -> str:
 
 def _did_you_mean(loc: tuple[str, ...]) -> str:
     """``; did you mean `server.max_connections`?`` for a misspelt setting, or nothing."""
+    import difflib  # only when a setting is wrong: not on every start
+
     model: type[BaseModel] = Settings
     for part in loc[:-1]:
         field_info = model.model_fields.get(part)
@@ -501,11 +502,6 @@ def _is_secret(loc: tuple[str, ...]) -> bool:
     return tuple(loc[:2]) in _SECRET_NAMES
 
 
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host``; other URLs unchanged."""
-    return backend_url.mask(url)
-
-
 def effective_settings(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with secrets masked: what ``coordinatord config`` prints."""
     data = {
@@ -513,7 +509,7 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
         "config_file": None if settings.config_file is None else str(settings.config_file),
         **settings.model_dump(mode="json"),
     }
-    data["backend"]["url"] = mask_url(settings.backend.url.get_secret_value())
+    data["backend"]["url"] = backend_url.mask(settings.backend.url.get_secret_value())
     data["backend"]["upstash_token"] = "***" if settings.backend.upstash_token.get_secret_value() else ""
     data["logging"]["file"] = str(settings.log_file)
     return data

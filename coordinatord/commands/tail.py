@@ -29,13 +29,14 @@ from typing import IO, Any
 
 import anyio
 
+from coordinatord.backend_url import mask as mask_url
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.paths import find_project_root, not_a_project
 from coordinatord.scope import project_ref
 from coordinatord.services.activity import CONNECTION_KIND, event_from_fields
 from coordinatord.services.shared import iso_timestamp
-from coordinatord.settings import Settings, load_settings, mask_url
+from coordinatord.settings import Settings, load_settings
 from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path
 

@@ -20,18 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from coordinatord import backend_url
 from coordinatord.errors import BackendError
-from coordinatord.settings import BackendSettings, mask_url
+from coordinatord.settings import BackendSettings
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
 
 T = TypeVar("T")
-
-
-def describe_url(url: str) -> str:
-    """How a backend is named in messages: its URL, password masked."""
-    return mask_url(url)
 
 
 def build_client(url: str, settings: BackendSettings) -> Redis:
@@ -87,7 +83,7 @@ class RedisStore(StoreCommands):
 
     @classmethod
     def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> Self:
-        return cls(build_client(url, settings), name or describe_url(url), settings.timeout_s, url)
+        return cls(build_client(url, settings), name or backend_url.mask(url), settings.timeout_s, url)
 
     def _explain(self, exc: BaseException) -> BackendError | None:
         return failures.explain(exc, self.name, self._url)

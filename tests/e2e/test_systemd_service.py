@@ -164,6 +164,14 @@ def test_a_socket_activated_daemon_refuses_what_it_cannot_serve(workdir: Path, v
     assert "fd 3 (coordinatord.socket) passed by systemd" in said and "not SOCK_STREAM" in said
 
 
+def stop_cleanly(process: subprocess.Popen[bytes], notifications: Notifications) -> None:
+    """SIGTERM: systemd hears STOPPING=1, and the daemon exits 0."""
+    process.send_signal(signal.SIGTERM)
+    notifications.until("STOPPING=1")
+    code, out = stopped(process)
+    assert code == 0, out
+
+
 def test_watchdog_keepalive_stops_while_the_backend_is_wedged(
     workdir: Path, notifications: Notifications
 ) -> None:
@@ -189,10 +197,7 @@ def test_watchdog_keepalive_stops_while_the_backend_is_wedged(
             finally:
                 backend.process.send_signal(signal.SIGCONT)
             assert "backend answers again" in notifications.until("WATCHDOG=1")[-1]
-            process.send_signal(signal.SIGTERM)
-            notifications.until("STOPPING=1")
-            code, out = stopped(process)
-            assert code == 0, out
+            stop_cleanly(process, notifications)
         finally:
             stopped(process)
     events = [json.loads(line) for line in (workdir / "state" / "coordinatord.log").read_text().splitlines()]
@@ -284,9 +289,6 @@ def test_watchdog_keepalive_goes_on_while_the_backend_is_down(
             for _ in range(3):
                 message = notifications.next()
                 assert "WATCHDOG=1" in message and "skipped" not in message, message
-            process.send_signal(signal.SIGTERM)
-            notifications.until("STOPPING=1")
-            code, out = stopped(process)
-            assert code == 0, out
+            stop_cleanly(process, notifications)
         finally:
             stopped(process)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import trustme
 from coordinatord.errors import BackendError
 from coordinatord.settings import BackendSettings
 from coordinatord.store import RedisStore
-from tests.support import short_tmpdir
+from tests.support import free_tcp_port, short_tmpdir
 
 pytestmark = pytest.mark.anyio
 
@@ -29,12 +28,6 @@ class TlsServer:
     client_cert: Path
     client_key: Path
     other_ca: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def tls_server() -> Iterator[TlsServer]:
     server_cert.private_key_pem.write_to_path(str(root / "server.key"))
     client_cert.cert_chain_pems[0].write_to_path(str(root / "client.pem"))
     client_cert.private_key_pem.write_to_path(str(root / "client.key"))
-    port = free_port()
+    port = free_tcp_port()
     args = [
         binary, "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
         "--tls-cert-file", str(root / "server.pem"), "--tls-key-file", str(root / "server.key"),
