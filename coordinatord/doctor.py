@@ -67,9 +67,7 @@ class Context:
     editor_settings: Settings | None = None
     """The settings a daemon started by an editor's shim would load (stripped environment)."""
     daemon: dict[str, Any] | None = None
-    daemon_error: str | None = None
     project: Path | None = None
-    backend_ok: bool | None = None
 
     @property
     def editor_environ(self) -> dict[str, str]:
@@ -220,8 +218,7 @@ def check_daemon(ctx: Context) -> list[Check]:
     socket_path = ctx.settings.socket
     try:
         ctx.daemon = control.request(socket_path, "status", timeout=5.0)
-    except DaemonError as exc:
-        ctx.daemon_error = str(exc).splitlines()[0]
+    except DaemonError:
         if ctx.settings.shim.autostart:
             return [
                 Check(
@@ -301,7 +298,6 @@ def _check_embedded(ctx: Context) -> list[Check]:
     if ctx.daemon is not None:
         backend = ctx.daemon.get("backend", {})
         if backend.get("healthy"):
-            ctx.backend_ok = True
             return [
                 Check(
                     "backend",
@@ -309,7 +305,6 @@ def _check_embedded(ctx: Context) -> list[Check]:
                     f"{backend.get('name')} (the daemon's own), ping {backend.get('ping_ms')} ms",
                 )
             ]
-        ctx.backend_ok = False
         return [
             Check(
                 "backend",
@@ -356,11 +351,9 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
     try:
         ping_ms, skew = asyncio.run(probe())
     except BackendError as exc:
-        ctx.backend_ok = False
         checks.append(Check("backend", "fail", str(exc), _backend_fix(exc.kind, url), {"kind": exc.kind}))
         checks += _listeners(ctx, url, failed=True)
         return checks
-    ctx.backend_ok = True
     checks.append(Check("backend", "ok", f"{shown} answers, ping {ping_ms:.2f} ms", details={"kind": None}))
     checks += _listeners(ctx, url, failed=False)
     if skew is not None:
