@@ -392,13 +392,35 @@ def load_settings(
         file_path=path,
         defaults={"socket": default_socket_path(), "state_dir": default_state_dir()},
     )
+    unknown = _unknown_env_sections(load.environ)
     with _loading(load):
         try:
             settings = Settings()
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, load)) from None
+            raise ConfigError("\n".join([_describe(exc, load), *unknown])) from None
+    if unknown:
+        raise ConfigError("\n".join(["invalid settings:", *unknown]))
     settings._config_file = path
     return settings
+
+
+def _unknown_env_sections(environ: Mapping[str, str]) -> list[str]:
+    """Lines for ``COORDINATORD_<SECTION>__<KEY>`` variables whose section does not exist.
+
+    pydantic-settings skips a variable that matches no field, so ``COORDINATORD_LOGING__LEVEL``
+    would be ignored without a word, while the same typo in the config file is refused: refuse
+    it here too. (A misspelt key in a known section is refused by the section's model.)
+    """
+    lines = []
+    for var, value in sorted(environ.items()):
+        section, delimiter, key = var[len(ENV_PREFIX) :].partition(NESTED_DELIMITER)
+        if delimiter and section.lower() not in Settings.model_fields:
+            loc = (section.lower(), *key.lower().split(NESTED_DELIMITER))
+            lines.append(
+                f"  {'.'.join(loc)} = {value!r} (from environment variable {var}): "
+                f"no such setting{_did_you_mean(loc[:1])}"
+            )
+    return lines
 
 
 def _seed_env(env: Mapping[str, str]) -> dict[str, Any]:

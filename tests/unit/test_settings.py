@@ -223,6 +223,19 @@ def test_a_misspelt_setting_gets_a_suggestion(tmp_path: Path) -> None:
     assert message.count("did you mean") == 2
 
 
+def test_a_variable_naming_no_section_is_refused_like_a_file_typo() -> None:
+    """A ``COORDINATORD_<SECTION>__<KEY>`` variable whose section does not exist stops loading
+    with its name and a suggestion, instead of being ignored; variables that are not settings
+    (COORDINATORD_GUARD) and known sections pass."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, environ={"COORDINATORD_LOGING__LEVEL": "debug", "COORDINATORD_GUARD": "off"})
+    message = str(caught.value)
+    assert "loging.level = 'debug' (from environment variable COORDINATORD_LOGING__LEVEL)" in message
+    assert "no such setting; did you mean `logging`?" in message
+    assert "COORDINATORD_GUARD" not in message
+    assert load_settings({}, environ={"COORDINATORD_LOGGING__LEVEL": "debug"}).logging.level == "debug"
+
+
 def test_settings_say_which_config_file_they_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
