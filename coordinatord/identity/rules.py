@@ -66,7 +66,7 @@ _HELPER = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)::(.*)", re.DOTALL)
 # git's scp-like syntax: [user@]host:path, where the colon comes before any slash.
 _SCP = re.compile(r"(?:[^@/]*@)?(\[[^\]/]*\]|[^:/\[\]]+):(.*)", re.DOTALL)
 _HOSTNAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def project_id_problem(value: str) -> str | None:
