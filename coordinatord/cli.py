@@ -258,23 +258,43 @@ def build_parser() -> argparse.ArgumentParser:
     projects = _command(
         commands,
         "projects",
-        help="list the known projects, or forget one",
+        help="list the known projects, forget one, or move one's keys to a new id",
         description="The projects the daemon's jobs walk (announced by shims or in [[projects]] of "
-        "config): list them, or forget one (and with --purge delete every key of its namespace).",
+        "config): list them (with where each id comes from: .coordinatord.toml, origin or the path), "
+        "forget one (and with --purge delete every key of its namespace), or migrate: copy every key "
+        "of namespace OLD into NEW with its TTL (page by page, safe on Redis Cluster), then delete OLD "
+        "and forget it (unless --keep). A lock held in OLD arrives in NEW with its holder, token, "
+        "fencing number and remaining lease; an agent still working in OLD through a daemon on "
+        "another host loses it when OLD is deleted: use --keep until every host resolves NEW.",
         epilog=(
             "examples:\n  coordinatord projects list\n  coordinatord projects forget my-app-845bd79b59\n"
-            "  coordinatord projects forget ~/src/old-app --purge"
+            "  coordinatord projects forget ~/src/old-app --purge\n"
+            "  coordinatord projects migrate app-1a2b3c4d5e github.com/org/app\n"
+            "  coordinatord projects migrate app-1a2b3c4d5e ~/src/app --keep"
         ),
     )
-    projects.add_argument("action", choices=["list", "forget"], help="what to do")
-    projects.add_argument("project", nargs="?", metavar="ID_OR_ROOT", help="the project to forget")
+    projects.add_argument("action", choices=["list", "forget", "migrate"], help="what to do")
+    projects.add_argument(
+        "project",
+        nargs="?",
+        metavar="ID_OR_ROOT",
+        help="forget: the project; migrate: OLD, the id to move from",
+    )
+    projects.add_argument(
+        "new", nargs="?", metavar="NEW", help="migrate: the id (or root, for its id) to move the keys to"
+    )
     _add_client_socket_flag(projects)
     projects.add_argument(
         "--purge", action="store_true", help="forget: also delete every key of the project's namespace"
     )
     projects.add_argument(
-        "--force", action="store_true", help="forget: even while an editor is connected in it"
+        "--force",
+        action="store_true",
+        help="forget: even while an editor is connected in it; migrate: even when NEW holds keys "
+        "(NEW's own keys win, sets and indexes merge, counters keep the larger value) or an editor "
+        "works in OLD",
     )
+    projects.add_argument("--keep", action="store_true", help="migrate: keep OLD's keys and registry entry")
     projects.add_argument("--json", action="store_true", help="print JSON")
 
     _add_editor_parser(commands)

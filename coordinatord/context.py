@@ -89,6 +89,7 @@ class Peer:
             "conn": self.conn_id,
             "agent": self.present_as or self.agent,
             "project": self.project_id,
+            "id_source": self.scope.id_source,
             "root": self.project_root,
             "no_project": self.scope.missing,
             "cwd": self.scope.cwd,

@@ -4,6 +4,8 @@
 
     CoordinatordError                 anything this package raises on purpose
     ├── ConfigError                   a setting is invalid (names setting, value and source)
+    │   └── ProjectFileError          a repository's .coordinatord.toml is wrong (names the file
+    │                                 and the rule)
     ├── DaemonError                   the daemon cannot start or serve
     │   └── AlreadyRunningError       another live daemon owns the socket
     ├── BackendError                  the Redis/Valkey backend failed a command
@@ -43,6 +45,11 @@ class CoordinatordError(Exception):
 
 class ConfigError(CoordinatordError):
     """A setting is invalid or a config file cannot be read."""
+
+
+class ProjectFileError(ConfigError):
+    """A repository's ``.coordinatord.toml`` cannot be read or breaks the project id rule. The
+    project it would name has no id until the file is fixed; the message names the file."""
 
 
 class DaemonError(CoordinatordError):

@@ -263,8 +263,15 @@ ms of the finding; only locks taken before it are released). Emptied as the lock
 # documents they describe, a string written over one breaks its owner's scripts, and a lower
 # _seq:fencing would hand out fencing numbers again; so the raw tools may only read them.
 
-INTERNAL_PREFIXES = ("_idx:", "_seq:")
+COUNTER_PREFIX = "_seq:"
+INTERNAL_PREFIXES = ("_idx:", COUNTER_PREFIX)
 INTERNAL_KEYS = frozenset({ACTIVITY_STREAM})
+
+
+def is_counter_key(user_key: str) -> bool:
+    """Whether a key is a counter that must never go back (the fencing counter): a migration
+    merging two namespaces keeps the larger value."""
+    return user_key.startswith(COUNTER_PREFIX)
 
 
 def is_internal_key(user_key: str) -> bool:

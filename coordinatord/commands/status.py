@@ -2,7 +2,9 @@
 
 Asks the daemon over its socket (control command ``status``) and prints a report: the daemon
 (pid, uptime, version), the backend and its health, connected shims, active agents and held
-locks per project, and each job's last run, outcome, counts and next run. Exit code 0 when the
+locks per project (each project's id with where it came from: ``.coordinatord.toml``, ``origin``
+or the path, and a hint when an old path-hash namespace's root has another id now), and each
+job's last run, outcome, counts and next run. Exit code 0 when the
 daemon answers (even if its backend does not: the report says so), 1 when no daemon answers.
 
 On a terminal the report is coloured: green for what is healthy, red for what is not, yellow
@@ -92,10 +94,16 @@ def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
     lines += ["", f"connected shims: {len(connections)}"]
     for conn in connections:
         agent = conn.get("agent") or "(anonymous)"
-        if conn.get("project") is None:
+        if conn.get("project") is None and ".coordinatord.toml" in str(conn.get("no_project")):
+            where = paint(f"no project: {conn['no_project']}", _YELLOW)  # names the file to fix
+        elif conn.get("project") is None:
             where = "no project" + (f" (shim started in {conn['cwd']})" if conn.get("cwd") else "")
         else:
-            where = conn["project"] + (f"  {conn['root']}" if conn.get("root") else "")
+            where = (
+                conn["project"]
+                + id_from(conn.get("id_source"))
+                + (f"  {conn['root']}" if conn.get("root") else "")
+            )
         lines.append(f"  {agent:<20} {where}  {_pid(conn, paint)}")
 
     lines += ["", *_projects(status.get("projects") or {}, paint)]
@@ -135,7 +143,8 @@ def _projects(projects: dict[str, Any], paint: Paint) -> list[str]:
     if projects.get("error"):
         lines.append("  " + paint(f"(incomplete: {projects['error']})", _YELLOW))
     for project in shown:
-        lines.append(f"  {project.get('project')}  {project.get('root')}")
+        lines.append(f"  {project.get('project')}{id_from(project.get('id_source'))}  {project.get('root')}")
+        lines += ["    " + paint(note, _YELLOW) for note in id_notes(project, str(project.get("project")))]
         agents = project.get("agents", [])
         active = project.get("active_agents", 0)
         lines.append(f"    active agents: {active}")
@@ -161,6 +170,28 @@ def _projects(projects: dict[str, Any], paint: Paint) -> list[str]:
         if held > len(locks):
             lines.append(f"      … and {held - len(locks)} more")
     return lines
+
+
+def id_from(source: Any) -> str:
+    """`` (from origin)``: where a project id came from, for the line that shows the id."""
+    if source == "path":
+        return " (from its path)"
+    return f" (from {source})" if isinstance(source, str) and source else ""
+
+
+def id_notes(project: dict[str, Any], project_id: str) -> list[str]:
+    """What to tell about a project's id beyond its source: its root resolves to another id now
+    (and how to move the keys there), or to none (a wrong .coordinatord.toml)."""
+    notes = []
+    moved = project.get("resolves_to")
+    if moved:
+        notes.append(
+            f"its root is project {moved} now; move these keys there with: "
+            f"coordinatord projects migrate {project_id} {moved}"
+        )
+    if project.get("id_problem"):
+        notes.append(f"its root has no project id now: {project['id_problem']}")
+    return notes
 
 
 def _job(job: dict[str, Any], now: float, paint: Paint) -> str:

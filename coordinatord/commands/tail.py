@@ -5,7 +5,9 @@ It asks no daemon: it loads the same settings the daemon would (``--config``, en
 or the embedded Valkey's Unix socket in the state dir — and reads through the same store the
 daemon writes with (:mod:`coordinatord.store`: timeouts, retries, TLS and error messages alike),
 so it works from any machine that can reach a shared backend. The project is a root directory (as
-a shim would be given it) or a project id; by default the git root of the cwd.
+a shim would be given it, its id found the way the daemon finds it: ``.coordinatord.toml``,
+``origin``, or the path) or a project id; by default the git root of the cwd. On a terminal, a
+first line on stderr names the project, where its id came from and the backend.
 
 It prints the newest ``-n`` events, then with ``--follow`` polls ``XREAD`` (no ``BLOCK``: not every
 backend has blocking reads) from the last id it printed, pausing briefly between empty polls.
@@ -30,7 +32,9 @@ from typing import IO, Any
 import anyio
 
 from coordinatord.backend_url import mask as mask_url
+from coordinatord.commands.status import id_from
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
+from coordinatord.identity.rules import is_project_id
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
 from coordinatord.paths import find_project_root, not_a_project
 from coordinatord.scope import project_ref
@@ -47,7 +51,6 @@ RETRY_MAX_S = 2.0
 READ_COUNT = 500
 """Entries per XREAD/XREVRANGE round trip."""
 
-_PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # ANSI SGR codes; no dependency needed for a handful of colours.
@@ -98,12 +101,12 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
         )
     except ConfigError as exc:
         raise TailError(str(exc), 2) from None
-    project_id, root = resolve_project(args.project, Path.cwd())
+    project_id, root, source = resolve_project(args.project, Path.cwd())
     store, backend_name = open_reader(settings)
     key = Namespace(project_id).key(ACTIVITY_STREAM)
     colour = not args.json and _wants_colour(out)
     if sys.stderr.isatty():
-        shown = f"{project_id} ({root})" if root else project_id
+        shown = f"{project_id}{id_from(source)}" + (f" at {root}" if root else "")
         sys.stderr.write(f"activity of project {shown} on {backend_name}\n")
 
     def emit(events: list[dict[str, Any]]) -> None:
@@ -133,26 +136,32 @@ def _run(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None]:
-    """The project id to read, and its root when known.
+def resolve_project(value: str | None, cwd: Path) -> tuple[str, str | None, str | None]:
+    """The project id to read, its root when known, and where the id came from.
 
     ``value`` is a directory (taken as the root exactly as a shim's ``--project`` is), or a
-    project id such as ``app-3f2a9c1d0b`` (what the daemon's log and ``status`` show); by default
-    the git root of ``cwd``, as the shim finds it.
+    project id such as ``github.com/org/app`` or ``app-3f2a9c1d0b`` (what the daemon's log and
+    ``status`` show); by default the git root of ``cwd``, as the shim finds it.
     """
     if value is None:
         found = find_project_root(cwd)
         if found is None:
             raise TailError(f"{not_a_project(cwd)}; run tail there, or name it with --project DIR_OR_ID", 2)
-        ref = project_ref(str(found))
-        return ref.project_id, ref.root
+        return _of_root(str(found))
     path = (cwd / value).expanduser()
     if path.is_dir():
-        ref = project_ref(str(path))
-        return ref.project_id, ref.root
-    if _PROJECT_ID.fullmatch(value) and "/" not in value:
-        return value, None
+        return _of_root(str(path))
+    if is_project_id(value):
+        return value, None, None
     raise TailError(f"--project {value!r} is neither a directory nor a project id", 2)
+
+
+def _of_root(root: str) -> tuple[str, str, str]:
+    try:
+        ref = project_ref(root)
+    except ConfigError as exc:  # a wrong .coordinatord.toml: the daemon would give it no project
+        raise TailError(str(exc), 2) from None
+    return ref.project_id, ref.root, ref.source
 
 
 def open_reader(settings: Settings) -> tuple[Store, str]:

@@ -1,7 +1,8 @@
 """``coordinatord top [--project DIR_OR_ID | --all] [--once] [--interval S] [--no-color]``.
 
 A live view of one project (by default the one holding the current directory, as ``tail`` and
-``sessions`` find it) or of every known one: agents and their last heartbeat, held locks and
+``sessions`` find it) or of every known one: its id and where the id came from
+(``.coordinatord.toml``, ``origin`` or its path), agents and their last heartbeat, held locks and
 the time left on them, tasks with a progress bar, rate-limit budgets, the latest activity.
 
 It asks the daemon once per ``--interval`` (control command ``overview``, see
@@ -39,7 +40,7 @@ from rich.text import Text
 
 from coordinatord import control, paths
 from coordinatord.commands.archive import fail, project_arg
-from coordinatord.commands.status import duration
+from coordinatord.commands.status import duration, id_from, id_notes
 from coordinatord.errors import DaemonError
 
 TIMEOUT_S = 10.0
@@ -230,7 +231,8 @@ def _header(overview: dict[str, Any], now: float, width: int) -> RenderableType:
     daemon = overview.get("daemon") or {}
     projects = overview.get("projects") or []
     if len(projects) == 1 and overview.get("total", 1) == 1:
-        what = f"project {projects[0].get('project_id')}  {projects[0].get('root')}"
+        only = projects[0]
+        what = f"project {only.get('project_id')}{id_from(only.get('id_source'))}  {only.get('root')}"
     else:
         what = f"{overview.get('total', len(projects))} projects"
     title = Table.grid(expand=True, padding=(0, 1))
@@ -260,6 +262,7 @@ def _project(
         parts.append(
             Text.assemble(
                 (_clean(str(project.get("project_id"))), "bold"),
+                _clean(id_from(project.get("id_source"))),
                 "  ",
                 _clean(str(project.get("root"))),
                 no_wrap=True,
@@ -268,6 +271,8 @@ def _project(
         )
     if project.get("error"):
         parts.append(Text(f"incomplete: {_clean(project['error'])}", style="yellow"))
+    for note in id_notes(project, str(project.get("project_id"))):
+        parts.append(Text(_clean(note), style="yellow"))
     parts += [
         *_agents(project.get("agents") or {}, wide, rows),
         *_locks(project.get("locks") or {}, wide, rows),

@@ -6,7 +6,7 @@
 (``more`` says how many were left out). Each document holds, every part capped at a few rows
 with the number left out beside it (``more``)::
 
-    {"project_id", "root", "host",
+    {"project_id", "id_source", "resolves_to", "id_problem", "root", "host",
      "agents":     {"known", "active", "more", "rows": [{agent, status, connected, idle_s,
                                                          current_task, mode}]},
      "locks":      {"held", "more", "rows": [{resource, held_by, fencing, expires_in}]},
@@ -36,7 +36,9 @@ from coordinatord import __version__
 from coordinatord.app import App
 from coordinatord.control.arguments import project_argument
 from coordinatord.control.registry import Connections, ControlHandler
+from coordinatord.control.status import id_notes
 from coordinatord.errors import BackendError, InvalidArgumentError
+from coordinatord.scope import IdNote
 from coordinatord.services.projects import KnownProject
 
 MAX_PROJECTS = 20
@@ -91,7 +93,8 @@ class OverviewControl:
             reply["error"] = str(exc)
             reply["now"] = time.time()
             return reply
-        documents = [_empty(project) for project in chosen]
+        notes = await anyio.to_thread.run_sync(id_notes, chosen, app.projects.host)
+        documents = [_empty(project, note) for project, note in zip(chosen, notes, strict=True)]
         reply["projects"] = documents
         with anyio.move_on_after(BUDGET_S) as scope:
             for project, document in zip(chosen, documents, strict=True):
@@ -162,9 +165,10 @@ def _part(rows: list[dict[str, Any]], counted: int, **counts: int) -> dict[str, 
     return {**counts, "more": max(0, counted - len(rows)), "rows": rows}
 
 
-def _empty(project: KnownProject) -> dict[str, Any]:
+def _empty(project: KnownProject, note: IdNote) -> dict[str, Any]:
     return {
         "project_id": project.project_id,
+        **note.as_dict(),
         "root": project.root,
         "host": project.host,
         "agents": {"known": 0, "active": 0, "more": 0, "rows": []},

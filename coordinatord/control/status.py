@@ -23,6 +23,7 @@ from coordinatord.app import App
 from coordinatord.control.registry import Connections, ControlHandler
 from coordinatord.errors import BackendError, InvalidArgumentError
 from coordinatord.jobs import Jobs
+from coordinatord.scope import IdNote, id_note
 from coordinatord.services.projects import KnownProject
 
 MAX_PROJECTS = 50
@@ -94,8 +95,10 @@ class DaemonStatus:
             try:
                 known = await self._app.projects.known()
                 total = len(known)
-                for project in sorted(known, key=_recent_first)[:MAX_PROJECTS]:
-                    shown.append(await self._project(project))
+                chosen = sorted(known, key=_recent_first)[:MAX_PROJECTS]
+                notes = await anyio.to_thread.run_sync(id_notes, chosen, self._app.projects.host)
+                for project, note in zip(chosen, notes, strict=True):
+                    shown.append(await self._project(project, note))
             except BackendError as exc:
                 result["error"] = str(exc)
         if scope.cancelled_caught:
@@ -103,12 +106,13 @@ class DaemonStatus:
         result["total"] = total
         return result
 
-    async def _project(self, project: KnownProject) -> dict[str, Any]:
+    async def _project(self, project: KnownProject, note: IdNote) -> dict[str, Any]:
         services = self._app.services
         agents = await services.agents.summary(project.namespace, MAX_LISTED)
         locks = await services.locks.summary(project.namespace, MAX_LISTED)
         return {
             "project": project.project_id,
+            **note.as_dict(),
             "root": project.root,
             "host": project.host,
             "last_seen": project.last_seen,
@@ -124,6 +128,12 @@ class DaemonStatus:
             raise InvalidArgumentError(f"no job named {name!r}; jobs: {', '.join(self._jobs.names)}")
         state = await self._jobs.run_now(str(name))
         return state.as_dict()
+
+
+def id_notes(projects: list[KnownProject], host: str) -> list[IdNote]:
+    """Where each project's id came from, its root resolved again when it is on this host.
+    Blocking: one worker thread for all of them."""
+    return [id_note(p.project_id, p.root, p.is_local(host)) for p in projects]
 
 
 def _recent_first(project: KnownProject) -> float:

@@ -16,11 +16,13 @@ import socket
 from pathlib import Path
 
 import anyio
+import structlog
 from pydantic import BaseModel, ConfigDict
 
 from coordinatord.clock import Clock, system_clock
-from coordinatord.keyspace import PROJECTS_KEY, Namespace, check_id
-from coordinatord.scope import ProjectRef, project_ref
+from coordinatord.identity.rules import check_project_id
+from coordinatord.keyspace import PROJECTS_KEY, Namespace
+from coordinatord.scope import ProjectRef, project_ref, project_refs
 from coordinatord.settings import ProjectEntry
 from coordinatord.store import Batch, Store
 
@@ -58,8 +60,12 @@ class ProjectRegistry:
         host: str | None = None,
     ) -> None:
         self._store = store
-        # Through the one rule that makes a root an id (the entries are canonical already).
-        self._configured: tuple[ProjectRef, ...] = tuple(project_ref(str(entry.root)) for entry in configured)
+        # Through the one rule that makes a root an id (the entries are canonical already); an
+        # entry whose .coordinatord.toml is wrong is left out (and logged), not the daemon down.
+        refs, problems = project_refs([str(entry.root) for entry in configured])
+        for problem in problems:
+            structlog.get_logger("coordinatord.projects").warning("configured_project_skipped", error=problem)
+        self._configured: tuple[ProjectRef, ...] = tuple(refs)
         self._clock = clock
         self.host = host or socket.gethostname()
 
@@ -140,7 +146,7 @@ class ProjectRegistry:
         server for long. Keys written while it runs may survive it.
         """
         # The id becomes a MATCH pattern: only the shape of an id can be one.
-        pattern = Namespace(check_id(project_id, "project")).pattern("*")
+        pattern = Namespace(check_project_id(project_id)).pattern("*")
         deleted = 0
         cursor = "0"
         while True:

@@ -242,7 +242,7 @@ async def test_tail_says_when_the_backend_cannot_be_reached(workdir: Path) -> No
     runs = {
         "down": (base, env),
         "refused": (base, {**env, "REDIS_URL": "redis://:pw@127.0.0.1:1/0"}),
-        "bad": ([*base, "--project", "no/such"], env),
+        "bad": ([*base, "--project", "no{such}"], env),
     }
     done: dict[str, subprocess.CompletedProcess[bytes]] = {}
 

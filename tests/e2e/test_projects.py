@@ -338,6 +338,8 @@ async def test_projects_list_shows_each_project_and_forget_drops_it(
     header, *rows = text.stdout.splitlines()[1:]
     assert header.split() == [
         "PROJECT",
+        "ID",
+        "FROM",
         "ROOT",
         "HOST",
         "LAST",
@@ -349,7 +351,7 @@ async def test_projects_list_shows_each_project_and_forget_drops_it(
         "CONNECTED",
     ]
     (row,) = [line for line in rows if line.split()[0] == purged]
-    assert row.split()[1:][:2] == [str(purged_root), socket.gethostname()]
+    assert row.split()[1:][:4] == ["its", "path", str(purged_root), socket.gethostname()]
     assert row.split()[-3:] == ["shim", "yes", "-"] and " ago " in row
 
     kept_keys = await keys_of(backend, kept)

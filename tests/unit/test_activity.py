@@ -197,22 +197,42 @@ def test_project_default_is_the_git_root_of_the_cwd(tmp_path: Path) -> None:
     inner = tmp_path / "src" / "pkg"
     inner.mkdir(parents=True)
     root = str(tmp_path.resolve())
-    assert resolve_project(None, inner) == (project_id_for(root), root)
+    assert resolve_project(None, inner) == (project_id_for(root), root, "path")
 
 
 def test_project_directory_is_taken_as_the_root(tmp_path: Path) -> None:
     """--project DIR names that directory's project, as the shim's --project does."""
     (tmp_path / "app").mkdir()
     root = str((tmp_path / "app").resolve())
-    assert resolve_project("app", tmp_path) == (project_id_for(root), root)
+    assert resolve_project("app", tmp_path) == (project_id_for(root), root, "path")
 
 
 def test_project_id_is_taken_as_is(tmp_path: Path) -> None:
-    """--project ID (as the daemon's log shows it) names that project."""
-    assert resolve_project("app-0123456789", tmp_path) == ("app-0123456789", None)
+    """--project ID (as the daemon's log shows it, a path hash or a repository's id) names that project."""
+    assert resolve_project("app-0123456789", tmp_path) == ("app-0123456789", None, None)
+    assert resolve_project("github.com/org/app", tmp_path) == ("github.com/org/app", None, None)
 
 
-@pytest.mark.parametrize("value", ["missing/dir", "a{b}", "*"])
+def test_project_directory_with_an_origin_reads_the_origin_id(tmp_path: Path) -> None:
+    """A root whose repository has an origin is read under the id the daemon gives it."""
+    (tmp_path / "app" / ".git").mkdir(parents=True)
+    (tmp_path / "app" / ".git" / "config").write_text(
+        '[remote "origin"]\n\turl = git@github.com:org/app.git\n'
+    )
+    root = str((tmp_path / "app").resolve())
+    assert resolve_project("app", tmp_path) == ("github.com/org/app", root, "origin")
+
+
+def test_a_wrong_project_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A root whose .coordinatord.toml is wrong has no project: tail says which file (exit 2)."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / ".coordinatord.toml").write_text('[project]\nid = "{x}"\n')
+    with pytest.raises(TailError, match=r"\.coordinatord\.toml") as caught:
+        resolve_project("app", tmp_path)
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("value", ["./missing/dir", "a{b}", "*", "a:b"])
 def test_project_that_is_neither_is_refused(tmp_path: Path, value: str) -> None:
     """A --project that is no directory and no valid id is a usage error (exit 2)."""
     with pytest.raises(TailError, match="neither a directory nor a project id") as caught:

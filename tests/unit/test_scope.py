@@ -92,6 +92,7 @@ def test_the_kernels_pid_is_the_pid_and_a_different_claim_is_a_mismatch() -> Non
         "conn": 7,
         "agent": "kilocode",
         "project": DEFAULT_PROJECT_ID,
+        "id_source": None,
         "root": None,
         "no_project": None,
         "cwd": None,
