@@ -145,9 +145,9 @@ class ProjectRegistry:
                 hosts[announced.host] = announced  # an old-style field and a newer one: the newer
         if forgotten:
             await self._store.hdel(PROJECTS_KEY, forgotten)
-        return [self._project(pid, hosts) for pid, hosts in roots.items()]
+        return [self._merge(pid, hosts) for pid, hosts in roots.items()]
 
-    def _project(self, project_id: str, hosts: dict[str, ProjectRoot]) -> KnownProject:
+    def _merge(self, project_id: str, hosts: dict[str, ProjectRoot]) -> KnownProject:
         # This host's root first, then the most recently seen.
         ordered = sorted(
             hosts.values(), key=lambda entry: (entry.host != self.host, -(entry.last_seen or 0.0), entry.host)
