@@ -75,11 +75,16 @@ def job_runs(process: DaemonProcess, job: str) -> int:
     return len(events(process, "job_run", job=job, outcome="ok"))
 
 
-async def until(condition: Any, what: str, timeout: float = 20.0) -> None:
-    """Poll ``condition()`` (another process's doing: no event here can signal it) until true."""
-    with anyio.fail_after(timeout):
+UNTIL_S = 20.0
+
+
+async def until(condition: Any, what: str) -> None:
+    """Poll ``condition()`` (another process's doing: no event here can signal it) until true,
+    for at most :data:`UNTIL_S`; the failure names ``what`` was awaited."""
+    with anyio.move_on_after(UNTIL_S) as scope:
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.05)
+    assert not scope.cancelled_caught, f"not within {UNTIL_S:g} s: {what}"
 
 
 def activity(backend: ValkeyProcess, ns: Namespace) -> list[dict[str, str]]:
