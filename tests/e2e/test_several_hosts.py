@@ -90,7 +90,8 @@ async def until(condition: Any, what: str) -> None:
 def activity(backend: ValkeyProcess, ns: Namespace) -> list[dict[str, str]]:
     client = redis_sync.Redis(unix_socket_path=str(backend.socket_path), decode_responses=True)
     try:
-        return [fields for _, fields in client.xrange(ns.key(ACTIVITY_STREAM))]
+        entries: Any = client.xrange(ns.key(ACTIVITY_STREAM))
+        return [dict(fields) for _, fields in entries]
     finally:
         client.close()
 
