@@ -83,7 +83,13 @@ def populate(daemon: jobs_bench.Daemon, project_root: Path, args: argparse.Names
         pipe = client.pipeline(transaction=False)
         for i in range(first, min(first + CHUNK, args.agents)):
             name = f"agent-{i:06d}"
-            doc = {"agent": name, "mode": None, "capabilities": [], "currentTask": None, "filesOpen": []}
+            doc: dict[str, Any] = {
+                "agent": name,
+                "mode": None,
+                "capabilities": [],
+                "currentTask": None,
+                "filesOpen": [],
+            }
             pipe.set(ns.key(agent_status_key(name)), json.dumps(doc), ex=FORGET_S)
             pipe.zadd(ns.key(AGENTS_INDEX), {name: beat_ms})
             pipe.zadd(ns.key(AGENTS_ACTIVE), {name: beat_ms})
