@@ -117,8 +117,7 @@ HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def default_host_id() -> str:
     """The machine's hostname, made a valid host id (a hostname nearly always is one already)."""
-    name = socket.gethostname().split(".", 1)[0]
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:128]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-._")[:128]
     return cleaned or "localhost"
 
 
