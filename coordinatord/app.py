@@ -6,6 +6,8 @@ tools. No MCP, no server and no Redis types here.
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 import structlog
@@ -20,6 +22,7 @@ from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
 from coordinatord.services.memory_bank import MemoryBankService
+from coordinatord.services.presence import PresenceLeases
 from coordinatord.services.projects import ProjectRegistry
 from coordinatord.services.ratelimits import RateLimitService
 from coordinatord.services.sessions import SessionService
@@ -42,21 +45,28 @@ class App:
         the tools' modules."""
         self.settings = settings
         self.store = store
+        self.host = settings.daemon.host_id
+        # Names this process among all daemons sharing the backend: leader leases and presence
+        # records carry it (the host id first, so that a reader sees where it runs).
+        self.daemon_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self.presence = Presence()
+        self.presence_leases = PresenceLeases(
+            store, self.presence, settings.presence, self.daemon_id, self.host
+        )
         limits = settings.limits
         rules = KeyRules(limits.max_key_bytes, limits.max_value_bytes, limits.max_keys_per_call)
         ttl = TtlPolicy(settings.ttl.default_s, settings.ttl.max_s, settings.ttl.prefixes)
         self.services = Services(
             kv=KvService(store, rules, ttl, limits.keys_result_max),
-            sessions=SessionService(store, settings.sessions, clock),
+            sessions=SessionService(store, settings.sessions, clock, host=self.host),
             tasks=TaskService(store, settings.tasks, clock),
-            agents=AgentService(store, settings.agents, self.presence, clock),
+            agents=AgentService(store, settings.agents, self.presence, clock, host=self.host),
             locks=LockService(store, settings.locks, clock),
             ratelimits=RateLimitService(store, settings.ratelimits),
             memory_bank=MemoryBankService(store, settings.memory_bank),
         )
         self.activity = ActivityLog(store, settings.activity, clock)
-        self.projects = ProjectRegistry(store, settings.projects, clock)
+        self.projects = ProjectRegistry(store, settings.projects, clock, host=self.host)
         self.registry = registry
         unknown = set(settings.tools.groups) - self.registry.groups
         if unknown:
@@ -72,7 +82,7 @@ class App:
         namespace = peer.scope.namespace
         if peer.present_as is None and namespace is not None:
             peer.present_as = agent
-            self.presence.enter(namespace.project_id, agent)
+            self.presence.enter(namespace.project_id, agent, peer.conn_id, peer.pid)
 
     def connection_opened(self, peer: Peer) -> None:
         """Log the new connection with both pids, warn when they disagree, and record it in
@@ -108,7 +118,7 @@ class App:
     def connection_closed(self, peer: Peer) -> None:
         agent = peer.present_as or peer.agent
         if peer.present_as is not None:
-            self.presence.leave(peer.namespace.project_id, peer.present_as)
+            self.presence.leave(peer.namespace.project_id, peer.present_as, peer.conn_id)
             peer.present_as = None
         log.info("connection_closed", conn=peer.conn_id, agent=agent, project=peer.project_id)
         self._record_connection(peer, "connection_closed", agent)

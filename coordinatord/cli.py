@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  coordinatord serve --socket /tmp/coord.sock --state-dir /tmp/coord-state",
     )
     _add_settings_flags(serve)
+    _add_host_id_flag(serve)
 
     shim = _command(
         commands,
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  REDIS_URL=redis://localhost:6379/0 coordinatord config",
     )
     _add_settings_flags(config)
+    _add_host_id_flag(config)
 
     doctor = _command(
         commands,
@@ -375,6 +377,15 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env COORDINATORD_STATE_DIR)")
 
 
+def _add_host_id_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host-id",
+        metavar="ID",
+        help="this host's name among the daemons sharing a backend (env COORDINATORD_DAEMON__HOST_ID; "
+        "default: the hostname)",
+    )
+
+
 OPERATOR_COMMANDS = (
     "status",
     "doctor",
@@ -405,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(args)
         return code
     cli_settings: dict[str, Any] = {"socket": args.socket, "state_dir": args.state_dir}
+    if getattr(args, "host_id", None) is not None:
+        cli_settings["daemon"] = {"host_id": args.host_id}
     if args.command == "config":
         return _config(cli_settings, args.config)
     return _serve(cli_settings, args.config)

@@ -228,12 +228,21 @@ def ratelimit_windows_key(service: str) -> str:
 # --- Keys outside any project namespace (shared by every daemon on one backend) ---------------
 
 PROJECTS_KEY = f"{ROOT}:projects"
-"""Hash: project id → JSON {root, host, last_seen}: the projects shims have announced."""
+"""Hash: one field per (project, host), :func:`project_host_field`, → JSON {project, root, host,
+last_seen}: where shims have announced each project on each host. Each host writes only its own
+fields, so hosts never overwrite each other. (Fields written before hosts had their own are
+the bare project id, JSON {root, host, last_seen}; still read.)"""
 
 
-def leader_key(job: str) -> str:
-    """The lease that makes one daemon, of all sharing a backend, run a job's tick."""
-    return f"{ROOT}:leader:{job}"
+def project_host_field(project_id: str, host: str) -> str:
+    """A registry field: ``<project>@<host>``. A host id has no '@', so the last one splits it."""
+    return f"{project_id}@{host}"
+
+
+def leader_key(job: str, host: str | None = None) -> str:
+    """The lease that makes one daemon, of all sharing a backend, run a job's tick; with
+    ``host``, one daemon of those on that host (for jobs that work on the host's files)."""
+    return f"{ROOT}:leader:{job}" if host is None else f"{ROOT}:leader:{job}:{host}"
 
 
 # --- More names inside a project namespace -----------------------------------------------------
@@ -256,6 +265,29 @@ AGENTS_INACTIVE = "_idx:agents_inactive"
 AGENTS_GONE = "_idx:agents_gone"
 """Zset of agents the sweep found gone whose locks are still to be released (score: server time
 ms of the finding; only locks taken before it are released). Emptied as the locks are released."""
+
+
+# --- Presence across daemons (services/presence.py) and the host of a session ------------------
+# In the project's hash tag: the sweep's scripts read the presence index together with the
+# agents indexes, and the presence scripts write it together with the per-agent record sets.
+
+PRESENCE_INDEX = "_idx:presence"
+"""Zset: agent → the expiry (server ms) of its latest connection record, on any daemon; the
+sweep counts an agent present while this is in the future. Entries past their expiry are
+dropped by every presence write and every sweep step; the key lives as long as its latest."""
+PRESENCE_RECORDS_PREFIX = "_idx:presence_of:"
+
+
+def presence_records_key(agent: str) -> str:
+    """Zset: one member per open connection of the agent on any daemon (JSON {daemon, conn,
+    host, pid}) → its expiry (server ms). The key lives as long as its latest record."""
+    return f"{PRESENCE_RECORDS_PREFIX}{agent}"
+
+
+def session_host_key(session_id: str) -> str:
+    """String: the host id of the daemon that last wrote the session (its archive is written
+    there only); lives and dies with the session's document."""
+    return f"_idx:session_host:{session_id}"
 
 
 # --- Keys the raw tools may read but not change ------------------------------------------------

@@ -12,6 +12,8 @@ setting, the bad value and where it came from.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -107,6 +109,56 @@ class BackendSettings(_Section):
         if wrong:
             raise ValueError(wrong)
         return value
+
+
+HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A host id: it is spelled in key names (``coord:leader:<job>:<host>``) and registry fields."""
+
+
+def default_host_id() -> str:
+    """The machine's hostname, made a valid host id (a hostname nearly always is one already)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-._")[:128]
+    return cleaned or "localhost"
+
+
+class DaemonSettings(_Section):
+    host_id: str = Field(
+        default_factory=default_host_id,
+        description="the host this daemon runs on, as other daemons sharing the backend see it; "
+        "default: the hostname",
+    )
+
+    @field_validator("host_id")
+    @classmethod
+    def _host_id_shape(cls, value: str) -> str:
+        if not HOST_ID.fullmatch(value):
+            raise ValueError(
+                "must be 1-128 characters of letters, digits, '.', '_' or '-', starting with a "
+                "letter or digit (it becomes part of key names)"
+            )
+        return value
+
+
+class PresenceSettings(_Section):
+    ttl_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3_600,
+        description="a connection's presence record in Redis lives this long unless renewed",
+    )
+    renew_s: float = Field(
+        default=10.0, gt=0, le=1_200, description="how often a daemon renews its connections' records"
+    )
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> PresenceSettings:
+        # Two renewals per TTL at least: one late or failed renewal must not expire a record.
+        if self.renew_s * 2 > self.ttl_s:
+            raise ValueError(
+                f"presence.renew_s = {self.renew_s:g} must be at most half of presence.ttl_s = "
+                f"{self.ttl_s:g}, so that one missed renewal does not let a live connection's record expire"
+            )
+        return self
 
 
 class EmbeddedSettings(_Section):
@@ -288,6 +340,7 @@ class Settings(BaseSettings):
 
     socket: Path = Field(default_factory=default_socket_path)
     state_dir: Path = Field(default_factory=default_state_dir)
+    daemon: DaemonSettings = DaemonSettings()
     backend: BackendSettings = BackendSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     server: ServerSettings = ServerSettings()
@@ -299,6 +352,7 @@ class Settings(BaseSettings):
     sessions: SessionSettings = SessionSettings()
     tasks: TaskSettings = TaskSettings()
     agents: AgentSettings = AgentSettings()
+    presence: PresenceSettings = PresenceSettings()
     locks: LockSettings = LockSettings()
     ratelimits: RateLimitSettings = RateLimitSettings()
     jobs: JobSettings = JobSettings()

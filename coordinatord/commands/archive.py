@@ -50,12 +50,18 @@ def main(args: argparse.Namespace) -> int:
                     print(f"  {project['project_id']}  {project['root']}  {_counts(project)}", flush=True)
     except DaemonError as exc:
         return fail(str(exc))
-    totals = {name: sum(p.get(name, 0) for p in results) for name in ("archived", "unchanged", "failed")}
+    names = ("archived", "unchanged", "failed", "other_host")
+    totals = {name: sum(p.get(name, 0) for p in results) for name in names}
     totals["projects"] = len(results)
     if args.json:
         print(json.dumps({"projects": results, "totals": totals}, indent=2))
     else:
         print(f"done: {_counts(totals)} in {plural(len(results), 'project')}")
+        if totals["other_host"]:
+            print(
+                f"{plural(totals['other_host'], 'session')} last written on another host: archived "
+                "there (a session is archived on the host that last wrote it)"
+            )
         not_due = sum(p.get("not_due", 0) for p in results)
         if not_due:
             print(
@@ -84,7 +90,7 @@ def fail(message: str) -> int:
 
 def _report_nothing(args: argparse.Namespace) -> int:
     if args.json:
-        totals = {"archived": 0, "unchanged": 0, "failed": 0, "projects": 0}
+        totals = {"archived": 0, "unchanged": 0, "failed": 0, "other_host": 0, "projects": 0}
         print(json.dumps({"projects": [], "totals": totals}, indent=2))
     else:
         print(

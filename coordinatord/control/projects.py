@@ -2,9 +2,11 @@
 :mod:`coordinatord.control.registry`): what ``coordinatord projects`` asks.
 
 - ``projects_list`` ``{}`` → ``{"host", "projects": [{project_id, root, host, last_seen, source,
-  local, connected}]}``: every project the jobs walk (announced by shims, or ``[[projects]]`` of
-  config), the most recently seen first; ``local``: its folder is on this host; ``connected``:
-  the agents with a connection open to this daemon in it.
+  local, connected, roots}]}``: every project the jobs walk (announced by shims, or ``[[projects]]``
+  of config), the most recently seen first; ``root``/``host``: its root on this host when it has
+  one, else the most recently seen; ``roots``: ``[{host, root, last_seen, source}]``, one per host;
+  ``local``: its folder is on this host; ``connected``: the agents with a connection open to
+  this daemon in it.
 - ``projects_forget`` ``{project, purge?, force?}`` → ``{project_id, root, purged,
   keys_deleted}``: remove the project from the registry so the jobs stop walking it, and with
   ``purge`` delete every key of its namespace. Refused for a ``[[projects]]`` entry (it would be
@@ -97,6 +99,7 @@ class ProjectControl:
                     "source": project.source,
                     "local": is_local,
                     "connected": connected.get(project.project_id, []),
+                    "roots": [entry.model_dump(mode="json") for entry in project.roots],
                 }
                 for project, is_local, note in zip(known, local, notes, strict=True)
             ],

@@ -81,7 +81,7 @@ class SessionControl:
             totals.update(counts)
             # Live sessions the walk did not take (not idle long enough, nor about to expire):
             # so that "0 archived" with sessions open says why, and what archives them now.
-            walked = counts["archived"] + counts["unchanged"] + counts["failed"]
+            walked = counts["archived"] + counts["unchanged"] + counts["failed"] + counts["other_host"]
             not_due = 0 if every_session else max(0, live - walked)
             results.append(
                 {"project_id": project.project_id, "root": project.root, **counts, "not_due": not_due}

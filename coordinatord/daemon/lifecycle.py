@@ -185,6 +185,8 @@ async def _serve(
             )
             connections = ConnectionServer(app, build_server(app), in_flight, open_connections, control)
             background.start_soon(app.activity.run)
+            # Every daemon renews its own connections' presence records (no leader).
+            background.start_soon(app.presence_leases.run)
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
             async with listening(claim) as listener, anyio.create_task_group() as conn_tg:

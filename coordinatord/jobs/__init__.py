@@ -6,8 +6,12 @@ job the same guarantees:
 
 - it never overlaps itself (``max_instances=1`` and a per-job lock shared with "run now"),
   misfired ticks coalesce into one;
-- when several daemons share one backend, each tick runs under a leader lease
-  (``coord:leader:<job>``, a ``SET NX PX`` renewed by its holder), so one daemon does the work;
+- when several daemons share one backend, each tick runs under a leader lease (a ``SET NX PX``
+  renewed by its holder), so one daemon does the work: for a global job (the heartbeat sweep,
+  the lock reaper) one lease for all, ``coord:leader:<job>``; for a job that works on the
+  files of this host's project roots (the session archiver, the memory-bank refresh), one per
+  host, ``coord:leader:<job>:<host id>``, so that every host runs it and two daemons of one
+  host never both do;
 - a failing run logs its exception and the job runs again at its next tick;
 - every run logs one ``job_run`` event with its duration, outcome and counts, and its state
   (last run, outcome, counts, next run) is kept for ``coordinatord status``.
@@ -19,9 +23,6 @@ Job actions (an agent going inactive, a lock reaped …) are reported with
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class JobContext:
 class JobState:
     name: str
     interval_s: float
+    per_host: bool = False  # leader per host (the job works on this host's files), not global
     runs: int = 0
     last_started: float | None = None
     last_duration_ms: float | None = None
@@ -127,6 +129,7 @@ class JobState:
         return {
             "name": self.name,
             "interval_s": self.interval_s,
+            "per_host": self.per_host,
             "runs": self.runs,
             "last_started": self.last_started,
             "last_duration_ms": self.last_duration_ms,
@@ -156,10 +159,15 @@ class Jobs:
         self._scheduler: AsyncIOScheduler | None = None
         self._lease = app.store.script(lua("leader_lease"))
         self._resign = app.store.script(lua("leader_resign"))
-        self.daemon_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.daemon_id = app.daemon_id
 
-    def add(self, name: str, interval_s: float, func: JobFunc) -> None:
-        self._jobs[name] = _Job(func, JobState(name, interval_s))
+    def add(self, name: str, interval_s: float, func: JobFunc, *, per_host: bool = False) -> None:
+        """``per_host``: the job works on this host's files, so each host elects its own leader."""
+        self._jobs[name] = _Job(func, JobState(name, interval_s, per_host))
+
+    def lease_key(self, name: str) -> str:
+        """The leader lease a tick of job ``name`` runs under."""
+        return leader_key(name, self._app.host if self._jobs[name].state.per_host else None)
 
     @property
     def names(self) -> list[str]:
@@ -201,7 +209,7 @@ class Jobs:
         (``jobs.enabled = false``) but whose ``run_now`` took leases."""
         for name in self._jobs:
             try:
-                await self._resign([leader_key(name)], [self.daemon_id])
+                await self._resign([self.lease_key(name)], [self.daemon_id])
             except BackendError:
                 return
 
@@ -253,4 +261,4 @@ class Jobs:
     async def _lead(self, name: str, interval_s: float) -> bool:
         """Take or renew this job's leader lease; the lease outlives two missed ticks."""
         lease_ms = int(max(interval_s * 2.5, 5.0) * 1000)
-        return bool(await self._lease([leader_key(name)], [self.daemon_id, lease_ms]))
+        return bool(await self._lease([self.lease_key(name)], [self.daemon_id, lease_ms]))

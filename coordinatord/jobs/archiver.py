@@ -1,7 +1,8 @@
 """Session archiving (job ``session_archiver``, every ``jobs.archive_s``): no session context is
 ever lost to a TTL.
 
-For each known project whose folder is on this host, the sessions that are due — idle for
+Runs on every host (a leader per host, see :mod:`coordinatord.jobs`). For each known project
+whose folder is on this host, the sessions that are due — idle for
 ``jobs.archive_idle_s`` or more, or whose TTL would end before the next run plus
 ``jobs.archive_margin_s`` — are written to ``<project root>/<sessions.archive_dir>/<id>.json``
 while they are still in Redis, and left there: the archiver is a safety net, ``session_end`` is
@@ -16,8 +17,14 @@ leaves the old file (or none) and the session in Redis, and is counted ``failed`
 tries again. Two runs at once (a tick and ``coordinatord archive``) are safe: writes to one
 archive folder are serialised by a lock on it and are idempotent.
 
+A session is archived on the host that last wrote it (every save and append records the
+daemon's ``daemon.host_id``), under that host's root of the project, and skipped elsewhere; a
+session that records no host (written before hosts were recorded, or by hand) is archived by
+every host that has the project's root, as before.
+
 Counts: ``projects`` (projects walked), ``archived`` (files written), ``unchanged`` (due but
-already archived in this state), ``failed``.
+already archived in this state), ``failed``, ``other_host`` (due, but last written on another
+host, which archives it).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from coordinatord.services.projects import KnownProject
 
 log = structlog.get_logger("coordinatord.jobs.archiver")
 
-COUNTS = ("projects", "archived", "unchanged", "failed")
+COUNTS = ("projects", "archived", "unchanged", "failed", "other_host")
 
 
 async def run(ctx: JobContext) -> dict[str, int]:
@@ -44,10 +51,11 @@ async def run(ctx: JobContext) -> dict[str, int]:
 
 
 async def local_projects(ctx: JobContext) -> list[KnownProject]:
-    """The known projects whose folder exists on this host (only there can archives be written)."""
+    """The known projects whose folder exists on this host (only there can archives be written),
+    each with its root on this host (one project has a root per host)."""
     host = ctx.projects.host
     projects = await ctx.known_projects()
-    local = await anyio.to_thread.run_sync(lambda: [p for p in projects if p.is_local(host)])
+    local = await anyio.to_thread.run_sync(lambda: [p.on_host(host) for p in projects if p.is_local(host)])
     return local
 
 
@@ -68,7 +76,13 @@ async def archive_project(
         horizon_s=jobs.archive_s + jobs.archive_margin_s,
         batch_size=jobs.batch_size,
     )
-    async for batch in batches:
+    host = ctx.projects.host
+    async for due in batches:
+        batch = [candidate for candidate in due if candidate.host in (None, host)]
+        counts["other_host"] += len(due) - len(batch)
+        if not batch:
+            await ctx.pause()
+            continue
         ids = [candidate.session_id for candidate in batch]
         try:
             states = await anyio.to_thread.run_sync(sessions.archived_states, project.root, ids)

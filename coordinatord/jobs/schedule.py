@@ -14,5 +14,6 @@ MEMORY_BANK_REFRESH = "memory_bank_refresh"
 def register_all(jobs: Jobs, settings: JobSettings) -> None:
     jobs.add(HEARTBEAT_SWEEP, settings.heartbeat_sweep_s, sweep.run)
     jobs.add(LOCK_REAPER, settings.lock_reap_s, reaper.run)
-    jobs.add(SESSION_ARCHIVER, settings.archive_s, archiver.run)
-    jobs.add(MEMORY_BANK_REFRESH, settings.memory_bank_refresh_s, memory_bank.run)
+    # These two read and write files under the project roots of the host they run on.
+    jobs.add(SESSION_ARCHIVER, settings.archive_s, archiver.run, per_host=True)
+    jobs.add(MEMORY_BANK_REFRESH, settings.memory_bank_refresh_s, memory_bank.run, per_host=True)

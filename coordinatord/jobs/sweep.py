@@ -3,10 +3,11 @@
 For each known project, in steps of ``jobs.batch_size`` with a yield to the event loop between
 steps (tool calls are never stalled behind a sweep):
 
-1. agents whose last heartbeat is outside ``agents.heartbeat_window_s`` and who have no
-   connection open to this daemon leave the active index (event ``agent_inactive``);
+1. agents whose last heartbeat is outside ``agents.heartbeat_window_s`` and who are not
+   present (no live connection record of any daemon, :mod:`coordinatord.services.presence`)
+   leave the active index (event ``agent_inactive``);
 2. inactive agents whose last heartbeat is older than ``agents.forget_after_s`` (and still not
-   connected) are marked gone and their status is removed (event ``agent_gone``);
+   present) are marked gone and their status is removed (event ``agent_gone``);
 3. when an agent went gone in this run, the locks the gone agents (these, and any a cut-short
    run left) took before they were found gone are released (event ``lock_released_stale``),
    found through each agent's set of held resources, each by a compare-and-delete inside one
@@ -14,9 +15,9 @@ steps (tool calls are never stalled behind a sweep):
    the gone index.
 
 Every step re-checks its condition inside its own Lua script, so a heartbeat racing the sweep
-always wins (see :mod:`coordinatord.services.agents`). Presence is this daemon's knowledge:
-with several daemons on one Redis, an agent connected to another daemon is kept active by its
-heartbeats only. A run cut short (shutdown, backend failure) leaves every index consistent; the
+always wins (see :mod:`coordinatord.services.agents`), and presence is decided there too, from
+every daemon's records: whichever daemon leads the sweep, an agent connected to any of them is
+kept. A run cut short (shutdown, backend failure) leaves every index consistent; the
 gone agents whose locks were not walked stay on the gone index, and the next sweep or reap
 releases their locks.
 """

@@ -7,13 +7,14 @@ Keys (inside the project namespace):
 
 Activity and memory are two different clocks. An agent is *active* while its last heartbeat
 is within ``agents.heartbeat_window_s`` (default 300 s, the seed's TTL) or while it has a
-connection open to this daemon (:class:`~coordinatord.presence.Presence`): an editor whose shim
-is connected is present whether or not its agent remembers to heartbeat. The document and the
+connection open to any daemon sharing the backend (each daemon keeps a lease record per
+connection, :mod:`coordinatord.services.presence`, and this daemon also knows its own at once,
+:class:`~coordinatord.presence.Presence`): an editor whose shim is connected is present whether
+or not its agent remembers to heartbeat. The document and the
 index entry, however, live ``agents.forget_after_s`` (default 1 h) after the last write rather
 than the seed's 300 s, so that ``agent_list(include_inactive=true)`` can still say who was
-here recently and what they were doing; expiry decides forgetting, never activity. Presence
-is this daemon's knowledge: agents connected to another daemon sharing the Redis are seen
-through their heartbeats only. "Now" comes from the injected clock, so tests move time.
+here recently and what they were doing; expiry decides forgetting, never activity. "Now" comes
+from the injected clock, so tests move time; connection records expire by the server's clock.
 
 The calling agent is always the connection's identity: nobody can register, heartbeat or
 unregister for another agent. A heartbeat without a prior register registers implicitly
@@ -49,7 +50,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
@@ -58,13 +59,17 @@ from coordinatord.keyspace import (
     AGENTS_GONE,
     AGENTS_INACTIVE,
     AGENTS_INDEX,
+    PRESENCE_INDEX,
     Namespace,
     agent_status_key,
+    presence_records_key,
 )
 from coordinatord.presence import Presence
+from coordinatord.services.presence import record_host
 from coordinatord.services.shared import iso_timestamp, lua
 from coordinatord.settings import AgentSettings
 from coordinatord.store import Batch, Store
+from coordinatord.store.interface import Reply, ScoredMembers
 
 _WRITE = lua("agent_write")
 _UNREGISTER = lua("agent_unregister")
@@ -94,7 +99,8 @@ class AgentInfo(BaseModel):
 
     agent: str
     status: Literal["active", "inactive"]
-    connected: bool  # has a connection open to this daemon now
+    connected: bool  # has a connection open now, to any daemon sharing the backend
+    hosts: list[str] = Field(default_factory=list)  # the hosts of those connections' daemons
     registered: bool  # has a status document (registered or heartbeated, not yet forgotten)
     last_heartbeat: str | None  # ISO 8601
     idle_s: int | None  # seconds since the last heartbeat
@@ -149,9 +155,17 @@ class AgentOverview(BaseModel):
 
 class AgentService:
     def __init__(
-        self, store: Store, settings: AgentSettings, presence: Presence, clock: Clock = system_clock
+        self,
+        store: Store,
+        settings: AgentSettings,
+        presence: Presence,
+        clock: Clock = system_clock,
+        host: str | None = None,
     ) -> None:
+        """``presence``: this daemon's connections; ``host``: this daemon's host id (shown for
+        them)."""
         self._store = store
+        self._host = host
         self._settings = settings
         self._presence = presence
         self._clock = clock
@@ -210,21 +224,32 @@ class AgentService:
         raw = await self._unregister_script(keys, [agent])
         doc = _document(raw)
         connected = self._presence.is_connected(ns.project_id, agent)
-        return _info(agent, doc, None, self._clock(), self._settings.heartbeat_window_s, connected, False)
+        return _info(
+            agent,
+            doc,
+            None,
+            self._clock(),
+            self._settings.heartbeat_window_s,
+            connected,
+            False,
+            self._here(connected),
+        )
 
     async def list_agents(self, ns: Namespace, include_inactive: bool = False) -> AgentList:
-        """Agents active now (recent heartbeat or open connection), sorted by name; with
-        ``include_inactive``, also those whose status is still remembered.
-        """
+        """Agents active now (recent heartbeat or open connection on any daemon), sorted by
+        name; with ``include_inactive``, also those whose status is still remembered."""
         now = self._clock()
         now_ms = int(now * 1000)
         horizon_s = self._settings.forget_after_s if include_inactive else self._settings.heartbeat_window_s
-        beats = dict(
-            await self._store.zrange_by_score_with_scores(
-                ns.key(AGENTS_INDEX), now_ms - horizon_s * 1000, "+inf"
-            )
+        first = Batch()
+        beats_reply = first.zrange_by_score_with_scores(
+            ns.key(AGENTS_INDEX), now_ms - horizon_s * 1000, "+inf"
         )
-        connected = self._presence.connected(ns.project_id)
+        live = _LivePresence.queue(first, ns)
+        await self._store.run(first)
+        beats = dict(beats_reply.value)
+        here = self._presence.connected(ns.project_id)
+        connected = here | live.agents()
         names = sorted(set(beats) | connected)
         # Connected agents whose heartbeat is older than the range read: their scores too.
         unscored = [name for name in names if name not in beats]
@@ -232,6 +257,7 @@ class AgentService:
         batch = Batch()
         chunks = [batch.mget(keys[i : i + _MGET_CHUNK]) for i in range(0, len(keys), _MGET_CHUNK)]
         scores = batch.zmscore(ns.key(AGENTS_INDEX), unscored) if unscored else None
+        records = live.queue_records(batch, ns, sorted(connected))
         await self._store.run(batch)
         if scores is not None:
             beats.update({n: v for n, v in zip(unscored, scores.value, strict=True) if v is not None})
@@ -243,10 +269,14 @@ class AgentService:
             is_connected = name in connected
             if doc is None and not is_connected:
                 continue  # an index entry whose document expired or was deleted
-            info = _info(name, doc, beats.get(name), now, window, is_connected, doc is not None)
+            hosts = live.hosts(records, name, self._host if name in here else None)
+            info = _info(name, doc, beats.get(name), now, window, is_connected, doc is not None, hosts)
             if include_inactive or info.status == "active":
                 agents.append(info)
         return AgentList(agents=agents)
+
+    def _here(self, connected: bool) -> list[str]:
+        return [self._host] if connected and self._host else []
 
     async def _write(self, ns: Namespace, agent: str, fields: list[str]) -> AgentInfo:
         _check_agent(agent)
@@ -261,48 +291,54 @@ class AgentService:
         args: list[str | int] = [agent, iso_timestamp(now), now_ms, ttl_s, now_ms - ttl_s * 1000, *fields]
         args += [sweep_ttl_s, now_ms - sweep_ttl_s * 1000]
         raw = await self._write_script(keys, args)
+        # The caller's own connection: this daemon knows it without a read.
         connected = self._presence.is_connected(ns.project_id, agent)
-        return _info(agent, _document(raw), now_ms, now, self._settings.heartbeat_window_s, connected, True)
+        window = self._settings.heartbeat_window_s
+        return _info(agent, _document(raw), now_ms, now, window, connected, True, self._here(connected))
 
     # --- The heartbeat sweep and the status summary ----------------------------------------
 
     async def sweep_inactive(self, ns: Namespace, offset: int = 0, limit: int = 1_000) -> SweepBatch:
-        """Move up to ``limit`` agents whose heartbeat is outside the window, and who have no
-        connection open to this daemon, from the active index to the inactive one.
+        """Move up to ``limit`` agents whose heartbeat is outside the window, and who are not
+        present (no live connection record on any daemon), from the active index to the
+        inactive one.
 
-        ``offset`` skips the connected agents earlier steps kept; pass each step's
+        ``offset`` skips the present agents earlier steps kept; pass each step's
         ``next_offset`` to the next until it is ``None``.
         """
         cutoff_ms = int(self._clock() * 1000) - self._settings.heartbeat_window_s * 1000
-        connected = sorted(self._presence.connected(ns.project_id))
+        # Presence is decided in the script from every daemon's records; this daemon's own
+        # connections whose records are not written yet are named to it.
+        unconfirmed = sorted(self._presence.unconfirmed(ns.project_id))
         reply = await self._sweep_inactive_script(
-            ns.keys([AGENTS_ACTIVE, AGENTS_INACTIVE]),
-            [f"({cutoff_ms}", offset, limit, self._sweep_ttl_s, *connected],
+            ns.keys([AGENTS_ACTIVE, AGENTS_INACTIVE, PRESENCE_INDEX]),
+            [f"({cutoff_ms}", offset, limit, self._sweep_ttl_s, *unconfirmed],
         )
         read, kept, agents = int(reply[0]), int(reply[1]), [str(name) for name in reply[2:]]
         return SweepBatch(agents=agents, next_offset=offset + kept if read >= limit else None)
 
     async def sweep_gone(self, ns: Namespace, offset: int = 0, limit: int = 1_000) -> SweepBatch:
         """Mark up to ``limit`` inactive agents gone whose last heartbeat is older than
-        ``forget_after_s`` and who have no connection open here: their status document and
-        index entries are removed, and the mark (server time) lets the lock clean-up release
-        the locks they took before it. Paged like :meth:`sweep_inactive`.
+        ``forget_after_s`` and who are not present (no live connection record on any daemon):
+        their status document and index entries are removed, and the mark (server time) lets
+        the lock clean-up release the locks they took before it. Paged like :meth:`sweep_inactive`.
         """
         cutoff_ms = int(self._clock() * 1000) - self._settings.forget_after_s * 1000
         names = await self._store.zrange_by_score(
             ns.key(AGENTS_INACTIVE), "-inf", f"({cutoff_ms}", offset=offset, count=limit
         )
-        connected = self._presence.connected(ns.project_id)
-        candidates = [name for name in names if name not in connected]
+        unconfirmed = self._presence.unconfirmed(ns.project_id)
+        candidates = [name for name in names if name not in unconfirmed]
         agents: list[str] = []
+        present = 0
         if candidates:
             keys = [
-                *ns.keys([AGENTS_INACTIVE, AGENTS_GONE, AGENTS_INDEX, AGENTS_ACTIVE]),
+                *ns.keys([AGENTS_INACTIVE, AGENTS_GONE, AGENTS_INDEX, AGENTS_ACTIVE, PRESENCE_INDEX]),
                 *(ns.key(agent_status_key(name)) for name in candidates),
             ]
             reply = await self._sweep_gone_script(keys, [cutoff_ms, GONE_REMEMBER_S, *candidates])
-            agents = [str(name) for name in reply]
-        kept = len(names) - len(candidates)
+            present, agents = int(reply[0]), [str(name) for name in reply[1:]]
+        kept = len(names) - len(candidates) + present
         return SweepBatch(agents=agents, next_offset=offset + kept if len(names) >= limit else None)
 
     async def summary(self, ns: Namespace, limit: int = 20) -> AgentSummary:
@@ -338,11 +374,22 @@ class AgentService:
                 active += 1
         connected = view.connected
         order = [*connected, *(name for name in view.newest if name not in connected)][:limit]
-        docs = await self._store.mget(ns.keys(agent_status_key(name) for name in order))
-        agents = [
-            _info(name, _document(raw), beats.get(name), now, window, name in connected, raw is not None)
-            for name, raw in zip(order, docs, strict=True)
-        ]
+        if not order:
+            return AgentOverview(known=known, active=active, agents=[])
+        batch = Batch()
+        docs = batch.mget(ns.keys(agent_status_key(name) for name in order))
+        live = _LivePresence(batch.time(), None)
+        records = live.queue_records(batch, ns, [name for name in order if name in connected])
+        await self._store.run(batch)
+        here = self._presence.connected(ns.project_id)
+        agents = []
+        for name, raw in zip(order, docs.value, strict=True):
+            hosts = live.hosts(records, name, self._host if name in here else None)
+            registered = raw is not None
+            info = _info(
+                name, _document(raw), beats.get(name), now, window, name in connected, registered, hosts
+            )
+            agents.append(info)
         return AgentOverview(known=known, active=active, agents=agents)
 
     async def _index_view(
@@ -352,7 +399,7 @@ class AgentService:
         the ``limit`` most recent since ``since_ms`` (newest first), and the last beat of every
         agent with a connection open now (None: it never beat)."""
         index = ns.key(AGENTS_INDEX)
-        connected = sorted(self._presence.connected(ns.project_id))
+        connected = sorted(self._presence.connected(ns.project_id) | await self._live_agents(ns))
         batch = Batch()
         counts = [batch.zcount(index, moment, "+inf") for moment in counts_since]
         newest = batch.zrange_by_score_with_scores(index, since_ms, "+inf", rev=True, count=limit)
@@ -361,9 +408,52 @@ class AgentService:
         connected_beats = dict(zip(connected, beats.value, strict=True)) if beats is not None else {}
         return _IndexView([count.value for count in counts], dict(newest.value), connected, connected_beats)
 
+    async def _live_agents(self, ns: Namespace) -> set[str]:
+        """The agents with a live connection record on any daemon (one round trip)."""
+        batch = Batch()
+        live = _LivePresence.queue(batch, ns)
+        await self._store.run(batch)
+        return live.agents()
+
     @property
     def _sweep_ttl_s(self) -> int:
         return self._settings.forget_after_s + SWEEP_INDEX_GRACE_S
+
+
+class _LivePresence:
+    """The presence index read in a batch with the server's clock (records expire by it)."""
+
+    def __init__(self, clock: Reply[tuple[int, int]], index: Reply[ScoredMembers] | None) -> None:
+        self._clock = clock
+        self._index = index
+
+    @classmethod
+    def queue(cls, batch: Batch, ns: Namespace) -> _LivePresence:
+        # All entries: expired ones are few (every write and every sweep drops them).
+        return cls(batch.time(), batch.zrange_with_scores(ns.key(PRESENCE_INDEX), 0, -1))
+
+    @property
+    def now_ms(self) -> int:
+        seconds, micros = self._clock.value
+        return seconds * 1000 + micros // 1000
+
+    def agents(self) -> set[str]:
+        now_ms = self.now_ms
+        return {agent for agent, until in (self._index.value if self._index else []) if until > now_ms}
+
+    def queue_records(
+        self, batch: Batch, ns: Namespace, agents: list[str]
+    ) -> dict[str, Reply[ScoredMembers]]:
+        return {name: batch.zrange_with_scores(ns.key(presence_records_key(name)), 0, -1) for name in agents}
+
+    def hosts(self, records: dict[str, Reply[ScoredMembers]], agent: str, here: str | None) -> list[str]:
+        """The hosts of the agent's live records (and ``here``, this daemon's, for its own)."""
+        reply = records.get(agent)
+        now_ms = self.now_ms
+        found = {record_host(member) for member, until in (reply.value if reply else []) if until > now_ms}
+        if here:
+            found.add(here)
+        return sorted(host for host in found if host)
 
 
 @dataclass(frozen=True)
@@ -382,6 +472,7 @@ def _info(
     window_s: int,
     connected: bool,
     registered: bool,
+    hosts: list[str] | None = None,
 ) -> AgentInfo:
     doc = doc or {}
     idle_s = None if beat_ms is None else max(0, int(now - beat_ms / 1000))
@@ -390,6 +481,7 @@ def _info(
         agent=agent,
         status="active" if recent or connected else "inactive",
         connected=connected,
+        hosts=hosts or [],
         registered=registered,
         last_heartbeat=_text(doc.get("lastHeartbeat")),
         idle_s=idle_s,

@@ -80,7 +80,14 @@ from coordinatord.errors import (
     LimitExceededError,
     NotFoundError,
 )
-from coordinatord.keyspace import SESSIONS_INDEX, Namespace, check_id, session_history_key, session_key
+from coordinatord.keyspace import (
+    SESSIONS_INDEX,
+    Namespace,
+    check_id,
+    session_history_key,
+    session_host_key,
+    session_key,
+)
 from coordinatord.services.archive import (
     archive_data,
     archive_order,
@@ -192,6 +199,7 @@ class ArchiveCandidate(_Result):
     expires_in: int  # seconds; -1 when the document has no expiry
     last_activity_ms: int
     reason: str  # "expiring": its TTL ends within the horizon; "idle": no write for idle_s
+    host: str | None = None  # the host id of the daemon that last wrote it (None: not recorded)
 
 
 class ArchiveResult(_Result):
@@ -231,8 +239,13 @@ class _Snapshot:
 
 
 class SessionService:
-    def __init__(self, store: Store, settings: SessionSettings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, store: Store, settings: SessionSettings, clock: Clock = system_clock, host: str | None = None
+    ) -> None:
+        """``host``: this daemon's host id, recorded with every session it writes (the archiver
+        writes a session's archive on the host that last wrote it); None records nothing."""
         self._store = store
+        self._host = host or ""
         self._settings = settings
         self._clock = clock
         self._max_ttl = settings.max_ttl_s
@@ -254,6 +267,7 @@ class SessionService:
             ns.key(session_key(session_id)),
             ns.key(session_history_key(session_id)),
             ns.key(SESSIONS_INDEX),
+            ns.key(session_host_key(session_id)),
         ]
 
     def _now(self) -> tuple[str, int, int]:
@@ -314,7 +328,9 @@ class SessionService:
                 )
             effective_ttl = doc.ttl if doc.ttl is not None else self._settings.ttl_s
             applied = int(
-                await self._save(keys, [snap.sha, text, effective_ttl, session_id, now_ms, prune_before])
+                await self._save(
+                    keys, [snap.sha, text, effective_ttl, session_id, now_ms, prune_before, self._host]
+                )
             )
             if applied >= 0:
                 return SaveResult(session_id=session_id, version=doc.version, expires_in=applied)
@@ -362,7 +378,7 @@ class SessionService:
         )
         max_turns = self._settings.max_turns
         reply = await self._append(
-            keys, [turn, max_turns, self._settings.ttl_s, fresh, session_id, now_ms, prune_before]
+            keys, [turn, max_turns, self._settings.ttl_s, fresh, session_id, now_ms, prune_before, self._host]
         )
         if int(reply[0]) < 0:
             raise LimitExceededError(
@@ -477,7 +493,8 @@ class SessionService:
         _, now_ms, prune_before = self._now()
         length = int(
             await self._restore(
-                keys, ["1" if force else "0", text, ttl, session_id, now_ms, prune_before, *turns]
+                keys,
+                ["1" if force else "0", text, ttl, session_id, now_ms, prune_before, self._host, *turns],
             )
         )
         if length < 0:
@@ -528,11 +545,12 @@ class SessionService:
                 lambda batch, entry: (
                     batch.getrange(ns.key(session_key(entry[0])), 0, HEAD_BYTES - 1),
                     batch.llen(ns.key(session_history_key(entry[0]))),
+                    batch.get(ns.key(session_host_key(entry[0]))),
                 ),
-                per_entry=2,
+                per_entry=3,
             )
             candidates: list[ArchiveCandidate] = []
-            for (session_id, score, ttl, reason), (head_reply, length_reply) in zip(
+            for (session_id, score, ttl, reason), (head_reply, length_reply, host_reply) in zip(
                 due, details, strict=True
             ):
                 head, length = head_reply.value, length_reply.value
@@ -545,6 +563,7 @@ class SessionService:
                         expires_in=ttl,
                         last_activity_ms=int(score),
                         reason=reason,
+                        host=host_reply.value or None,
                     )
                 )
             if candidates:

@@ -216,7 +216,13 @@ async def test_archive_command_archives_a_project_and_is_idempotent(
         second = await cli(daemon, "archive", "--project", str(workdir), "--json", cwd=workdir)
         assert second.returncode == 0, second.stderr
         report = json.loads(second.stdout)
-        assert report["totals"] == {"archived": 0, "unchanged": 1, "failed": 0, "projects": 1}
+        assert report["totals"] == {
+            "archived": 0,
+            "unchanged": 1,
+            "failed": 0,
+            "projects": 1,
+            "other_host": 0,
+        }
         assert report["projects"][0]["root"] == str(root_of(workdir))
 
 

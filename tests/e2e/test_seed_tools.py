@@ -94,8 +94,9 @@ async def test_two_projects_cannot_see_or_delete_each_others_keys(
         for pattern in ("*", "*}*", "coord:*", "../*", "{*"):
             listed = json.loads(text_of(await b.call_tool("redis_keys", {"pattern": pattern})))
             # beta's own keys only; its activity stream is there once the daemon has flushed
-            # the connection's first events.
-            assert set(listed) <= {"plan", "_activity"}, listed
+            # the connection's first events, and its connection's presence record once written.
+            own = {"plan", "_activity", "_idx:presence", "_idx:presence_of:tester"}
+            assert set(listed) <= own, listed
         assert (
             text_of(await b.call_tool("redis_del", {"keys": ["plan", "../plan", "*"]})) == "Deleted 1 key(s)"
         )

@@ -66,8 +66,14 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def counts(archived: int = 0, unchanged: int = 0, failed: int = 0) -> dict[str, int]:
-    return {"projects": 1, "archived": archived, "unchanged": unchanged, "failed": failed}
+def counts(archived: int = 0, unchanged: int = 0, failed: int = 0, other_host: int = 0) -> dict[str, int]:
+    return {
+        "projects": 1,
+        "archived": archived,
+        "unchanged": unchanged,
+        "failed": failed,
+        "other_host": other_host,
+    }
 
 
 async def test_due_sessions_are_the_idle_and_the_expiring(setup: Setup) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coordinatord.errors import InvalidArgumentError
-from coordinatord.keyspace import PROJECTS_KEY, Namespace, project_id_for
+from coordinatord.keyspace import PROJECTS_KEY, Namespace, project_host_field, project_id_for
 from coordinatord.services.projects import REMEMBER_S, ProjectRegistry
 from coordinatord.settings import ProjectEntry
 from coordinatord.store import Store
@@ -46,7 +46,10 @@ async def test_a_project_not_announced_for_long_is_forgotten(store: Store) -> No
     ids = {project.project_id for project in await registry.known()}
     assert project_id_for(new_root) in ids
     assert project_id_for(old_root) not in ids
-    assert await store.execute("HEXISTS", PROJECTS_KEY, project_id_for(old_root)) == 0
+    assert (
+        await store.execute("HEXISTS", PROJECTS_KEY, project_host_field(project_id_for(old_root), "here"))
+        == 0
+    )
     await store.execute("HDEL", PROJECTS_KEY, project_id_for(new_root))
 
 

@@ -17,6 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.toml"
 COMMENTED = {
     "socket",
     "state_dir",
+    "daemon.host_id",
     "logging.file",
     "backend.tls_ca_file",
     "backend.tls_cert_file",
