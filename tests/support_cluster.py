@@ -178,6 +178,12 @@ class ValkeyCluster:
                 return next(node for node in self.nodes if node.port == port)
         raise RuntimeError(f"no master owns slot {slot}")
 
+    def wait_promoted(self, dead: _Node, key: str, timeout: float = 30.0) -> None:
+        """Until another node is master of ``key``'s slot (the dead master's replica, promoted)
+        and every live node says the cluster is ok again."""
+        _wait_until(lambda: self.master_of(key) is not dead, f"a new master of {key!r}", timeout)
+        self.wait_ok(timeout)
+
     def has_replica(self, master: _Node) -> bool:
         info = str(master.ask("INFO", "replication"))
         return "connected_slaves:1" in info

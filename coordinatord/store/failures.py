@@ -90,13 +90,15 @@ def explain_node_down(exc: BaseException, name: str, topology: str) -> BackendEr
         return None
     if topology == "cluster":
         advice = (
-            "if a master died, the cluster promotes its replica within cluster-node-timeout and "
-            f"{RECOVERS}; if it lasts, check that the nodes run and that backend.url names one"
+            "if a master died, the cluster is failing over: it promotes the master's replica within "
+            f"cluster-node-timeout, and {RECOVERS}; if it lasts, check that the nodes run and that "
+            "backend.url names one"
         )
     else:
         advice = (
-            "if the master died, the sentinels promote a replica after down-after-milliseconds and "
-            f"{RECOVERS}; if it lasts, check the sentinels (backend.sentinels) and the master"
+            "if the master died, a failover is under way: the sentinels promote a replica after "
+            f"down-after-milliseconds, and {RECOVERS}; if it lasts, check the sentinels "
+            "(backend.sentinels) and the master"
         )
     return BackendUnavailableError(
         f"backend {name}: a server could not be reached ({exc}): {advice}", kind="failover"
