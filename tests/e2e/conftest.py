@@ -49,7 +49,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     Redis; a module that sets ``ALSO_ON_CLUSTER_AND_SENTINEL = True`` (the coordination tools'
     modules) runs on a Valkey Cluster and a Sentinel set-up too. Not every module: each backend
     costs a daemon per module and the suite's time."""
-    if "daemon" in metafunc.fixturenames:
+    # A module with a `daemon` fixture of its own (its own params) is left to it.
+    if "daemon" in metafunc.fixturenames and not hasattr(metafunc.module, "daemon"):
         extra = TOPOLOGIES if getattr(metafunc.module, "ALSO_ON_CLUSTER_AND_SENTINEL", False) else []
         metafunc.parametrize("daemon", [*DAEMON_BACKENDS, *extra], indirect=True, scope="module")
 
