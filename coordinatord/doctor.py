@@ -271,6 +271,10 @@ def _expected_backend_name(settings: Settings) -> str:
     if settings.backend.upstash_url and settings.backend.upstash_token.get_secret_value():
         return settings.backend.upstash_url
     url = settings.backend.url.get_secret_value()
+    if settings.backend.mode == "cluster":
+        return f"cluster via {mask_url(url)}"
+    if settings.backend.mode == "sentinel":
+        return f"sentinel master {settings.backend.sentinel_master!r}"
     return mask_url(url) if url else "embedded valkey-server"
 
 
@@ -322,17 +326,30 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
     backend = ctx.settings.backend.model_copy(
         update={"retries": 0, "timeout_s": PROBE_TIMEOUT_S, "connect_timeout_s": PROBE_TIMEOUT_S}
     )
+    mode = ctx.settings.backend.mode
     shown = url if upstash else mask_url(url)
+    if mode == "sentinel":
+        shown = f"sentinel master {backend.sentinel_master!r} via {','.join(backend.sentinels)}"
+    elif mode == "cluster":
+        shown = f"cluster via {shown}"
 
     async def probe() -> tuple[float, float | None]:
         if upstash:
             from coordinatord.store.upstash import UpstashStore
 
             store: Store = UpstashStore.from_settings(backend)
+        elif mode == "cluster":
+            from coordinatord.store.cluster import ClusterStore
+
+            store = ClusterStore.from_url(url, backend)
         else:
             from coordinatord.store.redis import RedisStore
 
-            store = RedisStore.from_url(url, backend)
+            store = (
+                RedisStore.from_sentinels(backend)
+                if mode == "sentinel"
+                else RedisStore.from_url(url, backend)
+            )
         try:
             started = time.perf_counter()
             await store.ping()
@@ -352,10 +369,19 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
         ping_ms, skew = asyncio.run(probe())
     except BackendError as exc:
         checks.append(Check("backend", "fail", str(exc), _backend_fix(exc.kind, url), {"kind": exc.kind}))
-        checks += _listeners(ctx, url, failed=True)
+        if mode == "single":  # which local server listens where: one URL's host only
+            checks += _listeners(ctx, url, failed=True)
         return checks
-    checks.append(Check("backend", "ok", f"{shown} answers, ping {ping_ms:.2f} ms", details={"kind": None}))
-    checks += _listeners(ctx, url, failed=False)
+    checks.append(
+        Check(
+            "backend",
+            "ok",
+            f"{shown} answers, ping {ping_ms:.2f} ms (backend.mode = {mode})",
+            details={"kind": None},
+        )
+    )
+    if mode == "single":
+        checks += _listeners(ctx, url, failed=False)
     if skew is not None:
         checks.append(_clock(skew))
     return checks

@@ -11,6 +11,7 @@ setting, the bad value and where it came from.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +36,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -83,10 +85,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+BackendMode = Literal["single", "cluster", "sentinel"]
+
+
 class BackendSettings(_Section):
+    mode: BackendMode = Field(
+        default="single",
+        description="single: one server (or the embedded Valkey); cluster: Redis Cluster, backend.url "
+        "names any one node; sentinel: the master that backend.sentinels name for backend.sentinel_master",
+    )
     url: SecretStr = Field(
         default=SecretStr(""),
         description="redis://, rediss:// or unix:// URL; empty: the embedded Valkey the daemon owns",
+    )
+    # NoDecode: the environment's value reaches _comma_separated as text (JSON list or commas).
+    sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="sentinel mode: the sentinels, as host:port (any one that answers will do)"
+    )
+    sentinel_master: str = Field(default="", description="sentinel mode: the name the sentinels monitor")
+    sentinel_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="sentinel mode: the sentinels' own password (their requirepass), if they have one; "
+        "the master's password goes in backend.url",
     )
     upstash_url: str = ""
     upstash_token: SecretStr = SecretStr("")
@@ -109,6 +129,89 @@ class BackendSettings(_Section):
         if wrong:
             raise ValueError(wrong)
         return value
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # "h1:26379,h2:26379" in an environment variable reads as well as a JSON list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    raise ValueError(
+                        'is not a JSON list; use ["host:port", ...] or host:port,host:port'
+                    ) from None
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            sentinel_address(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_fits(self) -> BackendSettings:
+        url = self.url.get_secret_value()
+        switch = 'set backend.mode = "single" (COORDINATORD_BACKEND__MODE=single)'
+        if self.mode == "single":
+            if self.sentinels or self.sentinel_master:
+                raise ValueError(
+                    "backend.sentinels / backend.sentinel_master are set but backend.mode is "
+                    '"single", which ignores them: set backend.mode = "sentinel" '
+                    "(COORDINATORD_BACKEND__MODE=sentinel), or remove them"
+                )
+            return self
+        if self.upstash_url:
+            raise ValueError(
+                f'backend.mode = "{self.mode}" cannot be used with Upstash (backend.upstash_url, '
+                "UPSTASH_REDIS_REST_URL), which is one REST database: unset UPSTASH_REDIS_REST_URL, "
+                f"or {switch}"
+            )
+        if url and url.startswith("unix:"):
+            raise ValueError(
+                f'backend.mode = "{self.mode}" needs TCP: backend.url must be redis://HOST:PORT or '
+                f"rediss://HOST:PORT, not a unix:// socket; or {switch}"
+            )
+        if self.mode == "cluster":
+            if not url:
+                raise ValueError(
+                    'backend.mode = "cluster" needs backend.url (REDIS_URL) naming any one node of the '
+                    "cluster, e.g. redis://:PASSWORD@10.0.0.1:6379 (the others are discovered); the "
+                    f"embedded Valkey is a single server: without a cluster, {switch}"
+                )
+            if backend_url.database(url) != 0:
+                raise ValueError(
+                    "a Redis Cluster has only database 0: drop the database number from backend.url"
+                )
+            return self
+        if not self.sentinels or not self.sentinel_master:
+            missing = " and ".join(
+                name
+                for name, value in (
+                    ("backend.sentinels", self.sentinels),
+                    ("backend.sentinel_master", self.sentinel_master),
+                )
+                if not value
+            )
+            raise ValueError(
+                f'backend.mode = "sentinel" needs {missing}: e.g. sentinels = ["10.0.0.1:26379", '
+                '"10.0.0.2:26379"] and sentinel_master = "mymaster" in [backend] '
+                "(COORDINATORD_BACKEND__SENTINELS=10.0.0.1:26379,10.0.0.2:26379, "
+                f"COORDINATORD_BACKEND__SENTINEL_MASTER=mymaster); or {switch}"
+            )
+        return self
+
+
+def sentinel_address(entry: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) of one sentinel; ValueError naming the form otherwise."""
+    host, colon, port = entry.strip().rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise ValueError(f"sentinel {entry!r} is not host:port (e.g. 10.0.0.1:26379)")
+    return host, int(port)
 
 
 HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -374,7 +477,11 @@ class Settings(BaseSettings):
 
     @property
     def uses_embedded_backend(self) -> bool:
-        return not self.backend.url.get_secret_value() and not self.backend.upstash_url
+        return (
+            self.backend.mode == "single"
+            and not self.backend.url.get_secret_value()
+            and not self.backend.upstash_url
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -571,7 +678,7 @@ def _is_section(name: str) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-_SECRET_NAMES = {("backend", "url"), ("backend", "upstash_token")}
+_SECRET_NAMES = {("backend", "url"), ("backend", "upstash_token"), ("backend", "sentinel_password")}
 
 
 def _is_secret(loc: tuple[str, ...]) -> bool:
@@ -587,5 +694,8 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     }
     data["backend"]["url"] = backend_url.mask(settings.backend.url.get_secret_value())
     data["backend"]["upstash_token"] = "***" if settings.backend.upstash_token.get_secret_value() else ""
+    data["backend"]["sentinel_password"] = (
+        "***" if settings.backend.sentinel_password.get_secret_value() else ""
+    )
     data["logging"]["file"] = str(settings.log_file)
     return data

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import redis as redis_sync
+from pydantic import SecretStr
 
 from coordinatord.settings import BackendSettings
 from coordinatord.store import RedisStore, Store
+from coordinatord.store.cluster import ClusterStore
 from coordinatord.store.upstash import UpstashStore
 from tests.support import (
     REDIS_EXCLUSIVE_URL,
@@ -23,10 +25,17 @@ from tests.support import (
     short_tmpdir,
     valkey_server,
 )
+from tests.support_cluster import (
+    SENTINEL_MASTER,
+    ValkeyCluster,
+    ValkeySentinel,
+    valkey_cluster,
+    valkey_sentinel,
+)
 from tests.support_upstash import FakeUpstash, upstash_server
 
 BACKENDS = ["valkey", "redis"]
-STORE_BACKENDS = [*BACKENDS, "upstash"]
+STORE_BACKENDS = [*BACKENDS, "upstash", "cluster", "sentinel"]
 UPSTASH_TOKEN = "tok-suite-4d1b"
 
 
@@ -134,13 +143,45 @@ def upstash_emulator(valkey: ValkeyProcess) -> Iterator[FakeUpstash]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ValkeyCluster]:
+    """One Valkey Cluster for the session (three masters, three replicas), shared by the tests
+    that do not break it; the failover tests start their own."""
+    with valkey_cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def sentinel_setup() -> Iterator[ValkeySentinel]:
+    """One Sentinel set-up for the session (a master, a replica, three sentinels), shared by the
+    tests that do not break it; the failover tests start their own."""
+    with valkey_sentinel() as running:
+        yield running
+
+
+def cluster_settings(cluster: ValkeyCluster) -> BackendSettings:
+    return BackendSettings(mode="cluster", url=SecretStr(cluster.url))
+
+
+def sentinel_settings(setup: ValkeySentinel) -> BackendSettings:
+    return BackendSettings(
+        mode="sentinel", sentinels=tuple(setup.sentinel_addresses), sentinel_master=SENTINEL_MASTER
+    )
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """Each test using this runs against Valkey, real Redis, and Upstash REST (emulated on Valkey)."""
+    """Each test using this runs against Valkey, real Redis, Upstash REST (emulated on Valkey), a
+    Valkey Cluster and the master of a Valkey Sentinel set-up."""
     store: Store
     if request.param == "upstash":
         emulator: FakeUpstash = request.getfixturevalue("upstash_emulator")
         store = UpstashStore(emulator.url, UPSTASH_TOKEN, BackendSettings())
+    elif request.param == "cluster":
+        settings = cluster_settings(request.getfixturevalue("cluster"))
+        store = ClusterStore.from_url(settings.url.get_secret_value(), settings)
+    elif request.param == "sentinel":
+        store = RedisStore.from_sentinels(sentinel_settings(request.getfixturevalue("sentinel_setup")))
     else:
         server = request.getfixturevalue("valkey" if request.param == "valkey" else "real_redis")
         url = server.url if isinstance(server, ValkeyProcess) else str(server)

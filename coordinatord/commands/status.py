@@ -88,7 +88,9 @@ def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
         health = paint("healthy", _GREEN) + f" (ping {backend.get('ping_ms', '?')} ms)"
     else:
         health = paint(f"UNHEALTHY: {backend.get('error', 'no answer')}", _BOLD, _RED)
-    lines += ["", f"backend   {backend.get('name', '?')}", f"  {health}"]
+    mode = backend.get("mode", "single")
+    shown = backend.get("name", "?") + ("" if mode == "single" else f" (backend.mode = {mode})")
+    lines += ["", f"backend   {shown}", f"  {health}"]
 
     connections = status.get("connections", [])
     lines += ["", f"connected shims: {len(connections)}"]

@@ -58,7 +58,7 @@ class DaemonStatus:
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         app = self._app
-        backend: dict[str, Any] = {"name": app.store.name}
+        backend: dict[str, Any] = {"name": app.store.name, "mode": app.settings.backend.mode}
         started = time.perf_counter()
         try:
             await app.store.ping()

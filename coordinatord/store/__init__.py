@@ -1,13 +1,17 @@
-"""The connection to the backend: Upstash REST, a configured Redis URL, or the embedded Valkey.
+"""The connection to the backend: Upstash REST, a configured Redis URL, a Redis Cluster, the
+master of a Sentinel set-up, or the embedded Valkey.
 
-Selection, as the seed orders it: Upstash when both ``UPSTASH_REDIS_REST_URL`` and
-``UPSTASH_REDIS_REST_TOKEN`` are set (it wins over ``REDIS_URL``); else ``REDIS_URL``; else the
-embedded Valkey the daemon starts. An Upstash URL without its token is a configuration error.
-The choice is logged once (``backend_selected``).
+Selection: ``backend.mode = "cluster"`` is the cluster ``backend.url`` names a node of, and
+``"sentinel"`` the master ``backend.sentinels`` name (settings refuse either with Upstash or
+without what it needs). In the default ``"single"`` mode, as the seed orders it: Upstash when both
+``UPSTASH_REDIS_REST_URL`` and ``UPSTASH_REDIS_REST_TOKEN`` are set (it wins over ``REDIS_URL``);
+else ``REDIS_URL``; else the embedded Valkey the daemon starts. An Upstash URL without its token
+is a configuration error. The choice is logged once (``backend_selected``, with ``kind``).
 
 Above this package nothing imports redis-py or an HTTP client; services speak to the
 :class:`Store` protocol only (:mod:`coordinatord.store.interface`): typed operations whose replies
-have one shape on every backend. :class:`RedisStore` and :class:`UpstashStore` both implement it.
+have one shape on every backend. :class:`RedisStore` (one server, or a Sentinel's master),
+:class:`~coordinatord.store.cluster.ClusterStore` and :class:`UpstashStore` implement it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from coordinatord.store.interface import Batch, Reply, Script, Store
 from coordinatord.store.redis import RedisStore
 
 if TYPE_CHECKING:
+    from coordinatord.store.cluster import ClusterStore
     from coordinatord.store.upstash import UpstashStore
 
 __all__ = ["Batch", "RedisStore", "Reply", "Script", "Store", "open_store"]
@@ -35,9 +40,9 @@ log = structlog.get_logger("coordinatord.store")
 
 if TYPE_CHECKING:
 
-    def _both_conform(redis: RedisStore, upstash: UpstashStore) -> tuple[Store, Store]:
-        # mypy checks here that both stores have every operation of the protocol, typed alike.
-        return redis, upstash
+    def _all_conform(redis: RedisStore, upstash: UpstashStore, cluster: ClusterStore) -> tuple[Store, ...]:
+        # mypy checks here that every store has every operation of the protocol, typed alike.
+        return redis, upstash, cluster
 
 
 @asynccontextmanager
@@ -45,6 +50,20 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """Open the configured backend, starting the embedded Valkey when none is configured."""
     backend = settings.backend
     redis_url = backend.url.get_secret_value()
+    if backend.mode == "cluster":
+        from coordinatord.store.cluster import ClusterStore
+
+        cluster = ClusterStore.from_url(redis_url, backend)
+        log.info("backend_selected", kind="cluster", backend=cluster.name)
+        async with _remote(cluster) as store:
+            yield store
+        return
+    if backend.mode == "sentinel":
+        sentinel = RedisStore.from_sentinels(backend)
+        log.info("backend_selected", kind="sentinel", backend=sentinel.name)
+        async with _remote(sentinel) as store:
+            yield store
+        return
     has_token = bool(backend.upstash_token.get_secret_value())
     if backend.upstash_url and not has_token:
         raise ConfigError(

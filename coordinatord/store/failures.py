@@ -12,13 +12,97 @@ from __future__ import annotations
 
 import ssl
 
-from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    MovedError,
+    ReadOnlyError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
 from coordinatord.errors import BackendError, BackendUnavailableError
 
 URL_SETTING = "backend.url (REDIS_URL, or [backend] url in the config file)"
+RECOVERS = "calls fail until then and recover by themselves"
+
+
+def explain_failover(exc: BaseException, name: str) -> BackendError | None:
+    """A Cluster or Sentinel backend between two masters, in words: the errors a client sees
+    while a replica is being promoted (after the client's own retries gave up). None when
+    ``exc`` is not one of them. Shared by every topology: READONLY from a single server means
+    its URL names a replica, which the message says too."""
+    text = str(exc)
+    if isinstance(exc, ClusterDownError):  # CLUSTERDOWN, MASTERDOWN (a subclass)
+        return BackendUnavailableError(
+            f"backend {name}: the cluster is failing over ({text}): no master serves some of its "
+            f"slots until a replica is promoted (within the cluster's cluster-node-timeout); {RECOVERS}",
+            kind="failover",
+        )
+    if isinstance(exc, SlotNotCoveredError):
+        return BackendUnavailableError(
+            f"backend {name}: no master owns the slot of this key ({text}); the cluster is failing "
+            f"over or its slots are not all assigned (CLUSTER INFO says which); {RECOVERS} once a "
+            "master owns it",
+            kind="failover",
+        )
+    if isinstance(exc, TryAgainError | MovedError | AskError):
+        return BackendUnavailableError(
+            f"backend {name}: the cluster is moving slots or changing masters ({type(exc).__name__}: "
+            f"{text}); {RECOVERS} when it settles",
+            kind="failover",
+        )
+    if isinstance(exc, ReadOnlyError):
+        return BackendUnavailableError(
+            f"backend {name}: the server answered READONLY: it is a replica now, so a failover is "
+            f"under way ({RECOVERS} once the new master is found), or backend.url names a replica "
+            "(point it at the master)",
+            kind="failover",
+        )
+    if "no master found" in text.lower():  # redis-py's MasterNotFoundError (Sentinel)
+        return BackendUnavailableError(
+            f"backend {name}: no sentinel names a healthy master ({text}): a failover is under way "
+            f"({RECOVERS} once the sentinels promote a replica), or backend.sentinel_master names "
+            "no master they monitor (SENTINEL MASTERS on a sentinel lists them)",
+            kind="failover",
+        )
+    if isinstance(exc, RedisClusterException) and "slot" in text.lower():
+        return BackendError(
+            f"backend {name}: a command named keys of more than one cluster slot ({text}); keys of "
+            "one project share its {{project}} hash tag, so this is a bug: please report it",
+            kind="crossslot",
+        )
+    return None
+
+
+def explain_node_down(exc: BaseException, name: str, topology: str) -> BackendError | None:
+    """A node of a Cluster or the master of a Sentinel set-up not answering: first of all a
+    failover in progress, unless it lasts."""
+    if not isinstance(exc, RedisConnectionError | ConnectionError | OSError) or isinstance(
+        exc, RedisTimeoutError
+    ):
+        return None
+    if topology == "cluster":
+        advice = (
+            "if a master died, the cluster is failing over: it promotes the master's replica within "
+            f"cluster-node-timeout, and {RECOVERS}; if it lasts, check that the nodes run and that "
+            "backend.url names one"
+        )
+    else:
+        advice = (
+            "if the master died, a failover is under way: the sentinels promote a replica after "
+            f"down-after-milliseconds, and {RECOVERS}; if it lasts, check the sentinels "
+            "(backend.sentinels) and the master"
+        )
+    return BackendUnavailableError(
+        f"backend {name}: a server could not be reached ({exc}): {advice}", kind="failover"
+    )
 
 
 def explain(exc: BaseException, name: str, url: str) -> BackendError | None:

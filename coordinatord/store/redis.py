@@ -1,4 +1,5 @@
-"""The store over redis-py's asyncio client: redis://, rediss:// (TLS) and unix:// URLs.
+"""The store over redis-py's asyncio client: redis://, rediss:// (TLS) and unix:// URLs, and the
+master of a Sentinel set-up (``backend.mode = "sentinel"``).
 
 Every call is bounded by ``backend.timeout_s`` (retries with backoff included) and maps
 redis-py's exceptions onto :mod:`coordinatord.errors`, so a dead backend costs a caller at most
@@ -10,10 +11,11 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
 from coordinatord.errors import BackendError
-from coordinatord.settings import BackendSettings
+from coordinatord.settings import BackendSettings, sentinel_address
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
@@ -33,12 +35,7 @@ T = TypeVar("T")
 def build_client(url: str, settings: BackendSettings) -> Redis:
     """A redis-py client with the configured timeouts, retries and TLS options."""
     scheme = urlsplit(url).scheme
-    retry = Retry(
-        ExponentialBackoff(cap=settings.retry_backoff_cap_s, base=settings.retry_backoff_base_s),
-        settings.retries,
-        # redis-py wraps socket errors (refused, reset) in its ConnectionError.
-        supported_errors=(RedisConnectionError, RedisTimeoutError),
-    )
+    retry = _retry(settings)
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": settings.connect_timeout_s,
         "socket_timeout": settings.timeout_s,
@@ -53,25 +50,96 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
         "timeout": settings.timeout_s,
     }
     if scheme == "rediss":
-        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        kwargs["ssl_check_hostname"] = settings.tls_check_hostname
-        if settings.tls_ca_file:
-            kwargs["ssl_ca_certs"] = str(settings.tls_ca_file)
-        if settings.tls_cert_file:
-            kwargs["ssl_certfile"] = str(settings.tls_cert_file)
-        if settings.tls_key_file:
-            kwargs["ssl_keyfile"] = str(settings.tls_key_file)
+        kwargs.update(_tls_kwargs(settings))
     # A blocking pool makes a burst of calls queue for a connection instead of failing
     # with "Too many connections"; the queueing is bounded by `timeout`.
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
+def build_sentinel_client(settings: BackendSettings) -> tuple[Redis, Sentinel]:
+    """A client of the master the sentinels name for ``backend.sentinel_master``.
+
+    Its connections ask the sentinels for the master's address whenever they connect, so after
+    a failover the next connection reaches the new master; a connection still open to a demoted
+    master gets READONLY, which redis-py turns into a connection error (retried, reconnecting).
+    ``backend.url``, when set, gives only the master's password, user, database and TLS (its host
+    and port are not used); ``backend.sentinel_password`` is the sentinels' own password.
+    """
+    url = settings.url.get_secret_value()
+    parts = urlsplit(url) if url else None
+    tls = parts is not None and parts.scheme == "rediss"
+    common: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout_s,
+        "socket_timeout": settings.timeout_s,
+    }
+    if tls:
+        common.update(_tls_kwargs(settings))
+        common["ssl"] = True
+    master: dict[str, Any] = {
+        **common,
+        "retry": _retry(settings),
+        "decode_responses": True,
+        "protocol": 2,  # one raw reply shape on every backend (see store.interface)
+        "encoding_errors": "replace",
+        "max_connections": settings.max_connections,
+        "db": backend_url.database(url) if url else 0,
+    }
+    if parts is not None:
+        if parts.username:
+            master["username"] = unquote(parts.username)
+        if parts.password:
+            master["password"] = unquote(parts.password)
+        query_password = parse_qs(parts.query).get("password")
+        if query_password:
+            master["password"] = query_password[-1]
+    sentinel_kwargs: dict[str, Any] = dict(common)
+    if settings.sentinel_password.get_secret_value():
+        sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        [sentinel_address(entry) for entry in settings.sentinels], sentinel_kwargs=sentinel_kwargs, **master
+    )
+    # The client owns its pool (aclose() closes the master's connections); the sentinels'
+    # clients are the Sentinel's, closed with the store.
+    return sentinel.master_for(settings.sentinel_master), sentinel
+
+
+def _retry(settings: BackendSettings) -> Retry:
+    return Retry(
+        ExponentialBackoff(cap=settings.retry_backoff_cap_s, base=settings.retry_backoff_base_s),
+        settings.retries,
+        # redis-py wraps socket errors (refused, reset) in its ConnectionError.
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
+    )
+
+
+def _tls_kwargs(settings: BackendSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "ssl_check_hostname": settings.tls_check_hostname,
+    }
+    if settings.tls_ca_file:
+        kwargs["ssl_ca_certs"] = str(settings.tls_ca_file)
+    if settings.tls_cert_file:
+        kwargs["ssl_certfile"] = str(settings.tls_cert_file)
+    if settings.tls_key_file:
+        kwargs["ssl_keyfile"] = str(settings.tls_key_file)
+    return kwargs
+
+
 class RedisStore(StoreCommands):
     """The typed operations (:class:`~coordinatord.store.interface.Store`) on one backend over
     redis-py. The only code that touches redis-py types."""
 
-    def __init__(self, client: Redis, name: str, timeout_s: float, url: str = "") -> None:
+    def __init__(
+        self,
+        client: Redis,
+        name: str,
+        timeout_s: float,
+        url: str = "",
+        topology: str = "single",
+        sentinel: Sentinel | None = None,
+    ) -> None:
         # Raw RESP2 replies, parsed by the shared typed operations: the shapes Upstash gives too.
         client.response_callbacks.clear()
         self._client = client
@@ -80,16 +148,31 @@ class RedisStore(StoreCommands):
         # Only for the URL forms error messages suggest; they never show its password.
         self._url = url
         self._timeout_hint = failures.timeout_hint(url)
+        self._topology = topology
+        self._sentinel = sentinel
 
     @classmethod
     def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> Self:
         return cls(build_client(url, settings), name or backend_url.mask(url), settings.timeout_s, url)
 
+    @classmethod
+    def from_sentinels(cls, settings: BackendSettings) -> Self:
+        """The master of a Sentinel set-up (``backend.mode = "sentinel"``)."""
+        name = f"sentinel master {settings.sentinel_master!r} via {','.join(settings.sentinels)}"
+        url = settings.url.get_secret_value()
+        client, sentinel = build_sentinel_client(settings)
+        return cls(client, name, settings.timeout_s, url, topology="sentinel", sentinel=sentinel)
+
     def _explain(self, exc: BaseException) -> BackendError | None:
-        return failures.explain(exc, self.name, self._url)
+        found = failures.explain(exc, self.name, self._url) or failures.explain_failover(exc, self.name)
+        if self._topology != "single" and (found is None or found.kind == "refused"):
+            return failures.explain_node_down(exc, self.name, self._topology) or found
+        return found
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await bounded_call(

@@ -20,6 +20,7 @@ from tests.support import (
     running_daemon,
     valkey_server,
 )
+from tests.support_cluster import ValkeyCluster, ValkeySentinel
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +40,37 @@ def protected() -> Iterator[ValkeyProcess]:
         yield server
 
 
-@pytest.fixture(scope="module", params=["embedded", "redis"])
+DAEMON_BACKENDS = ["embedded", "redis"]
+TOPOLOGIES = ["cluster", "sentinel"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The ``daemon`` fixture's backends: every module gets the embedded Valkey and the machine's
+    Redis; a module that sets ``ALSO_ON_CLUSTER_AND_SENTINEL = True`` (the coordination tools'
+    modules) runs on a Valkey Cluster and a Sentinel set-up too. Not every module: each backend
+    costs a daemon per module and the suite's time."""
+    # A module with a `daemon` fixture of its own (its own params) is left to it.
+    if "daemon" in metafunc.fixturenames and not hasattr(metafunc.module, "daemon"):
+        extra = TOPOLOGIES if getattr(metafunc.module, "ALSO_ON_CLUSTER_AND_SENTINEL", False) else []
+        metafunc.parametrize("daemon", [*DAEMON_BACKENDS, *extra], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
-    """A daemon per module and backend: its own embedded Valkey, or the machine's Redis."""
+    """A daemon per module and backend: its own embedded Valkey, the machine's Redis, or (for
+    some modules) the session's Valkey Cluster or Sentinel set-up."""
     env: dict[str, str] = {}
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("daemon_redis_url")
+    elif request.param == "cluster":
+        cluster: ValkeyCluster = request.getfixturevalue("cluster")
+        env["COORDINATORD_BACKEND__MODE"] = "cluster"
+        env["COORDINATORD_BACKEND__URL"] = cluster.url
+    elif request.param == "sentinel":
+        setup: ValkeySentinel = request.getfixturevalue("sentinel_setup")
+        env["COORDINATORD_BACKEND__MODE"] = "sentinel"
+        env["COORDINATORD_BACKEND__SENTINELS"] = ",".join(setup.sentinel_addresses)
+        env["COORDINATORD_BACKEND__SENTINEL_MASTER"] = setup.master_name
     with running_daemon(env) as process:
         yield process
 

@@ -11,6 +11,7 @@ from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+ALSO_ON_CLUSTER_AND_SENTINEL = True  # these tools are the coordination core: every topology
 
 
 async def test_every_lock_tool_round_trips(daemon: DaemonProcess, workdir: Path) -> None:

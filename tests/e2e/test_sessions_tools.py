@@ -13,6 +13,7 @@ from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+ALSO_ON_CLUSTER_AND_SENTINEL = True  # these tools are the coordination core: every topology
 
 SESSION_TOOLS = (
     "session_save", "session_load", "session_append", "session_history",

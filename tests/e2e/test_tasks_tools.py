@@ -12,6 +12,7 @@ from tests.e2e.conftest import call, connect, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+ALSO_ON_CLUSTER_AND_SENTINEL = True  # these tools are the coordination core: every topology
 
 TASK_TOOLS = ("task_create", "task_advance", "task_update", "task_get", "task_list")
 
