@@ -501,3 +501,34 @@ def _lock_held(socket_path: Path, state_dir: Path | None) -> bool:
         except OSError:
             continue
     return False
+
+
+# --- git repositories -------------------------------------------------------------------------
+
+GIT = shutil.which("git")
+
+
+def git(*args: str, cwd: Path) -> None:
+    """Run git with no user or system config of the machine (a test must not depend on them)."""
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    assert GIT is not None, "git is not installed"
+    subprocess.run([GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, timeout=30)
+
+
+def git_repository(path: Path, origin: str | None, commit: bool = False) -> Path:
+    """A new repository at ``path`` with ``origin`` when given; returns its canonical spelling."""
+    path.mkdir(parents=True)
+    git("init", "-q", cwd=path)
+    if origin is not None:
+        git("remote", "add", "origin", origin, cwd=path)
+    if commit:
+        git("commit", "-q", "--allow-empty", "-m", "first", cwd=path)
+    return Path(os.path.realpath(path))

@@ -6,8 +6,6 @@ into the repository's id."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,9 +19,8 @@ from coordinatord.settings import BackendSettings
 from coordinatord.store import RedisStore, Store
 from coordinatord.store.embedded import embedded_socket_path
 from tests.e2e.conftest import call, connect, text_of
-from tests.support import COORDINATORD, DaemonProcess, running_daemon
+from tests.support import COORDINATORD, GIT, DaemonProcess, git, git_repository, running_daemon
 
-GIT = shutil.which("git")
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.e2e,
@@ -48,21 +45,6 @@ async def backend(daemon: DaemonProcess) -> AsyncIterator[Store]:
         await store.aclose()
 
 
-def git(*args: str, cwd: Path) -> None:
-    assert GIT is not None
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    subprocess.run([GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, timeout=30)
-
-
-def clone(path: Path, origin: str | None) -> Path:
-    """A repository at ``path`` (its canonical spelling), with ``origin`` when given."""
-    path.mkdir(parents=True)
-    git("init", "-q", cwd=path)
-    if origin is not None:
-        git("remote", "add", "origin", origin, cwd=path)
-    return Path(os.path.realpath(path))
-
-
 async def cli(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
     command = [COORDINATORD, *args, "--socket", str(daemon.socket_path)]
     with anyio.fail_after(60):
@@ -74,8 +56,8 @@ async def test_a_lock_taken_in_one_clone_is_held_in_the_other(daemon: DaemonProc
     """Clones of one origin at two paths, spelt two ways, are one namespace: a lock taken through
     a shim in clone A is seen held through a shim in clone B, and status names the origin."""
     name = f"app-{uuid.uuid4().hex[:8]}"
-    one = clone(workdir / "ana" / "src" / "app", f"git@github.com:org/{name}.git")
-    other = clone(workdir / "bo" / "checkout", f"https://bo:secret-token@GitHub.com/org/{name}")
+    one = git_repository(workdir / "ana" / "src" / "app", f"git@github.com:org/{name}.git")
+    other = git_repository(workdir / "bo" / "checkout", f"https://bo:secret-token@GitHub.com/org/{name}")
     expected = f"github.com/org/{name}"
     async with (
         connect(daemon.socket_path, agent="ana", project=one) as ana,
@@ -104,7 +86,7 @@ async def test_migrate_moves_an_old_path_namespace_with_its_ttls_and_lock(
     projects list names the old id and the migrate command, and migrate copies every key with its
     TTL into the new id, where the lock is held by the same agent, then deletes the old namespace."""
     name = f"app-{uuid.uuid4().hex[:8]}"
-    root = clone(workdir / "old" / "app", origin=None)
+    root = git_repository(workdir / "old" / "app", origin=None)
     old = project_id_for(str(root))
     async with connect(daemon.socket_path, agent="ana", project=root) as ana:
         taken = await call(ana, "lock_acquire", {"resource": "deploy", "ttl": 600})

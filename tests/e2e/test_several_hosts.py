@@ -1,7 +1,8 @@
 """Three daemons of three "hosts" (``daemon.host_id``) on one Valkey, each with its own socket
-and state dir, shims of one project root connected to each: presence spans the daemons, a
-killed daemon's agents go after the record TTL, sessions are archived on their own host, and a
-global job runs in one daemon while host-local ones run in all three."""
+and state dir, each with shims of its own clone of one repository (three paths, one origin
+spelt three ways): one namespace; presence spans the daemons, a killed daemon's agents go after
+the record TTL, sessions are archived on their own host into that host's clone, and a global
+job runs in one daemon while host-local ones run in all three."""
 
 from __future__ import annotations
 
@@ -15,14 +16,20 @@ import anyio
 import pytest
 import redis as redis_sync
 
-from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, leader_key, project_id_for
-from coordinatord.paths import canonical_root
+from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, leader_key
 from tests.e2e.conftest import call, connect
-from tests.support import DaemonProcess, ValkeyProcess, short_tmpdir, valkey_server
+from tests.support import GIT, DaemonProcess, ValkeyProcess, git_repository, short_tmpdir, valkey_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.skipif(GIT is None, reason="git is not installed")]
 
 HOSTS = ("host-a", "host-b", "host-c")
+ORIGINS = (
+    "git@github.com:acme/app.git",
+    "https://github.com/acme/app",
+    "ssh://git@github.com:22/acme/app.git",
+)
+"""One repository's origin as each host's clone spells it."""
+PROJECT_ID = "github.com/acme/app"
 SETTINGS = {
     # Records live 2 s (renewed every 0.5 s); agents are inactive 1 s and gone 2 s after their
     # last heartbeat; jobs tick every 0.5-1 s. The lease of each job lasts 5 s (its minimum).
@@ -110,14 +117,17 @@ async def listed(client: Any) -> dict[str, dict[str, Any]]:
 
 
 async def test_presence_sessions_and_jobs_span_three_hosts(backend: ValkeyProcess, short_tmp: Path) -> None:
-    """An agent connected only to daemon C is present for A's sweep (never inactive or gone, its
-    lock kept) and listed with its host; each host archives the sessions written through it
-    only; the global jobs run in one daemon and the host-local ones in all three; after
-    SIGKILL of C its agent goes once its record's TTL has passed, and its lock is released
-    (each action reported once)."""
-    root = short_tmp / "project"
-    root.mkdir()
-    ns = Namespace(project_id_for(canonical_root(root)))
+    """Clones of one origin at three paths, one per host, are one namespace. An agent connected
+    only to daemon C is present for A's sweep (never inactive or gone, its lock kept) and listed
+    with its host; each host archives the sessions written through it only, into its own clone;
+    the global jobs run in one daemon and the host-local ones in all three; after SIGKILL of C
+    its agent goes once its record's TTL has passed, and its lock is released (each action
+    reported once)."""
+    roots = {
+        host: git_repository(short_tmp / host / "src" / "app", origin)
+        for host, origin in zip(HOSTS, ORIGINS, strict=True)
+    }
+    ns = Namespace(PROJECT_ID)
     with daemons(backend) as by_host:
         a, b, c = (by_host[host] for host in HOSTS)
         a.start()
@@ -126,9 +136,9 @@ async def test_presence_sessions_and_jobs_span_three_hosts(backend: ValkeyProces
         b.start()
         c.start()
         async with (
-            connect(a.socket_path, agent="alice", project=root) as alice,
-            connect(b.socket_path, agent="bob", project=root) as bob,
-            connect(c.socket_path, agent="carol", project=root) as carol,
+            connect(a.socket_path, agent="alice", project=roots["host-a"]) as alice,
+            connect(b.socket_path, agent="bob", project=roots["host-b"]) as bob,
+            connect(c.socket_path, agent="carol", project=roots["host-c"]) as carol,
         ):
             for client, session in ((alice, "s-a"), (bob, "s-b"), (carol, "s-c")):
                 await call(client, "agent_register")
@@ -156,6 +166,12 @@ async def test_presence_sessions_and_jobs_span_three_hosts(backend: ValkeyProces
             for session, owner in written.items():
                 others = [p for p in (a, b, c) if p is not owner]
                 assert all(not events(p, "session_archived", key=session) for p in others), session
+            # ... into the clone on that host: each clone holds its own host's session only.
+            for host, session in zip(HOSTS, written, strict=True):
+                archived = sorted(
+                    path.name for path in (roots[host] / ".kilocode" / "sessions").glob("*.json")
+                )
+                assert archived == [f"{session}.json"], host
             # Global jobs in A alone; host-local jobs in every daemon, under its host's lease.
             for job in ("heartbeat_sweep", "lock_reaper"):
                 assert (job_runs(b, job), job_runs(c, job)) == (0, 0)

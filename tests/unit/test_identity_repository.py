@@ -4,9 +4,6 @@ temporary folder), and the fall-back to the path hash."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,35 +13,15 @@ from coordinatord.identity import PROJECT_FILE, find_repository, read_project_fi
 from coordinatord.identity.gitconfig import parse, rewrite
 from coordinatord.keyspace import project_id_for
 from coordinatord.scope import ProjectScope, id_note, project_ref
+from tests.support import GIT, git, git_repository
 
-GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
 
 ORIGIN = "git@github.com:org/app.git"
 
 
-def git(*args: str, cwd: Path) -> None:
-    """Run git with no user or system config of the machine (a test must not depend on them)."""
-    env = {
-        **os.environ,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    assert GIT is not None
-    subprocess.run([GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, timeout=30)
-
-
 def repository(path: Path, origin: str | None = ORIGIN, commit: bool = False) -> Path:
-    path.mkdir(parents=True)
-    git("init", "-q", cwd=path)
-    if origin is not None:
-        git("remote", "add", "origin", origin, cwd=path)
-    if commit:
-        git("commit", "-q", "--allow-empty", "-m", "first", cwd=path)
+    git_repository(path, origin, commit)
     return path
 
 
