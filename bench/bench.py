@@ -358,7 +358,7 @@ def clean_env() -> dict[str, str]:
     }
 
 
-def write_config(workdir: Path, redis_url: str | None) -> Path:
+def write_config(workdir: Path, redis_url: str | None, backend_mode: str = "single") -> Path:
     """The daemon's whole configuration in one file, which the shims are given too: a daemon a
     shim starts (the reconnect series) then runs exactly as the first one did."""
     config = workdir / "config.toml"
@@ -367,18 +367,19 @@ def write_config(workdir: Path, redis_url: str | None) -> Path:
         f"state_dir = {json.dumps(str(workdir / 'state'))}",
     ]
     if redis_url:
-        lines += ["[backend]", f"url = {json.dumps(redis_url)}"]
+        lines += ["[backend]", f"url = {json.dumps(redis_url)}", f"mode = {json.dumps(backend_mode)}"]
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)  # it may hold a password
     return config
 
 
-def start_daemon(workdir: Path, redis_url: str | None) -> Target:
+def start_daemon(workdir: Path, redis_url: str | None, backend_mode: str = "single") -> Target:
+    """``backend_mode``: ``backend.mode`` with ``redis_url`` (``cluster``: the URL names one node)."""
     if not (VENV_BIN / "coordinatord").exists():
         raise BenchError(f"no coordinatord in {VENV_BIN}: run this script with the project venv's python")
     sock = str(workdir / "c.sock")
     log_path = workdir / "daemon.out"
-    config = write_config(workdir, redis_url)
+    config = write_config(workdir, redis_url, backend_mode)
     command = [str(VENV_BIN / "coordinatord"), "serve", "--config", str(config)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, cwd=workdir, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
