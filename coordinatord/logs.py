@@ -48,11 +48,14 @@ class _TeeLogger:
         self._lock = threading.Lock()  # worker threads log too
         self._flush_scheduled = False
 
-    def msg(self, **event: Any) -> None:
+    def msg(self, line: str | None = None, **event: Any) -> None:
+        """A rendered JSON ``line`` (no console: :func:`_render_json` made it), or the event's
+        fields (a console too: both renderings come from them)."""
         if self._file is not None:
-            line = json.dumps(event, default=str, separators=(",", ":")) + "\n"
+            if line is None:
+                line = json.dumps(event, default=str, separators=(",", ":"))
             with self._lock:
-                self._file.write(line)
+                self._file.write(line + "\n")
                 self._schedule_flush()
         if self._console is not None:
             self._console.write(str(self._console_renderer(None, "", dict(event))) + "\n")
@@ -85,6 +88,20 @@ def _as_kwargs(_: WrappedLogger, __: str, event_dict: EventDict) -> dict[str, An
     return {**event_dict}
 
 
+def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    # Returning a string makes structlog call the logger method with it alone: one dumps, no
+    # copy of the event into keyword arguments (every tool call logs a line).
+    return json.dumps(event_dict, default=str, separators=(",", ":"))
+
+
+def _format_exc_info(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    # structlog's processor looks for exception information in every event; only the few
+    # events that carry exc_info (log.exception) need it.
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, name, event_dict)
+    return event_dict
+
+
 def configure(settings: LoggingSettings, log_file: Path | None, *, console: TextIO | None = None) -> None:
     """Configure structlog (and the stdlib ``logging`` that libraries use) for the daemon."""
     stream = console if console is not None else sys.stderr
@@ -103,8 +120,8 @@ def configure(settings: LoggingSettings, log_file: Path | None, *, console: Text
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _as_kwargs,
+            _format_exc_info,
+            _as_kwargs if show_console else _render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=lambda *_: tee,

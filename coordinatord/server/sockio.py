@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from types import TracebackType
+from typing import cast
 
 import anyio
 
@@ -42,8 +43,8 @@ class _Protocol(asyncio.Protocol):
     # --- the event loop's side ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not always an asyncio.Transport subclass (uvloop's are not).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

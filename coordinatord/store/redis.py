@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
@@ -27,19 +26,15 @@ from coordinatord.errors import BackendError
 from coordinatord.settings import BackendSettings, sentinel_address
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
+from coordinatord.store.direct import DirectConnections
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
 
 T = TypeVar("T")
 
 
-def build_client(url: str, settings: BackendSettings) -> Redis:
-    """A redis-py client with the configured timeouts, retries and TLS options."""
-    scheme = urlsplit(url).scheme
-    retry = _retry(settings)
+def _url_kwargs(url: str, settings: BackendSettings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": settings.connect_timeout_s,
-        "socket_timeout": settings.timeout_s,
-        "retry": retry,
         "decode_responses": True,
         # RESP2, as Upstash's REST API answers: one raw reply shape for every backend (see
         # store.interface), and no HELLO round trip per new connection.
@@ -47,14 +42,26 @@ def build_client(url: str, settings: BackendSettings) -> Redis:
         # Values written by other clients may not be UTF-8; show them rather than fail.
         "encoding_errors": "replace",
         "max_connections": settings.max_connections,
-        "timeout": settings.timeout_s,
     }
-    if scheme == "rediss":
+    if urlsplit(url).scheme == "rediss":
         kwargs.update(_tls_kwargs(settings))
+    return kwargs
+
+
+def build_client(url: str, settings: BackendSettings) -> Redis:
+    """A redis-py client with the configured timeouts, retries and TLS options."""
+    kwargs = _url_kwargs(url, settings)
+    kwargs.update(socket_timeout=settings.timeout_s, retry=_retry(settings), timeout=settings.timeout_s)
     # A blocking pool makes a burst of calls queue for a connection instead of failing
     # with "Too many connections"; the queueing is bounded by `timeout`.
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+def build_direct_pool(url: str, settings: BackendSettings) -> ConnectionPool:
+    """The pool of :class:`~coordinatord.store.direct.DirectConnections`: the client's URL and
+    options, without a socket timeout (the store's bound on the whole call is the timeout)."""
+    return ConnectionPool.from_url(url, **_url_kwargs(url, settings))
 
 
 def build_sentinel_client(settings: BackendSettings) -> tuple[Redis, Sentinel]:
@@ -139,7 +146,10 @@ class RedisStore(StoreCommands):
         url: str = "",
         topology: str = "single",
         sentinel: Sentinel | None = None,
+        direct: DirectConnections | None = None,
     ) -> None:
+        """``direct``: connections for single commands and scripts (the hot path); without it
+        every command takes redis-py's full path."""
         # Raw RESP2 replies, parsed by the shared typed operations: the shapes Upstash gives too.
         client.response_callbacks.clear()
         self._client = client
@@ -150,10 +160,14 @@ class RedisStore(StoreCommands):
         self._timeout_hint = failures.timeout_hint(url)
         self._topology = topology
         self._sentinel = sentinel
+        self._direct = direct
 
     @classmethod
     def from_url(cls, url: str, settings: BackendSettings, name: str | None = None) -> Self:
-        return cls(build_client(url, settings), name or backend_url.mask(url), settings.timeout_s, url)
+        # Half the connections for single commands, the rest (and any overflow) for batches.
+        direct = DirectConnections(build_direct_pool(url, settings), max(1, settings.max_connections // 2))
+        client = build_client(url, settings)
+        return cls(client, name or backend_url.mask(url), settings.timeout_s, url, direct=direct)
 
     @classmethod
     def from_sentinels(cls, settings: BackendSettings) -> Self:
@@ -171,6 +185,8 @@ class RedisStore(StoreCommands):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
         if self._sentinel is not None:
             await self._sentinel.aclose()
 
@@ -186,9 +202,20 @@ class RedisStore(StoreCommands):
         )
 
     async def _one(self, command: Command, parse: Parse[T]) -> T:
+        return parse(await self._call(lambda: self._single(command)))
+
+    async def _single(self, command: Sequence[Arg]) -> Any:
+        """One command: on a direct connection when one is free, else (and after a broken
+        connection, to reconnect and retry) by redis-py's full path."""
+        if self._direct is not None:
+            try:
+                done, raw = await self._direct.execute(command)
+            except (RedisConnectionError, OSError):
+                done, raw = False, None  # the full path reconnects, and retries as configured
+            if done:
+                return raw
         # redis-py leaves execute_command untyped.
-        raw = await self._call(lambda: self._client.execute_command(*command))  # type: ignore[no-untyped-call]
-        return parse(raw)
+        return await self._client.execute_command(*command)  # type: ignore[no-untyped-call]
 
     async def _many(self, commands: Sequence[Command]) -> list[Any]:
         async def run() -> list[Any]:
@@ -200,17 +227,28 @@ class RedisStore(StoreCommands):
         return await self._call(run)
 
     def script(self, source: str) -> StoreScript:
-        """A Lua script, run by EVALSHA (loaded on first use and after a server restart)."""
-        return StoreScript(self, self._client.register_script(source))
+        """A Lua script, run by EVALSHA (and EVAL, which caches it, when the server lacks it:
+        on first use and after a server restart)."""
+        return StoreScript(self, source)
 
 
 class StoreScript:
     """A Lua script bound to a store; calls are bounded and mapped like every other call."""
 
-    def __init__(self, store: RedisStore, script: AsyncScript) -> None:
+    def __init__(self, store: RedisStore, source: str) -> None:
+        import hashlib
+
         self._store = store
-        self._script = script
+        self._source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        # redis-py's AsyncScript sends EVALSHA and falls back to loading it on NOSCRIPT.
-        return await self._store._call(lambda: self._script(keys=list(keys), args=list(args)))
+        store = self._store
+
+        async def run() -> Any:
+            try:
+                return await store._single(("EVALSHA", self.sha, len(keys), *keys, *args))
+            except NoScriptError:
+                return await store._single(("EVAL", self._source, len(keys), *keys, *args))
+
+        return await store._call(run)
