@@ -222,7 +222,7 @@ def test_the_default_sources_and_the_directory_alias() -> None:
     moved = MemoryBankSettings(directory="docs/bank")
     assert moved.sources == ("docs/bank", *MEMORY_BANK_SOURCES[1:]) and moved.first == "docs/bank"
     assert MemoryBankSettings(directory="memory-bank").sources[:2] == ("memory-bank", "AGENTS.md")
-    assert MemoryBankSettings(sources=["AGENTS.md"], directory="kb").sources == ("kb",)
+    assert MemoryBankSettings(sources=("AGENTS.md",), directory="kb").sources == ("kb",)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_sources_that_could_leave_the_project_are_refused(source: str) -> None:
     """A source must be a plain relative path (optionally ending '/*.<ext>'): no '..', no absolute
     path, no other wildcard."""
     with pytest.raises(ValidationError, match="memory-bank source"):
-        MemoryBankSettings(sources=[source])
+        MemoryBankSettings(sources=(source,))
 
 
 def test_names_come_from_the_sources_and_nothing_else() -> None:
