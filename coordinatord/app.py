@@ -29,6 +29,7 @@ from coordinatord.services.sessions import SessionService
 from coordinatord.services.tasks import TaskService
 from coordinatord.settings import Settings
 from coordinatord.store import Store
+from coordinatord.tool_groups import PROFILES, selection
 from coordinatord.tools.registry import ToolRegistry
 
 log = structlog.get_logger("coordinatord.app")
@@ -68,13 +69,13 @@ class App:
         self.activity = ActivityLog(store, settings.activity, clock)
         self.projects = ProjectRegistry(store, settings.projects, clock, host=self.host)
         self.registry = registry
-        unknown = set(settings.tools.groups) - self.registry.groups
+        unknown = set(settings.tools.groups) - self.registry.groups - set(PROFILES)
         if unknown:
             raise ConfigError(
                 f"tools.groups names unknown group(s) {sorted(unknown)}; "
-                f"known: {sorted(self.registry.groups)}"
+                f"known: {sorted(self.registry.groups)}; profiles: {sorted(PROFILES)}"
             )
-        self.default_groups = frozenset(settings.tools.groups)
+        self.default_groups = selection(settings.tools.groups)
 
     def mark_present(self, peer: Peer, agent: str) -> None:
         """The connection's agent counts as present (once known: preamble or first call); an

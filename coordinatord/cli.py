@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shim.add_argument(
         "--tools",
-        metavar="GROUPS",
-        help="comma-separated tool groups this editor sees, e.g. kv,locks (default: tools.groups)",
+        metavar="PROFILE|GROUPS",
+        help="what this editor sees: a profile (minimal: everyday coordination; full: every group) "
+        "or comma-separated tool groups, e.g. kv,locks (default: tools.groups)",
     )
 
     config = _command(
@@ -339,7 +340,7 @@ def _add_editor_parser(commands: Any) -> None:
         sub.add_argument("--name", default="redis", help="the server's name (default: redis, the seed's)")
         sub.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     add.add_argument("--agent", metavar="NAME", help="the shim's --agent (default: the editor's name)")
-    add.add_argument("--tools", metavar="GROUPS", help="the shim's --tools, e.g. kv,locks")
+    add.add_argument("--tools", metavar="PROFILE|GROUPS", help="the shim's --tools, e.g. minimal or kv,locks")
     add.add_argument(
         "--allow-writes",
         action="store_true",

@@ -404,13 +404,83 @@ class ActivitySettings(_Section):
     )
 
 
+# --- Memory bank: knowledge sources (issue 12 item 5) ---------------------------------------
+
+MEMORY_BANK_SOURCES: tuple[str, ...] = (
+    ".kilocode/rules/memory-bank",
+    "memory-bank",
+    "AGENTS.md",
+    "CLAUDE.md",
+    ".clinerules",
+    ".cursor/rules/*.mdc",
+)
+"""Where editors keep project knowledge: Kilo Code's memory bank (the seed's), Cline's
+``memory-bank/``, the agents.md standard, Claude Code's ``CLAUDE.md``, Cline's rules (a file or a
+folder) and Cursor's rules."""
+
+_SOURCE_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._-]*")
+_SOURCE_GLOB = re.compile(r"\*\.[A-Za-z0-9]{1,16}")
+
+
+def check_memory_bank_source(source: str) -> str:
+    """A source is a path relative to the project root (a folder of ``*.md`` files or a single
+    file, whichever is there), or ``<folder>/*.<ext>`` (that folder's files of one suffix)."""
+    parts = source.split("/")
+    *folders, last = parts
+    plain = [*folders, last] if not _SOURCE_GLOB.fullmatch(last) else folders
+    if (
+        not source
+        or source in ("index", "*.md")
+        or not plain
+        or not all(_SOURCE_PART.fullmatch(part) and part not in (".", "..") for part in plain)
+    ):
+        raise ValueError(
+            f"memory-bank source {source!r} must be a relative path inside the project (names of "
+            "letters, digits, '.', '_', '-'; no '..', no leading '/'), optionally ending in '/*.<ext>', "
+            "e.g. 'memory-bank', 'AGENTS.md' or '.cursor/rules/*.mdc'"
+        )
+    return source
+
+
 class MemoryBankSettings(_Section):
-    directory: str = Field(default=".kilocode/rules/memory-bank", description="relative to the project root")
+    sources: tuple[str, ...] = Field(
+        default=MEMORY_BANK_SOURCES,
+        min_length=1,
+        description="paths relative to the project root; the first one's files keep bare names",
+    )
+    directory: str | None = Field(
+        default=None, description="deprecated: replaces the first of sources (the pre-0.x setting)"
+    )
     ttl_s: int = Field(default=3_600, ge=1, description="cache TTL, as the seed's table says")
     max_file_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
     max_files: int = Field(
-        default=1_000, ge=1, le=10_000, description="most files of the folder that are cached"
+        default=1_000, ge=1, le=10_000, description="most files of each folder source that are cached"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _directory_is_the_first_source(cls, data: Any) -> Any:
+        # memory_bank.directory predates sources: it still names the bare-named folder, so a
+        # config written for it keeps its file names.
+        if isinstance(data, dict) and data.get("directory"):
+            sources = list(data.get("sources") or MEMORY_BANK_SOURCES)
+            rest = [source for source in sources[1:] if source != data["directory"]]
+            data = {**data, "sources": (data["directory"], *rest)}
+        return data
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            check_memory_bank_source(source)
+        if len(set(value)) != len(value):
+            raise ValueError(f"memory_bank.sources lists a source twice: {list(value)}")
+        return value
+
+    @property
+    def first(self) -> str:
+        """The first source: its folder's files are named without the folder (``brief.md``)."""
+        return self.sources[0]
 
 
 class ProjectEntry(_Section):

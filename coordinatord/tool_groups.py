@@ -17,11 +17,6 @@ GROUPS: tuple[str, ...] = (
 their tools do, so that config and ``--tools`` can name them."""
 
 
-def unknown_groups_message(unknown: list[str]) -> str:
-    """What the shim and the daemon say about groups that do not exist."""
-    return f"unknown tool group(s) {', '.join(unknown)} in --tools; known groups: {', '.join(sorted(GROUPS))}"
-
-
 SEED_TOOLS: tuple[str, ...] = (
     "redis_get",
     "redis_set",
@@ -58,11 +53,81 @@ not derived from the registry, because the editor command must not import pydant
 
 
 def always_allow(groups: list[str] | None, allow_writes: bool) -> list[str]:
-    """The tools an editor may call without asking: the read-only ones (of ``groups`` only,
-    when given); with ``allow_writes``, the seed's eight raw tools first, then those."""
-    wanted = set(groups) if groups else set(GROUPS)
-    read_only = [name for name, group in READ_ONLY_TOOLS.items() if group in wanted]
+    """The tools an editor may call without asking: the read-only ones (of the selection only,
+    when given: groups, profiles, tool names, as ``--tools`` takes them); with ``allow_writes``,
+    the seed's eight raw tools first (those selected), then those."""
+    wanted = selection(groups) if groups else frozenset(GROUPS)
+    read_only = [name for name, group in READ_ONLY_TOOLS.items() if group in wanted or name in wanted]
     if not allow_writes:
         return read_only
-    seed = list(SEED_TOOLS) if "kv" in wanted else []
+    seed = [name for name in SEED_TOOLS if "kv" in wanted or name in wanted]
     return seed + [name for name in read_only if name not in seed]
+
+
+# --- Profiles (issue 12 item 6) ----------------------------------------------------------------
+# A profile is a name for a selection of groups and single tools, usable wherever a group is
+# (``--tools``, ``editor add --tools``, ``tools.groups``). A connection's selection is one
+# frozenset holding group names and tool names side by side (the registry refuses a tool named
+# like a group), so that a profile can pick a few tools of a group without a second mechanism.
+
+PENDING: frozenset[str] = frozenset(
+    {
+        "files_reserve",
+        "files_release",
+        "files_check",
+        "message_send",
+        "message_inbox",
+        "task_ready",
+        "task_claim",
+    }
+)
+"""Tools the profiles name that do not exist yet (being built in parallel: groups ``files``,
+``messages``, the task queue tools). Until they do, a profile simply lacks them; a unit test
+checks every profile name against the registry and fails once one of these exists, so that
+whoever merges it removes it from here (and adds the read-only ones to READ_ONLY_TOOLS)."""
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    "minimal": (
+        # who is here, and what they hold
+        "agent_register",
+        "agent_heartbeat",
+        "agent_list",
+        "lock_acquire",
+        "lock_release",
+        "lock_list",
+        "files_reserve",
+        "files_release",
+        "files_check",
+        # talk, and take work
+        "message_send",
+        "message_inbox",
+        "task_ready",
+        "task_claim",
+        "task_update",
+    ),
+    "full": GROUPS,
+}
+"""``minimal``: the everyday coordination set (presence, locks and file reservations, messages,
+claiming ready tasks); ``full``: every group. Entries are group or tool names."""
+
+
+def selection(names: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The group and tool names that ``--tools`` names select, profiles expanded. Unknown
+    names are kept (the caller checks them first with :func:`unknown_tool_names`)."""
+    selected: set[str] = set()
+    for name in names:
+        selected.update(PROFILES.get(name, (name,)))
+    return frozenset(selected)
+
+
+def unknown_tool_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The names of ``--tools`` that are neither a profile nor a group, sorted."""
+    return sorted(set(names) - set(GROUPS) - set(PROFILES))
+
+
+def unknown_tools_message(unknown: list[str]) -> str:
+    """What the shim, ``editor add`` and the daemon say about such names."""
+    return (
+        f"unknown tool group(s) {', '.join(unknown)} in --tools; known profiles: "
+        f"{', '.join(sorted(PROFILES))}; known groups: {', '.join(sorted(GROUPS))}"
+    )

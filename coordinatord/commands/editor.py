@@ -59,9 +59,9 @@ def _scope(args: argparse.Namespace, target: Target) -> tuple[str, Path | None]:
 
 def _add(args: argparse.Namespace, target: Target, scope: str, project: Path | None, path: Path) -> int:
     tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
-    unknown = [group for group in tools or [] if group not in tool_groups.GROUPS]
+    unknown = tool_groups.unknown_tool_names(tools or [])
     if unknown:
-        print(f"coordinatord: {tool_groups.unknown_groups_message(unknown)}", file=sys.stderr)
+        print(f"coordinatord: {tool_groups.unknown_tools_message(unknown)}", file=sys.stderr)
         return 2
     argv = editors.shim_argv(
         editors.coordinatord_command(),

@@ -1,14 +1,14 @@
 """Memory-bank cache refresh (job ``memory_bank_refresh``, every ``jobs.memory_bank_refresh_s``).
 
 For each known project whose folder is on this host, :meth:`MemoryBankService.refresh` re-reads
-``<root>/<memory_bank.directory>/*.md`` and writes to Redis only the files whose content hash
+every source of ``memory_bank.sources`` under its root and writes to Redis only the files whose content hash
 changed (plus the index when it changed), deletes the entries of files that are gone, and
-renews the TTL of the rest — see :mod:`coordinatord.services.memory_bank`. A project without a
-memory-bank folder costs one round trip and writes nothing.
+renews the TTL of the rest — see :mod:`coordinatord.services.memory_bank`. A project with none
+of the sources costs one round trip and writes nothing.
 
-Counts: ``projects`` (projects with a memory-bank folder), ``files`` (files cached), ``changed``
-(entries written), ``removed`` (entries deleted), ``skipped`` (files too large or escaping the
-folder), ``failed`` (projects that could not be refreshed; logged).
+Counts: ``projects`` (projects with at least one source), ``files`` (files cached), ``changed``
+(entries written), ``removed`` (entries deleted), ``skipped`` (files too large, escaping their
+source, or shadowed), ``failed`` (projects that could not be refreshed; logged).
 """
 
 from __future__ import annotations

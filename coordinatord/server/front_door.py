@@ -56,7 +56,7 @@ from coordinatord.server.in_flight import InFlight
 from coordinatord.server.line_reader import LineReader, OverlongLine
 from coordinatord.server.relay import Relay
 from coordinatord.server.sockio import ProtocolStream
-from coordinatord.tool_groups import unknown_groups_message
+from coordinatord.tool_groups import PROFILES, selection, unknown_tools_message
 
 log = structlog.get_logger("coordinatord.server")
 
@@ -167,12 +167,12 @@ class ConnectionServer:
                 return
         groups = self._app.default_groups
         if identity is not None and identity.tools is not None:
-            unknown = sorted(set(identity.tools) - self._app.registry.groups)
+            unknown = sorted(set(identity.tools) - self._app.registry.groups - set(PROFILES))
             if unknown:
-                await sender.send(framing.refusal(unknown_groups_message(unknown), retry=False))
+                await sender.send(framing.refusal(unknown_tools_message(unknown), retry=False))
                 log.warning("connection_refused_unknown_groups", conn=conn_id, groups=unknown)
                 return
-            groups = frozenset(identity.tools)
+            groups = selection(identity.tools)  # profiles expanded to group and tool names
         peer = Peer(
             conn_id=conn_id,
             agent=identity.agent if identity else None,

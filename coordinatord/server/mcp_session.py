@@ -80,10 +80,12 @@ def build_server(app: App) -> Server[Peer]:
 
 
 def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
-    """The connection's project's memory-bank files as ``memory-bank://<file>`` resources.
+    """The connection's project's memory-bank files (of every source) as ``memory-bank://<name>``
+    resources, named as the index names them (``memory-bank://brief.md``,
+    ``memory-bank://AGENTS.md``, ``memory-bank://memory-bank/tech.md``).
 
     Served to every connection whatever its tool groups (resources cost no tool budget), with
-    the same cache and the same confinement to the folder as the memory_bank tools.
+    the same cache and the same confinement to each source as the memory_bank tools.
     """
 
     async def list_resources(ctx: Ctx, params: PaginatedRequestParams | None) -> HandlerResult:
@@ -102,6 +104,7 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
                 uri=memory_bank.file_uri(name),
                 name=name,
                 title=f"Memory bank: {name}",
+                description=f"from {index.sources.get(name, index.directory)}",
                 mime_type=memory_bank.MIME_TYPE,
                 size=index.sizes.get(name),
             )
@@ -115,7 +118,7 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
         if refusal is not None:
             raise MCPError(code=INVALID_PARAMS, message=f"{params.uri}: {refusal}")
         try:
-            name = memory_bank.file_from_uri(params.uri)
+            name = memory_bank.file_from_uri(params.uri, app.services.memory_bank.sources)
             result = await app.services.memory_bank.get(peer.namespace, peer.project_root, name)
         except (ToolError, BackendError) as exc:
             raise _resource_error(exc) from None

@@ -2,7 +2,7 @@
 
 Standard library only, and nothing heavy: an editor starts one shim per session, and each
 millisecond of start-up is paid every time. The daemon does all MCP work. The shim sends the
-identity preamble (agent, project, pid, tool groups), then relays lines both ways, reading just
+identity preamble (agent, project, pid, tool groups or profiles), then relays lines both ways, reading just
 enough of them to outlive the daemon (:mod:`coordinatord.shim.relay`): a daemon restart costs
 the editor only the calls that were running, and with no daemon the shim starts one
 (:mod:`coordinatord.shim.autostart`).
@@ -17,7 +17,7 @@ from pathlib import Path
 from coordinatord import paths
 from coordinatord.preamble import Preamble
 from coordinatord.shim.config import ShimConfig, ShimConfigError, load
-from coordinatord.tool_groups import GROUPS, unknown_groups_message
+from coordinatord.tool_groups import unknown_tool_names, unknown_tools_message
 
 __all__ = ["ShimConfig", "main"]
 
@@ -33,9 +33,9 @@ def main(
     """Relay until the editor closes stdin. Returns the process exit code."""
     from coordinatord.shim.relay import Relay, refuse
 
-    unknown = sorted(set(tools or ()) - set(GROUPS))
+    unknown = unknown_tool_names(tools or [])
     if unknown:
-        return refuse(unknown_groups_message(unknown))
+        return refuse(unknown_tools_message(unknown))
     try:
         config = load(socket, config_file, no_autostart)
     except ShimConfigError as exc:

@@ -1,5 +1,7 @@
-"""Memory-bank tools: the project's ``.kilocode/rules/memory-bank/*.md`` files, served from the
-Redis cache (refilled from disk on a miss). The logic and the confinement to the folder are in
+"""Memory-bank tools: the project's knowledge files from every source of ``memory_bank.sources``
+(Kilo Code's ``.kilocode/rules/memory-bank/*.md``, Cline's ``memory-bank/``, ``AGENTS.md``,
+``CLAUDE.md``, ``.clinerules``, ``.cursor/rules/*.mdc``), served from the Redis cache (refilled
+from disk on a miss). The logic and the confinement to each source are in
 :mod:`coordinatord.services.memory_bank`; these only map arguments and results.
 """
 
@@ -18,7 +20,7 @@ GROUP = "memory_bank"
 
 class MemoryBankGetArgs(ToolArgs):
     # Which names are allowed (no paths, .md) is the service's confinement rule.
-    file: str = Field(description="File name in the memory-bank folder, e.g. brief.md (no paths)")
+    file: str = Field(description="A name memory_bank_index lists, e.g. brief.md or AGENTS.md")
 
 
 async def memory_bank_index(call: CallContext, args: NoArgs) -> ToolReply:
@@ -37,9 +39,9 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "memory_bank_index",
         GROUP,
-        "List the project's memory-bank files (.kilocode/rules/memory-bank/*.md: brief, product, "
-        "context, architecture, tech ...) with their hashes and sizes; read this first to know what "
-        "project knowledge exists.",
+        "List the project's knowledge files (Kilo memory bank: brief, product, context, architecture, "
+        "tech ...; Cline's memory-bank/, AGENTS.md, CLAUDE.md, .clinerules, Cursor rules) with their "
+        "source, hash and size; read this first to know what project knowledge exists.",
         NoArgs,
         memory_bank_index,
         read_only=True,
@@ -50,8 +52,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "memory_bank_get",
         GROUP,
-        "Read one memory-bank file (e.g. brief.md or context.md) to load the project's shared "
-        "knowledge; served from the cache, read from disk on a miss.",
+        "Read one memory-bank file by the name memory_bank_index gives (e.g. brief.md, AGENTS.md) "
+        "to load the project's shared knowledge; served from the cache, read from disk on a miss.",
         MemoryBankGetArgs,
         memory_bank_get,
         read_only=True,

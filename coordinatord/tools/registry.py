@@ -299,6 +299,10 @@ class ToolRegistry:
             if spec.name in self._specs:
                 raise ValueError(f"tool {spec.name} is defined twice")
             self._specs[spec.name] = spec
+        # A selection holds group and tool names side by side: they must not collide.
+        clash = set(self._specs) & self.groups
+        if clash:
+            raise ValueError(f"tool(s) {sorted(clash)} are named like a group")
         self._listings: dict[frozenset[str], list[dict[str, Any]]] = {}
 
     @property
@@ -306,12 +310,19 @@ class ToolRegistry:
         return self._groups | frozenset(spec.group for spec in self._specs.values())
 
     def get(self, name: str, groups: frozenset[str]) -> ToolSpec[Any] | None:
+        """The tool, if the selection ``groups`` (group and tool names) includes it."""
         spec = self._specs.get(name)
-        return spec if spec is not None and spec.group in groups else None
+        return spec if spec is not None and _selected(spec, groups) else None
 
     def listing(self, groups: frozenset[str]) -> list[dict[str, Any]]:
+        """``tools/list``'s tools for a selection of group and tool names (a profile expanded by
+        :func:`coordinatord.tool_groups.selection`); a name with no tool yet selects nothing."""
         cached = self._listings.get(groups)
         if cached is None:
-            cached = [spec.definition() for spec in self._specs.values() if spec.group in groups]
+            cached = [spec.definition() for spec in self._specs.values() if _selected(spec, groups)]
             self._listings[groups] = cached
         return cached
+
+
+def _selected(spec: ToolSpec[Any], groups: frozenset[str]) -> bool:
+    return spec.group in groups or spec.name in groups

@@ -142,7 +142,7 @@ async def test_memory_bank_files_are_mcp_resources(daemon: DaemonProcess, workdi
                 await client.read_resource(uri)
             message = str(refusal.value)
             assert SECRET not in message
-            assert "outside the memory-bank folder" in message or "memory-bank://<file>.md" in message
+            assert "outside the memory-bank folder" in message or "memory-bank://<name>" in message
 
 
 async def test_a_project_without_a_memory_bank_lists_no_resources(
@@ -171,6 +171,58 @@ async def test_the_refresh_job_caches_changes_for_the_tools(daemon: DaemonProces
         assert (await call(client, "memory_bank_index"))["files"] == ["context.md"]
         again = run_job(daemon, "memory_bank_refresh")["last_counts"]
         assert (again["changed"], again["removed"]) == (0, 0)
+
+
+def make_sources(workdir: Path) -> None:
+    """Knowledge from four editors: Kilo's memory bank, Cline's memory-bank/ and its rules
+    folder, AGENTS.md, CLAUDE.md (a symlink into the root is followed) and a Cursor rule."""
+    make_bank(workdir)
+    (workdir / "memory-bank").mkdir()
+    (workdir / "memory-bank" / "activeContext.md").write_text("# Active\nCline's context.\n")
+    (workdir / "AGENTS.md").write_text("# Agents\nRun the tests.\n")
+    (workdir / "CLAUDE.md").symlink_to("AGENTS.md")
+    (workdir / ".clinerules").mkdir()
+    (workdir / ".clinerules" / "01-style.md").write_text("# Style\n")
+    (workdir / ".cursor" / "rules").mkdir(parents=True)
+    (workdir / ".cursor" / "rules" / "python.mdc").write_text("---\nglobs: ['*.py']\n---\nType hints.\n")
+
+
+ALL_SOURCES = {
+    ".clinerules/01-style.md": ".clinerules",
+    ".cursor/rules/python.mdc": ".cursor/rules/*.mdc",
+    "AGENTS.md": "AGENTS.md",
+    "CLAUDE.md": "CLAUDE.md",
+    "brief.md": BANK,
+    "context.md": BANK,
+    "memory-bank/activeContext.md": "memory-bank",
+}
+
+
+async def test_every_editors_knowledge_is_listed_read_and_refreshed(
+    daemon: DaemonProcess, workdir: Path
+) -> None:
+    """A project with Kilo's bank, Cline's memory-bank/ and rules, AGENTS.md, CLAUDE.md and a Cursor
+    rule: through a real shim the index and resources list them all, each tagged with its source,
+    Kilo's files under their bare names; each reads; a change to AGENTS.md is refreshed."""
+    make_sources(workdir)
+    async with connect(daemon.socket_path, project=workdir) as client:
+        index = await call(client, "memory_bank_index")
+        assert index["files"] == sorted(ALL_SOURCES) and index["sources"] == ALL_SOURCES
+        assert index["directory"] == BANK and index["skipped"] == ["leak.md"]
+        resources = (await client.list_resources()).resources
+        assert [str(r.uri) for r in resources] == [f"memory-bank://{name}" for name in sorted(ALL_SOURCES)]
+        agents = await call(client, "memory_bank_get", {"file": "AGENTS.md"})
+        assert (agents["content"], agents["source"]) == ("# Agents\nRun the tests.\n", "AGENTS.md")
+        read = await client.read_resource("memory-bank://memory-bank/activeContext.md")
+        assert getattr(read.contents[0], "text", None) == "# Active\nCline's context.\n"
+        for name in ("memory-bank/../AGENTS.md", "memory-bank/sub/x.md", ".cursor/rules/x.md"):
+            assert "argument 'file'" in await refused(client, "memory_bank_get", {"file": name})
+        if embedded(daemon):  # run_job needs this daemon's lease
+            (workdir / "AGENTS.md").write_text("# Agents\nRun the tests twice.\n")
+            counts = run_job(daemon, "memory_bank_refresh")["last_counts"]
+            assert (counts["changed"], counts["removed"], counts["failed"]) == (2, 0, 0)  # and CLAUDE.md
+            again = await call(client, "memory_bank_get", {"file": "CLAUDE.md"})
+            assert (again["content"], again["cached"]) == ("# Agents\nRun the tests twice.\n", True)
 
 
 # --- session archiving ------------------------------------------------------------------------

@@ -169,3 +169,27 @@ async def test_a_call_given_up_is_answered_with_why(workdir: Path, era: str, cau
         assert why in error["message"] and "may or may not have taken effect" in error["message"]
     finally:
         assert daemon.stop() == 0
+
+
+def test_the_minimal_profile_through_a_shim_lists_its_tools_in_the_measured_bytes(
+    daemon: DaemonProcess, workdir: Path
+) -> None:
+    """--tools minimal lists the profile's existing tools, and the tools array on the wire is
+    exactly the size the unit budget test computes from the registry (so that figure is true)."""
+    from coordinatord import tool_groups
+    from coordinatord.tools import build_registry
+    from tests.unit.test_tool_profiles import tools_list_bytes
+
+    command = [COORDINATORD, "shim", "--socket", str(daemon.socket_path), "--no-autostart"]
+    command += ["--project", str(workdir), "--tools", "minimal"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    stdin = frames(INITIALIZE, INITIALIZED, listing)
+    # At end of input the shim still delivers the replies of the requests in flight, then exits.
+    done = subprocess.run(command, input=stdin, capture_output=True, timeout=30, check=False, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    [line] = [raw for raw in done.stdout.splitlines() if json.loads(raw).get("id") == 2]
+    tools = json.loads(line)["result"]["tools"]
+    expected = [name for name in tool_groups.PROFILES["minimal"] if name not in tool_groups.PENDING]
+    assert sorted(tool["name"] for tool in tools) == sorted(expected)
+    wire = len(json.dumps(tools, ensure_ascii=False, separators=(",", ":")).encode())
+    assert wire == tools_list_bytes(build_registry(), ["minimal"])

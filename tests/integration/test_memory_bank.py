@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,127 @@ async def test_files_beyond_max_files_are_skipped_and_not_cached(store: Store, r
     [warning] = [e for e in logs if e["event"] == "memory_bank_file_skipped"]
     assert warning["file"] == "context.md"
     assert warning["reason"] == "more than memory_bank.max_files = 1 files in the folder"
+
+
+# --- Sources: every editor's knowledge files ----------------------------------------------------
+
+
+@pytest.fixture
+def sources_root(root: Path) -> Path:
+    """The two-file Kilo bank plus AGENTS.md, CLAUDE.md and Cline's memory-bank/ folder."""
+    (root / "AGENTS.md").write_text("# Agents\n")
+    (root / "CLAUDE.md").write_text("# Claude\n")
+    (root / "memory-bank").mkdir()
+    (root / "memory-bank" / "projectbrief.md").write_text("# Cline brief\n")
+    return root
+
+
+async def test_agents_claude_and_a_cline_bank_are_all_listed(store: Store, sources_root: Path) -> None:
+    """A project with AGENTS.md, CLAUDE.md and Cline's memory-bank/ besides Kilo's bank: the index
+    lists every file with its source, Kilo's under bare names; each entry carries its source."""
+    svc, ns = make(store), fresh_namespace()
+    index = await svc.index(ns, str(sources_root))
+    assert index.files == ["AGENTS.md", "CLAUDE.md", "brief.md", "context.md", "memory-bank/projectbrief.md"]
+    assert index.sources == {
+        "AGENTS.md": "AGENTS.md",
+        "CLAUDE.md": "CLAUDE.md",
+        "brief.md": DIRECTORY,
+        "context.md": DIRECTORY,
+        "memory-bank/projectbrief.md": "memory-bank",
+    }
+    assert index.directory == DIRECTORY and index.skipped == []
+    cline = await entry(store, ns, "memory-bank/projectbrief.md")
+    assert cline is not None and (cline["source"], cline["content"]) == ("memory-bank", "# Cline brief\n")
+    got = await svc.get(ns, str(sources_root), "CLAUDE.md")
+    assert (got.source, got.content, got.cached) == ("CLAUDE.md", "# Claude\n", True)
+
+
+async def test_a_project_with_only_an_agents_md_has_a_memory_bank(store: Store, tmp_path: Path) -> None:
+    """AGENTS.md alone is a memory bank: listed, read on a miss (cached false) and tagged."""
+    (tmp_path / "AGENTS.md").write_text("# Agents\n")
+    svc, ns = make(store), fresh_namespace()
+    first = await svc.get(ns, str(tmp_path), "AGENTS.md")
+    assert (first.source, first.cached) == ("AGENTS.md", False)
+    assert (await svc.index(ns, str(tmp_path))).files == ["AGENTS.md"]
+
+
+async def test_refresh_detects_changes_and_removals_per_source(store: Store, sources_root: Path) -> None:
+    """A changed AGENTS.md, a new Cline file and a removed CLAUDE.md are each seen by the next
+    refresh, and only those entries are written or deleted."""
+    svc, ns = make(store), fresh_namespace()
+    await svc.refresh(ns, str(sources_root))
+    (sources_root / "AGENTS.md").write_text("# Agents\nv2\n")
+    (sources_root / "memory-bank" / "progress.md").write_text("# Progress\n")
+    (sources_root / "CLAUDE.md").unlink()
+    result = await svc.refresh(ns, str(sources_root))
+    assert result.changed_files == ["AGENTS.md", "memory-bank/progress.md"]
+    assert result.removed_files == ["CLAUDE.md"]
+    assert await entry(store, ns, "CLAUDE.md") is None
+    assert (await svc.get(ns, str(sources_root), "AGENTS.md")).content == "# Agents\nv2\n"
+    assert (await svc.refresh(ns, str(sources_root))).changed == 0
+
+
+async def test_clinerules_may_be_a_file_or_a_folder(store: Store, tmp_path: Path) -> None:
+    """Cline's .clinerules as a single file is listed as '.clinerules'; as a folder, its .md files
+    as '.clinerules/<file>' (other files ignored); switching from one to the other is refreshed."""
+    svc, ns = make(store), fresh_namespace()
+    (tmp_path / ".clinerules").write_text("# Rules\n")
+    assert (await svc.refresh(ns, str(tmp_path))).changed_files == [".clinerules"]
+    (tmp_path / ".clinerules").unlink()
+    (tmp_path / ".clinerules").mkdir()
+    (tmp_path / ".clinerules" / "01-core.md").write_text("# Core\n")
+    (tmp_path / ".clinerules" / "notes.txt").write_text("ignored")
+    result = await svc.refresh(ns, str(tmp_path))
+    assert (result.changed_files, result.removed_files) == ([".clinerules/01-core.md"], [".clinerules"])
+    assert (await svc.get(ns, str(tmp_path), ".clinerules/01-core.md")).source == ".clinerules"
+
+
+async def test_a_root_file_named_like_a_bank_file_is_shadowed(store: Store, root: Path) -> None:
+    """A Kilo bank file AGENTS.md and a root AGENTS.md: the first source owns the name (index and
+    get agree), the root one is skipped saying it is shadowed."""
+    (root / DIRECTORY / "AGENTS.md").write_text("from the bank")
+    (root / "AGENTS.md").write_text("from the root")
+    svc, ns = make(store), fresh_namespace()
+    index = await svc.index(ns, str(root))
+    assert index.sources["AGENTS.md"] == DIRECTORY and index.skipped == ["AGENTS.md (AGENTS.md)"]
+    await store.delete([ns.key(memory_bank_key("AGENTS.md"))])
+    assert (await svc.get(ns, str(root), "AGENTS.md")).content == "from the bank"
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "glob"])
+async def test_each_source_kind_is_confined(store: Store, tmp_path: Path, kind: str) -> None:
+    """For a single-file source, a folder source and a '<folder>/*.<ext>' source alike: a symlink
+    out of the project, a FIFO and a file above max_file_bytes are skipped, never cached, and get
+    refuses them without their content; a source folder symlinked outside is skipped, not fatal."""
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "secret.md").write_text("SECRET")
+    (outside / "secret.mdc").write_text("SECRET")
+    where = {"file": project, "folder": project / "memory-bank", "glob": project / ".cursor" / "rules"}[kind]
+    where.mkdir(parents=True, exist_ok=True)
+    suffix = ".mdc" if kind == "glob" else ".md"
+    names = {"file": ["AGENTS.md", "CLAUDE.md", ".clinerules"]}.get(kind) or [
+        f"leak{suffix}",
+        f"pipe{suffix}",
+        f"huge{suffix}",
+    ]
+    prefix = "" if kind == "file" else f"{where.relative_to(project)}/"
+    (where / names[0]).symlink_to(outside / f"secret{suffix}")
+    os.mkfifo(where / names[1])
+    (where / names[2]).write_text("x" * 500)
+    svc, ns = make(store, max_file_bytes=200), fresh_namespace()
+    result = await svc.refresh(ns, str(project))
+    assert (result.files, result.skipped) == (0, 3)
+    keys, _ = await store.scan(ns.pattern("*"), 100)
+    assert keys == [ns.key(MEMORY_BANK_INDEX)]  # no file entry
+    for name in names:
+        with pytest.raises((InvalidArgumentError, LimitExceededError)) as refused:
+            await svc.get(ns, str(project), prefix + name)
+        assert "SECRET" not in str(refused.value)
+    # A whole source folder that leaves the project is skipped, and the refresh goes on.
+    if kind == "folder":
+        (project / "memory-bank").rename(project / "gone")
+    (project / "memory-bank").symlink_to(outside)
+    again = await svc.refresh(ns, str(project))
+    assert "memory-bank" in (await index_of(store, ns))["skipped"] and again.files == 0

@@ -23,6 +23,7 @@ COMMENTED = {
     "backend.tls_cert_file",
     "backend.tls_key_file",
     "projects",
+    "memory_bank.directory",  # deprecated: shown commented out, never set by the example
 }
 
 

@@ -377,3 +377,14 @@ def test_allow_writes_adds_the_seeds_eight(home: Path) -> None:
     allow = json.loads(path.read_text())["mcpServers"]["redis"]["alwaysAllow"]
     assert allow[:8] == list(tool_groups.SEED_TOOLS)
     assert set(allow) == set(tool_groups.SEED_TOOLS) | set(tool_groups.READ_ONLY_TOOLS)
+
+
+def test_a_profile_is_written_as_the_shims_tools_and_its_allow_list_follows(home: Path) -> None:
+    """``editor add --tools minimal`` writes ``--tools minimal`` into the shim's args, and alwaysAllow
+    holds only the read-only tools the profile selects."""
+    result = cli(home, home, "add", "kilocode-legacy", "--global", "--tools", "minimal", "--allow-writes")
+    assert result.returncode == 0, result.stderr
+    path = editors.config_path(editors.BY_NAME["kilocode-legacy"], "global", home, None)
+    server = json.loads(path.read_text())["mcpServers"]["redis"]
+    assert server["args"][-2:] == ["--tools", "minimal"]
+    assert server["alwaysAllow"] == tool_groups.always_allow(["minimal"], True) == ["agent_list", "lock_list"]

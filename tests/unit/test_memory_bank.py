@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.services.memory_bank import (
     HEAD_BYTES,
     BankFile,
+    Sources,
     build_index,
     cached_sha,
     check_file_name,
@@ -26,6 +28,7 @@ from coordinatord.services.memory_bank import (
     scan_folder,
     sha256_hex,
 )
+from coordinatord.settings import MEMORY_BANK_SOURCES, MemoryBankSettings
 
 DIRECTORY = ".kilocode/rules/memory-bank"
 
@@ -207,3 +210,57 @@ def test_scan_caches_at_most_max_files_in_name_order(tmp_path: Path) -> None:
     assert [f.name for f in scan.files] == ["brief.md", "context.md"]
     assert scan.skipped["tech.md"] == "more than memory_bank.max_files = 2 files in the folder"
     assert set(scan.skipped) == {"a-big.md", "tech.md"}
+
+
+# --- Sources ------------------------------------------------------------------------------------
+
+
+def test_the_default_sources_and_the_directory_alias() -> None:
+    """By default every editor's place is a source, Kilo's bank first; memory_bank.directory (the
+    old setting) replaces the first source and is not listed twice."""
+    assert MemoryBankSettings().sources == MEMORY_BANK_SOURCES and MEMORY_BANK_SOURCES[0] == DIRECTORY
+    moved = MemoryBankSettings(directory="docs/bank")
+    assert moved.sources == ("docs/bank", *MEMORY_BANK_SOURCES[1:]) and moved.first == "docs/bank"
+    assert MemoryBankSettings(directory="memory-bank").sources[:2] == ("memory-bank", "AGENTS.md")
+    assert MemoryBankSettings(sources=("AGENTS.md",), directory="kb").sources == ("kb",)
+
+
+@pytest.mark.parametrize(
+    "source", ["../up", "/abs", "a/../b", "a//b", "", "index", "*.md", "a/*", "x\\y", "a/*.m-d"]
+)
+def test_sources_that_could_leave_the_project_are_refused(source: str) -> None:
+    """A source must be a plain relative path (optionally ending '/*.<ext>'): no '..', no absolute
+    path, no other wildcard."""
+    with pytest.raises(ValidationError, match="memory-bank source"):
+        MemoryBankSettings(sources=(source,))
+
+
+def test_names_come_from_the_sources_and_nothing_else() -> None:
+    """Kilo's files keep bare names, other sources' files are their path from the root; a name no
+    source gives (a subfolder, another suffix, '..') is refused, also as a resource URI."""
+    sources = Sources(MEMORY_BANK_SOURCES)
+    for name in ("brief.md", "AGENTS.md", "CLAUDE.md", ".clinerules", ".clinerules/01-core.md",
+                 "memory-bank/activeContext.md", ".cursor/rules/python.mdc"):  # fmt: skip
+        assert sources.check_name(name) == name
+        assert file_from_uri(file_uri(name), sources) == name
+    for name in ("memory-bank/sub/x.md", ".cursor/rules/x.md", "memory-bank/../AGENTS.md", "README.md/x.md",
+                 "/AGENTS.md", ".clinerules/.hidden.md", "memory-bank/.md"):  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match="argument 'file'"):
+            sources.check_name(name)
+    [(source, folder, entry)] = sources.candidates("memory-bank/activeContext.md")
+    assert (source.spec, folder, entry) == ("memory-bank", "memory-bank", "activeContext.md")
+    assert [(s.spec, f, e) for s, f, e in sources.candidates("AGENTS.md")] == [
+        (DIRECTORY, DIRECTORY, "AGENTS.md"),
+        ("AGENTS.md", ".", "AGENTS.md"),
+    ]
+
+
+def test_an_entry_from_before_sources_is_of_the_first_source() -> None:
+    """A cache entry written before entries carried a source still parses, as the first source's;
+    an index without sources does not (the next refresh rewrites it)."""
+    old = '{"sha256":"' + "a" * 64 + '","file":"brief.md","size":1,"mtime":"t","content":"x"}'
+    parsed = parse_entry(old, "brief.md")
+    assert parsed is not None and parsed.source == DIRECTORY
+    index = build_index([], [], DIRECTORY, "t")
+    del index["sources"]
+    assert parse_index(json.dumps(index)) is None

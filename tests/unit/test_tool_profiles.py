@@ -1,0 +1,102 @@
+"""Tool profiles (``--tools minimal``, ``--tools full``): their names are real tools or groups (or
+marked pending in one place), the registry selects single tools, and what each profile costs in
+``tools/list`` stays within its budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp_types import Tool
+
+from coordinatord import tool_groups
+from coordinatord.tools import build_registry
+from coordinatord.tools.registry import NoArgs, ToolRegistry, ToolReply, ToolSpec
+
+REGISTRY = build_registry()
+
+# Upper bounds on the bytes of the tools array of a tools/list reply, per profile: a size
+# regression (a longer description, a bigger output schema) fails here, so that growth is a
+# decision. Measured when written: minimal 11_406 (its 7 existing tools; output schemas are
+# about 60 % of it), full 41_469. A merge that adds tools raises the bound it needs, in the
+# same commit, and README's table with it.
+BUDGET_BYTES = {"minimal": 12_000, "full": 43_500}
+
+
+def tools_list_bytes(registry: ToolRegistry, names: list[str]) -> int:
+    """Bytes of the ``tools`` array as the daemon writes it (the SDK's Tool model, dumped
+    compactly by alias without unset fields, as coordinatord/server/relay.py does)."""
+    listing = registry.listing(tool_groups.selection(names))
+    dumped = [
+        Tool.model_validate(d, by_name=False).model_dump_json(by_alias=True, exclude_unset=True)
+        for d in listing
+    ]
+    return len(("[" + ",".join(dumped) + "]").encode())
+
+
+def test_every_profile_entry_is_a_tool_a_group_or_pending() -> None:
+    """Each name a profile lists is a group or a registered tool, or is in PENDING; and nothing in
+    PENDING exists yet: once it does, this fails so that the merge removes it from PENDING."""
+    tools = {t["name"] for t in REGISTRY.listing(frozenset(tool_groups.GROUPS))}
+    for profile, entries in tool_groups.PROFILES.items():
+        unknown = set(entries) - tools - REGISTRY.groups - tool_groups.PENDING
+        assert not unknown, f"profile {profile} names {sorted(unknown)}"
+    arrived = tool_groups.PENDING & tools
+    assert not arrived, f"{sorted(arrived)} exist now: remove them from tool_groups.PENDING"
+    assert not set(tool_groups.PROFILES) & (tools | REGISTRY.groups)
+
+
+def test_minimal_lists_its_existing_tools_and_full_lists_every_group() -> None:
+    """--tools minimal lists exactly the profile's tools that exist (pending ones are silently
+    absent); full lists what every group lists."""
+    minimal = [t["name"] for t in REGISTRY.listing(tool_groups.selection(["minimal"]))]
+    expected = [n for n in tool_groups.PROFILES["minimal"] if n not in tool_groups.PENDING]
+    assert sorted(minimal) == sorted(expected)
+    assert "task_update" in minimal and "lock_renew" not in minimal
+    every = REGISTRY.listing(frozenset(tool_groups.GROUPS))
+    assert REGISTRY.listing(tool_groups.selection(["full"])) == every
+
+
+def test_profiles_and_groups_combine() -> None:
+    """A profile and a group may be named together: the selection is their union."""
+    names = {t["name"] for t in REGISTRY.listing(tool_groups.selection(["minimal", "memory_bank"]))}
+    assert {"memory_bank_index", "memory_bank_get", "agent_register"} <= names
+    assert REGISTRY.get("memory_bank_get", tool_groups.selection(["minimal"])) is None
+    assert REGISTRY.get("lock_acquire", tool_groups.selection(["minimal"])) is not None
+
+
+def test_unknown_names_are_named_with_the_profiles_and_groups() -> None:
+    """A name that is neither a profile nor a group is refused, the message listing both kinds;
+    a tool name is not accepted on its own (only a profile can pick single tools)."""
+    assert tool_groups.unknown_tool_names(["minimal", "kv", "minimall", "redis_get"]) == [
+        "minimall",
+        "redis_get",
+    ]
+    message = tool_groups.unknown_tools_message(["minimall"])
+    assert message.startswith("unknown tool group(s) minimall in --tools")
+    assert "full, minimal" in message and "memory_bank" in message
+
+
+def test_always_allow_follows_the_profile() -> None:
+    """editor add --tools minimal allows only the read-only tools minimal selects, and no raw
+    redis tools even with --allow-writes (minimal has none); full allows what no --tools does."""
+    assert tool_groups.always_allow(["minimal"], False) == ["agent_list", "lock_list"]
+    assert tool_groups.always_allow(["minimal"], True) == ["agent_list", "lock_list"]
+    assert tool_groups.always_allow(["full"], True) == tool_groups.always_allow(None, True)
+
+
+def test_a_tool_named_like_a_group_is_refused() -> None:
+    """Selections hold group and tool names together, so the registry refuses a clash."""
+
+    async def handler(call: Any, args: NoArgs) -> ToolReply:
+        return ToolReply.text("")
+
+    with pytest.raises(ValueError, match="named like a group"):
+        ToolRegistry([ToolSpec("kv", "locks", "d", NoArgs, handler)], groups=frozenset({"kv"}))
+
+
+@pytest.mark.parametrize("profile", sorted(BUDGET_BYTES))
+def test_tools_list_stays_within_the_profiles_budget(profile: str) -> None:
+    """The bytes each profile costs in tools/list (tokens ~ bytes / 4) stay under its bound."""
+    size = tools_list_bytes(REGISTRY, [profile])
+    assert 0 < size <= BUDGET_BYTES[profile], f"{profile}: {size} bytes"
