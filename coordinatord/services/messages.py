@@ -46,6 +46,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +75,7 @@ from coordinatord.settings import MessageSettings
 from coordinatord.store import Batch, Reply, Store
 
 BROADCAST = "*"
+INBOX_URI_SCHEME = "inbox://"
 MAX_AGENT_CHARS = 128
 Importance = Literal["low", "normal", "high"]
 _MESSAGE_ID = re.compile(r"[0-9]{1,20}")
@@ -202,6 +204,21 @@ def check_ids(ids: Sequence[str], settings: MessageSettings) -> list[str]:
             f"argument 'ids' has {len(ids)} ids; the limit is messages.max_ids = {settings.max_ids}"
         )
     return list(dict.fromkeys(check_message_id(value, f"ids[{i}]") for i, value in enumerate(ids)))
+
+
+def inbox_uri(agent: str) -> str:
+    """``inbox://<agent>``, the name percent-encoded (an agent name may hold any printable text)."""
+    return INBOX_URI_SCHEME + quote(agent, safe="")
+
+
+def agent_from_uri(uri: str) -> str:
+    """The agent an ``inbox://<agent>`` URI names."""
+    name = unquote(uri[len(INBOX_URI_SCHEME) :]) if uri.startswith(INBOX_URI_SCHEME) else ""
+    if not name:
+        raise InvalidArgumentError(
+            f"resource URI {uri[:120]!r} is not inbox://<agent>, e.g. inbox://kilocode"
+        )
+    return name
 
 
 def sender_field(agent: str) -> str:
