@@ -103,6 +103,19 @@ def task_advance(i: int, previous: Previous) -> ToolCall:
     return ToolCall("task_advance", {"task_id": task})
 
 
+def message_round_trip(i: int, previous: Previous) -> ToolCall:
+    """A send to the bench's own agent, then the inbox page with just that message; an untimed
+    ack after each pair keeps the inbox from filling (acknowledged mail makes room)."""
+    step = i % 3
+    if step == 0:
+        return ToolCall("message_send", {"to": AGENT, "subject": "bench", "body": VALUE})
+    if step == 1:
+        since = str(int((previous or {}).get("id", "1")) - 1)
+        return ToolCall("message_inbox", {"since": since, "limit": 1})
+    ids = [m["id"] for m in (previous or {}).get("messages", [])] or ["1"]
+    return ToolCall("message_ack", {"ids": ids}, timed=False)
+
+
 def raw_keys(*keys: str) -> tuple[ToolCall, ...]:
     return (ToolCall("redis_del", {"keys": list(keys)}),)
 
@@ -133,6 +146,8 @@ SERIES: tuple[Series, ...] = (
         task_advance,
         cleanup=raw_keys(*(f"task:progress:bench-task-{n}" for n in range(200))),
     ),
+    # --- messages: a send and the inbox page that shows it (they expire with messages.ttl_s) ---
+    Series("message_send+message_inbox", message_round_trip),
 )
 # The issue's target: each coordination call's p50 within this factor of redis_get's.
 TARGET_FACTOR_OF_GET = 2.0

@@ -22,6 +22,7 @@ from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
 from coordinatord.services.memory_bank import MemoryBankService
+from coordinatord.services.messages import MessageService
 from coordinatord.services.presence import PresenceLeases
 from coordinatord.services.projects import ProjectRegistry
 from coordinatord.services.ratelimits import RateLimitService
@@ -65,6 +66,7 @@ class App:
             locks=LockService(store, settings.locks, clock),
             ratelimits=RateLimitService(store, settings.ratelimits),
             memory_bank=MemoryBankService(store, settings.memory_bank),
+            messages=MessageService(store, settings.messages),
         )
         self.activity = ActivityLog(store, settings.activity, clock)
         self.projects = ProjectRegistry(store, settings.projects, clock, host=self.host)

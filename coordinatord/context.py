@@ -18,6 +18,7 @@ from coordinatord.services.agents import AgentService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
 from coordinatord.services.memory_bank import MemoryBankService
+from coordinatord.services.messages import MessageService
 from coordinatord.services.ratelimits import RateLimitService
 from coordinatord.services.sessions import SessionService
 from coordinatord.services.tasks import TaskService
@@ -111,6 +112,7 @@ class Services:
     locks: LockService
     ratelimits: RateLimitService
     memory_bank: MemoryBankService
+    messages: MessageService
 
 
 class Shared(Protocol):

@@ -320,3 +320,50 @@ def check_not_internal(user_key: str, argument: str = "key") -> str:
             "read it but not write, expire or delete it"
         )
     return user_key
+
+
+# --- Agent messages (services/messages.py) -----------------------------------------------------
+# A message is one document; who may see it is in per-agent indexes (scored by message id,
+# which is a send time in µs, so the scripts drop entries older than messages.ttl_s by score).
+
+MESSAGE_COUNTER = "_seq:messages"
+"""String: the project's last message id. A missing counter restarts from the server clock in
+µs, so ids keep rising after it expires."""
+BROADCASTS_INDEX = "_idx:msg_broadcast"
+"""Zset: id → id of every live message sent to "*"; stored once, read by every agent."""
+MESSAGE_PREFIX = "msg:"
+INBOX_PREFIX = "_idx:inbox:"
+MESSAGE_READ_PREFIX = "_idx:msg_read:"
+MESSAGE_ACKED_PREFIX = "_idx:msg_acked:"
+MESSAGE_THREAD_PREFIX = "_idx:msg_thread:"
+MESSAGE_ACKS_PREFIX = "_idx:msg_acks:"
+
+
+def message_key(message_id: str) -> str:
+    """String: the message document (JSON), readable with ``redis_get``."""
+    return f"{MESSAGE_PREFIX}{message_id}"
+
+
+def inbox_key(agent: str) -> str:
+    """Zset: id → id of the live messages addressed to ``agent`` by name."""
+    return f"{INBOX_PREFIX}{agent}"
+
+
+def message_read_key(agent: str) -> str:
+    """Zset: id → id of the messages ``agent`` has read (its read state, per recipient)."""
+    return f"{MESSAGE_READ_PREFIX}{agent}"
+
+
+def message_acked_key(agent: str) -> str:
+    """Zset: id → id of the messages ``agent`` has acknowledged."""
+    return f"{MESSAGE_ACKED_PREFIX}{agent}"
+
+
+def message_thread_key(thread_id: str) -> str:
+    """Zset: id → id of a thread's messages: the thread's order is the ids' order."""
+    return f"{MESSAGE_THREAD_PREFIX}{thread_id}"
+
+
+def message_acks_key(message_id: str) -> str:
+    """Set: the agents that acknowledged a message sent with ack_required."""
+    return f"{MESSAGE_ACKS_PREFIX}{message_id}"

@@ -483,6 +483,28 @@ class MemoryBankSettings(_Section):
         return self.sources[0]
 
 
+class MessageSettings(_Section):
+    """Agent messages (the ``messages`` tools): how long they live and how large they may be."""
+
+    ttl_s: int = Field(
+        default=7 * 86_400, ge=60, description="a message (and its read state) lives this long"
+    )
+    max_subject_bytes: int = Field(default=200, ge=8, le=64 * 1024)
+    max_body_bytes: int = Field(default=16 * 1024, ge=16, le=16 * 1024 * 1024)
+    max_recipients: int = Field(default=16, ge=1, le=1_000, description="named recipients of one message")
+    max_inbox: int = Field(
+        default=1_000, ge=1, le=100_000, description="messages addressed to one agent by name, kept at once"
+    )
+    max_broadcasts: int = Field(
+        default=200, ge=1, le=100_000, description="broadcasts kept per project; the oldest goes first"
+    )
+    max_page: int = Field(default=200, ge=1, le=10_000, description="largest message_inbox limit")
+    max_thread: int = Field(
+        default=200, ge=1, le=10_000, description="newest messages message_thread returns"
+    )
+    max_ids: int = Field(default=100, ge=1, le=10_000, description="ids per message_read / message_ack call")
+
+
 class ProjectEntry(_Section):
     root: Path = Field(description="absolute path of a project root the daemon should know about")
 
@@ -531,6 +553,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     activity: ActivitySettings = ActivitySettings()
     memory_bank: MemoryBankSettings = MemoryBankSettings()
+    messages: MessageSettings = MessageSettings()
     projects: tuple[ProjectEntry, ...] = ()
 
     # Not a setting: where these came from, for `config`, `status` and `doctor` to say.

@@ -12,6 +12,8 @@ GROUPS: tuple[str, ...] = (
     "ratelimit",
     "activity",
     "memory_bank",
+    # --- messages (agent messages) ---
+    "messages",
 )
 """Every group, in the order ``tools.groups`` lists them by default. Groups exist even before
 their tools do, so that config and ``--tools`` can name them."""
@@ -46,6 +48,9 @@ READ_ONLY_TOOLS: dict[str, str] = {
     "activity_recent": "activity",
     "memory_bank_index": "memory_bank",
     "memory_bank_get": "memory_bank",
+    # --- messages ---
+    "message_inbox": "messages",
+    "message_thread": "messages",
 }
 """Every tool whose ``readOnlyHint`` is true, with its group: what ``coordinatord editor add``
 puts in an editor's ``alwaysAllow`` list (a unit test pins it against the registry). Kept here,
@@ -75,8 +80,6 @@ PENDING: frozenset[str] = frozenset(
         "files_reserve",
         "files_release",
         "files_check",
-        "message_send",
-        "message_inbox",
         "task_ready",
         "task_claim",
     }
@@ -99,8 +102,6 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "files_release",
         "files_check",
         # talk, and take work
-        "message_send",
-        "message_inbox",
         "task_ready",
         "task_claim",
         "task_update",

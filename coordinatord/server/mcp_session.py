@@ -30,9 +30,10 @@ from mcp_types import (
 from coordinatord import __version__
 from coordinatord.app import App
 from coordinatord.context import Peer, agent_name
-from coordinatord.errors import BackendError, NotFoundError, ToolError
+from coordinatord.errors import BackendError, InvalidArgumentError, NotFoundError, ToolError
 from coordinatord.server.calls import invoke
 from coordinatord.services import memory_bank
+from coordinatord.services import messages as messages_service
 
 Ctx = ServerRequestContext[Peer, Any]
 
@@ -85,18 +86,20 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
     ``memory-bank://AGENTS.md``, ``memory-bank://memory-bank/tech.md``).
 
     Served to every connection whatever its tool groups (resources cost no tool budget), with
-    the same cache and the same confinement to each source as the memory_bank tools.
+    the same cache and the same confinement to each source as the memory_bank tools. The same
+    two handlers also serve the connection's inbox, ``inbox://<agent>`` (messages, below).
     """
 
     async def list_resources(ctx: Ctx, params: PaginatedRequestParams | None) -> HandlerResult:
         peer = ctx.lifespan_context
+        inbox = _inbox_resources(ctx)
         if peer.project_root is None:
             # The default project has no folder; an unscoped connection has no project at all.
-            return ListResourcesResult(resources=[])
+            return ListResourcesResult(resources=inbox)
         try:
             index = await app.services.memory_bank.index(peer.namespace, peer.project_root)
         except NotFoundError:
-            return ListResourcesResult(resources=[])  # no memory-bank folder: nothing to list
+            return ListResourcesResult(resources=inbox)  # no memory-bank folder: nothing to list
         except (ToolError, BackendError) as exc:
             raise _resource_error(exc) from None
         resources = [
@@ -110,13 +113,15 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
             )
             for name in index.files
         ]
-        return ListResourcesResult(resources=resources)
+        return ListResourcesResult(resources=resources + inbox)
 
     async def read_resource(ctx: Ctx, params: ReadResourceRequestParams) -> HandlerResult:
         peer = ctx.lifespan_context
         refusal = peer.scope.refusal(needs_project=True)
         if refusal is not None:
             raise MCPError(code=INVALID_PARAMS, message=f"{params.uri}: {refusal}")
+        if params.uri.startswith(messages_service.INBOX_URI_SCHEME):
+            return await _read_inbox(app, ctx, params.uri)
         try:
             name = memory_bank.file_from_uri(params.uri, app.services.memory_bank.sources)
             result = await app.services.memory_bank.get(peer.namespace, peer.project_root, name)
@@ -127,6 +132,52 @@ def _add_memory_bank_resources(app: App, server: Server[Peer]) -> None:
 
     server.add_request_handler("resources/list", PaginatedRequestParams, list_resources)
     server.add_request_handler("resources/read", ReadResourceRequestParams, read_resource)
+
+
+# --- messages: the connection's inbox as inbox://<agent> ----------------------------------------
+
+
+def _inbox_resources(ctx: Ctx) -> list[Resource]:
+    """The connection's own inbox (only its own: see :func:`_read_inbox`), listed when the
+    connection serves the messages tools; none without a project."""
+    peer = ctx.lifespan_context
+    if peer.scope.namespace is None or "messages" not in peer.groups:
+        return []
+    agent = _agent_of(ctx)
+    return [
+        Resource(
+            uri=messages_service.inbox_uri(agent),
+            name=f"inbox-{agent}",
+            title=f"Inbox of {agent}",
+            mime_type="application/json",
+        )
+    ]
+
+
+async def _read_inbox(app: App, ctx: Ctx, uri: str) -> ReadResourceResult:
+    """The newest page of the connection's inbox (headers, read and unread), as message_inbox
+    gives it; reading marks nothing. Another agent's inbox is refused: the messages tools act
+    on the caller's own inbox only, and a resource must not be a way around that."""
+    peer = ctx.lifespan_context
+    agent = _agent_of(ctx)
+    if "messages" not in peer.groups:
+        message = f"{uri}: this connection does not serve the messages tools"
+        raise MCPError(code=INVALID_PARAMS, message=message)
+    try:
+        wanted = messages_service.agent_from_uri(uri)
+        if wanted != agent:
+            raise InvalidArgumentError(
+                f"resource {uri[:120]!r} is the inbox of {wanted[:80]!r}; this connection's agent "
+                f"{agent!r} can read only its own, {messages_service.inbox_uri(agent)}"
+            )
+        service = app.services.messages
+        page = await service.inbox(peer.namespace, agent, unread_only=False, limit=service.settings.max_page)
+    except (ToolError, BackendError) as exc:
+        raise _resource_error(exc) from None
+    text = page.model_dump_json()
+    return ReadResourceResult(
+        contents=[TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+    )
 
 
 def _resource_error(exc: ToolError | BackendError) -> MCPError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from coordinatord.tool_groups import GROUPS
 from coordinatord.tools import activity, agents, kv, locks, memory_bank, ratelimits, sessions, tasks
+from coordinatord.tools import messages as messages_tools
 from coordinatord.tools.registry import NoArgs, ToolArgs, ToolRegistry, ToolReply, ToolSpec
 
 __all__ = ["NoArgs", "ToolArgs", "ToolRegistry", "ToolReply", "ToolSpec", "build_registry"]
@@ -20,6 +21,7 @@ def build_registry() -> ToolRegistry:
             *ratelimits.TOOLS,
             *activity.TOOLS,
             *memory_bank.TOOLS,
+            *messages_tools.TOOLS,
         ),
         groups=frozenset(GROUPS),
     )

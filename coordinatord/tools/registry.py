@@ -12,7 +12,18 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -21,7 +32,9 @@ from coordinatord.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from coordinatord.context import CallContext
 
-ParamKind = Literal["string", "integer", "boolean", "string_array", "object", "string_or_integer"]
+ParamKind = Literal[
+    "string", "integer", "boolean", "string_array", "object", "string_or_integer", "string_or_string_array"
+]
 
 _JSON_TYPES: Mapping[ParamKind, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -30,6 +43,7 @@ _JSON_TYPES: Mapping[ParamKind, dict[str, Any]] = {
     "string_array": {"type": "array", "items": {"type": "string"}},
     "object": {"type": "object"},
     "string_or_integer": {"type": ["string", "integer"]},
+    "string_or_string_array": {"type": ["string", "array"], "items": {"type": "string"}},
 }
 _KIND_NAMES: Mapping[ParamKind, str] = {
     "string": "a string",
@@ -38,6 +52,7 @@ _KIND_NAMES: Mapping[ParamKind, str] = {
     "string_array": "an array of strings",
     "object": "an object",
     "string_or_integer": "a string or an integer",
+    "string_or_string_array": "a string or an array of strings",
 }
 
 
@@ -59,12 +74,15 @@ class ToolArgs(BaseModel):
     ``tools/list`` schema and the argument checks both come from it.
 
     Allowed field types (so that the schema stays the plain one agents know): ``str``,
-    :data:`Integer`, ``bool``, ``list[str]``, ``dict[str, Any]``, ``str | int`` and a
+    :data:`Integer`, ``bool``, ``list[str]``, ``dict[str, Any]``, ``str | int``, ``str | list[str]`` and a
     ``Literal`` of strings, each optionally ``| None`` for an optional argument without default.
     Strict: no coercion, unknown arguments refused; frozen: a handler cannot change its input.
+    ``refused`` names unknown arguments worth a reason of their own when refused (e.g. a
+    sender: the caller is always the connection's agent).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    refused: ClassVar[Mapping[str, str]] = {}
 
 
 class NoArgs(ToolArgs):
@@ -115,6 +133,8 @@ def _kind_of(annotation: Any, integral: bool) -> tuple[ParamKind, tuple[str, ...
         return "object", (), optional
     if origin in (Union, UnionType) and set(args) == {str, int}:
         return "string_or_integer", (), optional
+    if origin in (Union, UnionType) and len(args) == 2 and str in args and list[str] in args:
+        return "string_or_string_array", (), optional
     if origin is Literal and all(isinstance(a, str) for a in args):
         return "string", tuple(args), optional
     raise TypeError(f"unsupported tool argument type {annotation!r}")
@@ -262,6 +282,11 @@ class ToolSpec(Generic[A]):
         errors = exc.errors(include_url=False, include_context=True)
         for error in errors:
             if error["type"] == "extra_forbidden":
+                reason = self.args.refused.get(str(error["loc"][0]))
+                if reason is not None:
+                    return InvalidArgumentError(
+                        f"argument {error['loc'][0]!r} is refused by {self.name}: {reason}"
+                    )
                 expected = ", ".join(self._params) or "none"
                 return InvalidArgumentError(
                     f"unknown argument {error['loc'][0]!r} for {self.name} (it takes: {expected})"
@@ -283,6 +308,12 @@ class ToolSpec(Generic[A]):
             item = _json_type(error["input"])
             return InvalidArgumentError(
                 f"argument {name!r} must be an array of strings; item {loc[1]} is {item}"
+            )
+        if param.kind == "string_or_string_array" and isinstance(raw, list):
+            index, bad = next((i, v) for i, v in enumerate(raw) if not isinstance(v, str))
+            item = _json_type(bad)
+            return InvalidArgumentError(
+                f"argument {name!r} must be a string or an array of strings; item {index} is {item}"
             )
         # Any other failure is the wrong JSON type (strict mode converts nothing).
         expected = _KIND_NAMES[param.kind]
