@@ -12,6 +12,8 @@ GROUPS: tuple[str, ...] = (
     "ratelimit",
     "activity",
     "memory_bank",
+    # --- added by issue 12 (file reservations) ---
+    "files",
 )
 """Every group, in the order ``tools.groups`` lists them by default. Groups exist even before
 their tools do, so that config and ``--tools`` can name them."""
@@ -51,6 +53,9 @@ READ_ONLY_TOOLS: dict[str, str] = {
     "activity_recent": "activity",
     "memory_bank_index": "memory_bank",
     "memory_bank_get": "memory_bank",
+    # --- files (issue 12) ---
+    "files_check": "files",
+    "files_list": "files",
 }
 """Every tool whose ``readOnlyHint`` is true, with its group: what ``coordinatord editor add``
 puts in an editor's ``alwaysAllow`` list (a unit test pins it against the registry). Kept here,

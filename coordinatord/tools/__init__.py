@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coordinatord.tool_groups import GROUPS
-from coordinatord.tools import activity, agents, kv, locks, memory_bank, ratelimits, sessions, tasks
+from coordinatord.tools import activity, agents, files, kv, locks, memory_bank, ratelimits, sessions, tasks
 from coordinatord.tools.registry import NoArgs, ToolArgs, ToolRegistry, ToolReply, ToolSpec
 
 __all__ = ["NoArgs", "ToolArgs", "ToolRegistry", "ToolReply", "ToolSpec", "build_registry"]
@@ -20,6 +20,7 @@ def build_registry() -> ToolRegistry:
             *ratelimits.TOOLS,
             *activity.TOOLS,
             *memory_bank.TOOLS,
+            *files.TOOLS,
         ),
         groups=frozenset(GROUPS),
     )
