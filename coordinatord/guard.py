@@ -79,7 +79,13 @@ def check(socket: str | None, config: str | None, agent: str | None) -> int:
         return 0
     agent = agent or os.environ.get(AGENT_ENV) or None
     try:
-        root = _git("rev-parse", "--show-toplevel").decode().strip()
+        # git runs a hook from the top of the work tree (and sets GIT_INDEX_FILE for
+        # pre-commit): one subprocess fewer on every commit.
+        root = (
+            os.getcwd()
+            if "GIT_INDEX_FILE" in os.environ
+            else _git("rev-parse", "--show-toplevel").decode().strip()
+        )
         staged = [
             p.decode("utf-8", "surrogateescape")
             for p in _git("diff", "--cached", "--name-only", "--no-renames", "-z").split(b"\0")

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -31,6 +32,11 @@ from tests.e2e.conftest import call, connect
 from tests.support import COORDINATORD, DaemonProcess, git, git_repository, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def texts(result: Any) -> list[str]:
+    return [str(getattr(block, "text", "")) for block in result.content]
+
 
 GLOBS = ["src/**", "src/app.py", "src/*.py", "**/*.py", "docs/**", "src/ui/**", "README.md", "*.md"]
 
@@ -62,9 +68,9 @@ async def test_every_files_tool_round_trips(daemon: DaemonProcess, workdir: Path
         assert (released["released"], released["paths"]) == (True, ["src/**", "README.md"])
         assert (await call(cline, "files_list"))["reservations"] == []
         bad = await kilo.call_tool("files_reserve", {"paths": ["../x"]})
-        assert bad.is_error and "argument 'paths[0]'" in bad.content[0].text
+        assert bad.is_error and "argument 'paths[0]'" in texts(bad)[0]
         outside = await kilo.call_tool("files_check", {"paths": ["/etc/passwd"]})
-        assert outside.is_error and "outside the project root" in outside.content[0].text
+        assert outside.is_error and "outside the project root" in texts(outside)[0]
 
 
 async def test_sixteen_agents_never_hold_overlapping_paths_exclusively_at_once(
@@ -138,8 +144,8 @@ async def test_a_holder_is_told_in_its_next_reply_that_its_reservation_lapsed(
                 await anyio.sleep(0.05)
         await anyio.sleep(0.05)  # the holder's own record ends a little after the server's
         reply = await holder.call_tool("redis_ping", {})
-        assert reply.content[0].text == "PONG"
-        note = reply.content[-1].text
+        assert texts(reply)[0] == "PONG"
+        note = texts(reply)[-1]
         assert len(reply.content) == 2 and got["id"] in note and "lapse/**" in note and "lapsed" in note
         assert len((await holder.call_tool("redis_ping", {})).content) == 1  # told once
         assert len((await other.call_tool("redis_ping", {})).content) == 1

@@ -67,8 +67,8 @@ async def test_exclusive_refuses_overlap_and_shared_coexists(store: Store) -> No
     assert one.reserved and two.reserved
     blocked = await files.reserve(ns, "erin", ["lib/a.py"], "exclusive", 60)
     assert sorted(c.agent for c in blocked.conflicts) == ["carol", "dave"]
-    fencings = [r.fencing for r in (held, mine, one, two)]
-    assert all(isinstance(f, int) for f in fencings) and fencings == sorted(fencings)
+    fencings = [r.fencing or 0 for r in (held, mine, one, two)]
+    assert all(fencings) and fencings == sorted(fencings)
 
 
 async def test_fencing_numbers_rise_across_locks_and_reservations(store: Store) -> None:
@@ -146,10 +146,10 @@ async def test_the_sweep_releases_only_what_gone_agents_took_before_the_mark(sto
     with anyio.fail_after(5):  # a reservation taken after the mark (the server clock moves on)
         while True:
             later = await files.reserve(ns, "ghost", ["c/**"], "exclusive", 60)
+            assert later.id is not None
             doc = json.loads(await store.execute("HGET", ns.key(FILE_RESERVATIONS), later.id))
             if doc["acquired_at_ms"] > seconds * 1000 + micros // 1000 + 1:
                 break
-            assert later.id is not None
             await files.release(ns, "ghost", later.id)
     released = await files.release_of_gone(ns, ["ghost"])
     assert [(r.id, r.agent, r.paths) for r in released] == [(old.id, "ghost", ["a/**"])]

@@ -68,7 +68,8 @@ def instance(pattern: str, data: st.DataObject) -> str:
             if token == pathglob.STAR:
                 chars.append(data.draw(st.text(alphabet="abc", max_size=2)))
             else:
-                negated, ranges = token  # type: ignore[misc]
+                assert not isinstance(token, str)
+                negated, ranges = token
                 pool = [chr(c) for lo, hi in ranges for c in range(lo, min(hi, lo + 5) + 1)]
                 choices = [c for c in "abcxé*[" if (c in pool) != negated] if negated else pool
                 chars.append(data.draw(st.sampled_from(choices or ["z"])))
