@@ -90,6 +90,16 @@ def lock_pair(i: int, previous: Previous) -> ToolCall:
     return ToolCall("lock_release", {"resource": LOCK, "token": token})
 
 
+FILES = ["bench/src/**", "bench/README.md"]
+
+
+def files_pair(i: int, previous: Previous) -> ToolCall:
+    """files_reserve on even i, files_release of the id it returned on odd i (issue 12)."""
+    if i % 2 == 0:
+        return ToolCall("files_reserve", {"paths": FILES, "ttl_s": 60, "reason": "bench"})
+    return ToolCall("files_release", {"id": (previous or {}).get("id") or ""})
+
+
 def session_append(i: int, previous: Previous) -> ToolCall:
     session = f"bench-{i // SESSION_TURNS}"
     return ToolCall("session_append", {"session_id": session, "role": "user", "message": VALUE})
@@ -129,6 +139,7 @@ SERIES: tuple[Series, ...] = (
         cleanup=raw_keys(KEY),
     ),
     Series("lock_acquire+lock_release", lock_pair),
+    Series("files_reserve+files_release", files_pair),
     Series(
         "ratelimit_hit",
         lambda i, _: ToolCall("ratelimit_hit", {"service": "bench", "limit": 100_000, "window_s": 10}),

@@ -19,6 +19,7 @@ from coordinatord.keyspace import KeyRules, TtlPolicy
 from coordinatord.presence import Presence
 from coordinatord.services.activity import CONNECTION_KIND, ActivityLog, connection_facts
 from coordinatord.services.agents import AgentService
+from coordinatord.services.files import FileService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
 from coordinatord.services.memory_bank import MemoryBankService
@@ -64,6 +65,7 @@ class App:
             tasks=TaskService(store, settings.tasks, clock),
             agents=AgentService(store, settings.agents, self.presence, clock, host=self.host),
             locks=LockService(store, settings.locks, clock),
+            files=FileService(store, settings.files),
             ratelimits=RateLimitService(store, settings.ratelimits),
             memory_bank=MemoryBankService(store, settings.memory_bank),
             messages=MessageService(store, settings.messages),

@@ -33,6 +33,7 @@ examples:
   coordinatord sessions list               sessions of this project, live and archived
   coordinatord projects list               the projects the jobs walk, and where they live
   coordinatord projects forget ID --purge  forget a project no editor uses and delete its keys
+  coordinatord git-guard install           refuse commits of files other agents reserved
   coordinatord config                      print the effective settings, secrets masked
   coordinatord shim --agent kilocode       what an editor's MCP config runs
 """
@@ -300,6 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
     projects.add_argument("--keep", action="store_true", help="migrate: keep OLD's keys and registry entry")
     projects.add_argument("--json", action="store_true", help="print JSON")
 
+    # --- git-guard (issue 12: file reservations) ---
+    git_guard = _command(
+        commands,
+        "git-guard",
+        help="a git pre-commit hook refusing commits of files another agent reserved",
+        description="Install (or uninstall) a pre-commit hook in a repository that refuses a commit "
+        "whose staged files another agent reserved exclusively (files_reserve), naming the agent, the "
+        "reason and the time left. It respects core.hooksPath and worktrees; an existing pre-commit "
+        "hook is moved aside and run after the check, and uninstall puts it back. The hook asks the "
+        "daemon over its socket and lets the commit through, with a warning, when no daemon answers. "
+        "This agent (whose own reservations never block) is $COORDINATORD_AGENT; unset, every "
+        "exclusive reservation blocks. Bypass: COORDINATORD_GUARD=off, or git commit --no-verify. "
+        "check: run the hook's check on the staged files now.",
+        epilog="examples:\n  coordinatord git-guard install\n"
+        "  coordinatord git-guard uninstall --repo ~/src/app\n"
+        "  COORDINATORD_AGENT=kilocode coordinatord git-guard check",
+    )
+    git_guard.add_argument("action", choices=["install", "uninstall", "check"], help="what to do")
+    git_guard.add_argument("--repo", metavar="DIR", help="the repository (default: the cwd's)")
+    git_guard.add_argument(
+        "--socket", metavar="PATH", help="daemon socket the hook asks (install: written into the hook)"
+    )
+    git_guard.add_argument(
+        "--config", metavar="FILE", help="check: config file (default: as the shim finds it)"
+    )
+    git_guard.add_argument("--agent", metavar="NAME", help="check: this agent (default: $COORDINATORD_AGENT)")
+
     _add_editor_parser(commands)
     return parser
 
@@ -409,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
+    if args.command == "git-guard":
+        from coordinatord.commands import git_guard
+
+        return git_guard.main(args)
     if args.command in OPERATOR_COMMANDS:
         # Each operator command lives in its own module, imported only when it runs.
         import importlib

@@ -7,7 +7,7 @@ tools, nor :mod:`coordinatord.app`: a tool sees of the daemon only what :class:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from coordinatord.errors import NoProjectError
@@ -15,6 +15,7 @@ from coordinatord.keyspace import Namespace
 from coordinatord.scope import ProjectScope
 from coordinatord.services.activity import ActivityLog
 from coordinatord.services.agents import AgentService
+from coordinatord.services.files import FileService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
 from coordinatord.services.memory_bank import MemoryBankService
@@ -40,6 +41,15 @@ def agent_name(*candidates: str | None) -> str:
 
 
 @dataclass
+class HeldFiles:
+    """A file reservation as its connection remembers it."""
+
+    paths: tuple[str, ...]
+    deadline: float
+    """``time.monotonic()`` when the lease ends, as last heard (a little after the server's end)."""
+
+
+@dataclass
 class Peer:
     """One socket connection: who is on the other end and which project it works in.
 
@@ -56,6 +66,10 @@ class Peer:
     peer_uid: int | None
     groups: frozenset[str]
     present_as: str | None = None  # the agent name this connection counts as present for
+    file_reservations: dict[str, HeldFiles] = field(default_factory=dict)
+    """The file reservations this connection took and still believes live, by id: what lets a
+    holder be told, in its next reply, that one lapsed (tools/files.py), with no backend call
+    for connections that hold none. Dies with the connection."""
 
     @property
     def namespace(self) -> Namespace:
@@ -110,6 +124,7 @@ class Services:
     tasks: TaskService
     agents: AgentService
     locks: LockService
+    files: FileService
     ratelimits: RateLimitService
     memory_bank: MemoryBankService
     messages: MessageService

@@ -290,6 +290,15 @@ def session_host_key(session_id: str) -> str:
     return f"_idx:session_host:{session_id}"
 
 
+# --- File reservations (services/files.py) ----------------------------------------------------
+
+FILE_RESERVATIONS = "_idx:files"
+"""Hash: reservation id → JSON {id, agent, mode, paths, reason, fencing, acquired_at_ms,
+expires_at_ms} (server ms). One key per project, so the reservation script reads every live
+reservation in one slot; it lives as long as its longest lease, and lapsed entries are removed
+by the next write. Fencing numbers come from the locks' counter (FENCING_COUNTER)."""
+
+
 # --- Keys the raw tools may read but not change ------------------------------------------------
 # The services' indexes, counters and log. Changed by hand they fall out of step with the
 # documents they describe, a string written over one breaks its owner's scripts, and a lower

@@ -518,6 +518,16 @@ class ProjectEntry(_Section):
         return Path(canonical_root(value))
 
 
+# --- File reservations (files_* tools, services/files.py) -------------------------------------
+
+
+class FileSettings(_Section):
+    default_ttl_s: int = Field(default=600, ge=1, description="files_reserve's ttl_s when none is given")
+    max_ttl_s: int = Field(default=3_600, ge=1, description="cap on files_reserve/files_renew's ttl_s")
+    max_paths: int = Field(default=64, ge=1, le=1_000, description="most globs in one reservation")
+    max_live: int = Field(default=1_000, ge=1, le=10_000, description="most live reservations in one project")
+
+
 class RateLimitSettings(_Section):
     max_window_s: int = Field(default=31 * 86_400, ge=1)
     max_limit: int = Field(default=100_000, ge=1, description="largest limit per window (memory is O(limit))")
@@ -549,6 +559,7 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     presence: PresenceSettings = PresenceSettings()
     locks: LockSettings = LockSettings()
+    files: FileSettings = FileSettings()
     ratelimits: RateLimitSettings = RateLimitSettings()
     jobs: JobSettings = JobSettings()
     activity: ActivitySettings = ActivitySettings()

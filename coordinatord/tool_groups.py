@@ -14,6 +14,8 @@ GROUPS: tuple[str, ...] = (
     "memory_bank",
     # --- messages (agent messages) ---
     "messages",
+    # --- added by issue 12 (file reservations) ---
+    "files",
 )
 """Every group, in the order ``tools.groups`` lists them by default. Groups exist even before
 their tools do, so that config and ``--tools`` can name them."""
@@ -51,6 +53,9 @@ READ_ONLY_TOOLS: dict[str, str] = {
     # --- messages ---
     "message_inbox": "messages",
     "message_thread": "messages",
+    # --- files (issue 12) ---
+    "files_check": "files",
+    "files_list": "files",
 }
 """Every tool whose ``readOnlyHint`` is true, with its group: what ``coordinatord editor add``
 puts in an editor's ``alwaysAllow`` list (a unit test pins it against the registry). Kept here,
@@ -77,9 +82,6 @@ def always_allow(groups: list[str] | None, allow_writes: bool) -> list[str]:
 
 PENDING: frozenset[str] = frozenset(
     {
-        "files_reserve",
-        "files_release",
-        "files_check",
         "task_ready",
         "task_claim",
     }
@@ -98,9 +100,6 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "lock_acquire",
         "lock_release",
         "lock_list",
-        "files_reserve",
-        "files_release",
-        "files_check",
         # talk, and take work
         "task_ready",
         "task_claim",

@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 
 from coordinatord.app import App
-from coordinatord.control import overview, projects, sessions
+from coordinatord.control import files, overview, projects, sessions
 from coordinatord.control.registry import Connections, ControlCommands
 from coordinatord.control.shutdown import shutdown_handler
 from coordinatord.control.status import DaemonStatus
@@ -34,5 +34,6 @@ def build_commands(
             **projects.handlers(app, connections),
             "shutdown": shutdown_handler(shutdown, service),
             **overview.handlers(app, connections, started_at),
+            **files.handlers(app),
         }
     )

@@ -11,8 +11,9 @@ steps (tool calls are never stalled behind a sweep):
 3. when an agent went gone in this run, the locks the gone agents (these, and any a cut-short
    run left) took before they were found gone are released (event ``lock_released_stale``),
    found through each agent's set of held resources, each by a compare-and-delete inside one
-   script: a lock someone else holds now is never touched. Then the gone agents are taken off
-   the gone index.
+   script: a lock someone else holds now is never touched. So are their file reservations
+   taken before that mark (event ``files_released_stale``, one script over the project's
+   reservations). Then the gone agents are taken off the gone index.
 
 Every step re-checks its condition inside its own Lua script, so a heartbeat racing the sweep
 always wins (see :mod:`coordinatord.services.agents`), and presence is decided there too, from
@@ -43,7 +44,7 @@ async def run(ctx: JobContext) -> dict[str, int]:
     agents = ctx.app.services.agents
     locks = ctx.app.services.locks
     batch = min(ctx.app.settings.jobs.batch_size, SCRIPT_STEP_MAX)
-    counts = {"projects": 0, "inactive": 0, "gone": 0, "locks_released": 0}
+    counts = {"projects": 0, "inactive": 0, "gone": 0, "locks_released": 0, "files_released": 0}
     for project in await ctx.known_projects():
         ns = project.namespace
         counts["projects"] += 1
@@ -68,6 +69,14 @@ async def run(ctx: JobContext) -> dict[str, int]:
             released = await locks.release_locks_of_gone(ns, holders[start : start + GONE_AGENTS_PER_CALL])
             counts["locks_released"] += await report(
                 ctx, ns, "lock_released_stale", ((c.resource, c.holder) for c in released)
+            )
+            await ctx.pause()
+        # --- File reservations of gone agents (services/files.py): before forget_gone, since
+        # the script compares each reservation with the agent's gone mark.
+        if holders:
+            freed = await ctx.app.services.files.release_of_gone(ns, holders)
+            counts["files_released"] += await report(
+                ctx, ns, "files_released_stale", ((" ".join(r.paths)[:200], r.agent) for r in freed)
             )
             await ctx.pause()
         await locks.forget_gone(ns, holders)

@@ -9,6 +9,7 @@ it runs. No MCP here.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ import structlog
 from coordinatord.app import App
 from coordinatord.context import CallContext, Peer
 from coordinatord.errors import BackendError, ToolError
+from coordinatord.tools.files import lapse_note
 from coordinatord.tools.registry import ToolReply
 
 log = structlog.get_logger("coordinatord.calls")
@@ -61,6 +63,12 @@ async def invoke(
         log.exception("tool_crashed", tool=name, agent=agent)
         outcome = "internal_error"
         reply = ToolReply(texts=(f"{name}: internal error; see the daemon's log",), is_error=True)
+    if peer.file_reservations:
+        # Only connections that reserved files pay for this, and only a look at their own
+        # record until a lease's end has passed (then one script call).
+        note = await lapse_note(call)
+        if note is not None:
+            reply = replace(reply, texts=(*reply.texts, note))
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     log.info(
         "tool_call",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from coordinatord.tool_groups import GROUPS
-from coordinatord.tools import activity, agents, kv, locks, memory_bank, ratelimits, sessions, tasks
+from coordinatord.tools import activity, agents, files, kv, locks, memory_bank, ratelimits, sessions, tasks
 from coordinatord.tools import messages as messages_tools
 from coordinatord.tools.registry import NoArgs, ToolArgs, ToolRegistry, ToolReply, ToolSpec
 
@@ -22,6 +22,7 @@ def build_registry() -> ToolRegistry:
             *activity.TOOLS,
             *memory_bank.TOOLS,
             *messages_tools.TOOLS,
+            *files.TOOLS,
         ),
         groups=frozenset(GROUPS),
     )

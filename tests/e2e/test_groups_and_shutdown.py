@@ -53,7 +53,18 @@ async def test_every_group_is_served_by_default(daemon: DaemonProcess, workdir: 
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = (await client.list_tools()).tools
     prefixes = {tool.name.split("_")[0] for tool in tools}
-    assert prefixes == {"redis", "session", "task", "agent", "lock", "ratelimit", "activity", "memory", "message"}
+    assert prefixes == {
+        "redis",
+        "session",
+        "task",
+        "agent",
+        "lock",
+        "ratelimit",
+        "activity",
+        "memory",
+        "message",
+        "files",
+    }
     assert all(tool.description and "\n" not in tool.description for tool in tools)
     with_schema = {tool.name for tool in tools if tool.output_schema is not None}
     assert with_schema == {tool.name for tool in tools if not tool.name.startswith("redis_")}

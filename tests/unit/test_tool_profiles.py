@@ -20,7 +20,7 @@ REGISTRY = build_registry()
 # decision. Measured when written: minimal 11_406 (its 7 existing tools; output schemas are
 # about 60 % of it), full 41_469. A merge that adds tools raises the bound it needs, in the
 # same commit, and README's table with it.
-BUDGET_BYTES = {"minimal": 16_000, "full": 50_500}
+BUDGET_BYTES = {"minimal": 20_000, "full": 60_000}
 
 
 def tools_list_bytes(registry: ToolRegistry, names: list[str]) -> int:
