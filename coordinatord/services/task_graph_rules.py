@@ -35,9 +35,9 @@ SEPARATOR = ","
 
 def ready_score(priority: int, created_ms: int) -> int:
     """The ready-index score: lower comes first, so higher priority first, then older first."""
-    if not 0 <= created_ms < 2**_AGE_BITS:
+    if not 0 <= created_ms < 1 << _AGE_BITS:
         raise ValueError(f"creation time {created_ms} ms is outside the score's range")
-    return (PRIORITY_MAX - priority) * 2**_AGE_BITS + created_ms
+    return ((PRIORITY_MAX - priority) << _AGE_BITS) + created_ms
 
 
 def check_priority(priority: int | None) -> int:
@@ -65,7 +65,9 @@ def check_depends_on(task_id: str, depends_on: Sequence[str] | None, max_depends
         argument = f"depends_on[{index}]"
         check_id(dep, argument)
         if dep == task_id:
-            raise InvalidArgumentError(f"argument {argument!r} names the task itself; a task cannot depend on itself")
+            raise InvalidArgumentError(
+                f"argument {argument!r} names the task itself; a task cannot depend on itself"
+            )
         if dep in seen:
             raise InvalidArgumentError(f"argument {argument!r} repeats the task {dep!r}")
         seen.add(dep)
