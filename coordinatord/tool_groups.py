@@ -45,6 +45,7 @@ READ_ONLY_TOOLS: dict[str, str] = {
     "session_list": "sessions",
     "task_get": "tasks",
     "task_list": "tasks",
+    "task_ready": "tasks",
     "agent_list": "agents",
     "lock_list": "locks",
     "ratelimit_status": "ratelimit",

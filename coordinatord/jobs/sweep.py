@@ -11,8 +11,10 @@ steps (tool calls are never stalled behind a sweep):
 3. when an agent went gone in this run, the locks the gone agents (these, and any a cut-short
    run left) took before they were found gone are released (event ``lock_released_stale``),
    found through each agent's set of held resources, each by a compare-and-delete inside one
-   script: a lock someone else holds now is never touched. Then the gone agents are taken off
-   the gone index.
+   script: a lock someone else holds now is never touched. The task claims they took before
+   then go back the same way (event ``task_claim_released``, and ``task_ready`` for each task
+   that is ready again), through each agent's set of claimed tasks. Then the gone agents are
+   taken off the gone index.
 
 Every step re-checks its condition inside its own Lua script, so a heartbeat racing the sweep
 always wins (see :mod:`coordinatord.services.agents`), and presence is decided there too, from
@@ -24,11 +26,12 @@ releases their locks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from coordinatord.jobs import JobContext
 from coordinatord.keyspace import Namespace, agent_status_key
 from coordinatord.services.locks import GONE_AGENTS_PER_CALL
+from coordinatord.services.tasks import GONE_AGENTS_PER_CALL as TASK_GONE_AGENTS_PER_CALL
 
 SCRIPT_STEP_MAX = 250
 """Agents per sweep script, whatever ``jobs.batch_size`` says: the server runs a script to its
@@ -43,7 +46,7 @@ async def run(ctx: JobContext) -> dict[str, int]:
     agents = ctx.app.services.agents
     locks = ctx.app.services.locks
     batch = min(ctx.app.settings.jobs.batch_size, SCRIPT_STEP_MAX)
-    counts = {"projects": 0, "inactive": 0, "gone": 0, "locks_released": 0}
+    counts = {"projects": 0, "inactive": 0, "gone": 0, "locks_released": 0, "claims_released": 0}
     for project in await ctx.known_projects():
         ns = project.namespace
         counts["projects"] += 1
@@ -70,8 +73,26 @@ async def run(ctx: JobContext) -> dict[str, int]:
                 ctx, ns, "lock_released_stale", ((c.resource, c.holder) for c in released)
             )
             await ctx.pause()
+        counts["claims_released"] += await release_claims(ctx, ns, holders)
         await locks.forget_gone(ns, holders)
     return counts
+
+
+# --- Task claims of gone agents (the task graph) ------------------------------------------------
+
+
+async def release_claims(ctx: JobContext, ns: Namespace, holders: Sequence[str]) -> int:
+    """Return the claims of gone ``holders`` to the ready index, before they leave the gone
+    index (which the claim release reads); the lock reaper calls this too, since it also
+    empties that index. Returns how many claims were released."""
+    tasks = ctx.app.services.tasks
+    released = 0
+    for start in range(0, len(holders), TASK_GONE_AGENTS_PER_CALL):
+        claims = await tasks.release_claims_of_gone(ns, holders[start : start + TASK_GONE_AGENTS_PER_CALL])
+        released += await report(ctx, ns, "task_claim_released", ((c.task_id, c.agent) for c in claims))
+        await report(ctx, ns, "task_ready", ((c.task_id, c.agent) for c in claims if c.ready))
+        await ctx.pause()
+    return released
 
 
 async def report(ctx: JobContext, ns: Namespace, action: str, items: Iterable[tuple[str, str | None]]) -> int:
