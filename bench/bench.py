@@ -126,6 +126,19 @@ def message_round_trip(i: int, previous: Previous) -> ToolCall:
     return ToolCall("message_ack", {"ids": ids}, timed=False)
 
 
+CLAIM_TASKS = 50  # task ids the claim series cycles through (each started over with replace)
+
+
+def task_claim(i: int, previous: Previous) -> ToolCall:
+    """create (ready at once) -> claim (timed) -> advance (completes it, ending the claim)."""
+    task = f"bench-claim-{(i // 3) % CLAIM_TASKS}"
+    if i % 3 == 0:
+        return ToolCall("task_create", {"task_id": task, "steps": ["only"], "replace": True}, timed=False)
+    if i % 3 == 1:
+        return ToolCall("task_claim", {"task_id": task})
+    return ToolCall("task_advance", {"task_id": task}, timed=False)
+
+
 def raw_keys(*keys: str) -> tuple[ToolCall, ...]:
     return (ToolCall("redis_del", {"keys": list(keys)}),)
 
@@ -159,6 +172,12 @@ SERIES: tuple[Series, ...] = (
     ),
     # --- messages: a send and the inbox page that shows it (they expire with messages.ttl_s) ---
     Series("message_send+message_inbox", message_round_trip),
+    # The task graph: the claim itself (its graph entries expire with the task's TTL).
+    Series(
+        "task_claim",
+        task_claim,
+        cleanup=raw_keys(*(f"task:progress:bench-claim-{n}" for n in range(CLAIM_TASKS))),
+    ),
 )
 # The issue's target: each coordination call's p50 within this factor of redis_get's.
 TARGET_FACTOR_OF_GET = 2.0

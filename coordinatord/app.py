@@ -18,7 +18,7 @@ from coordinatord.errors import ConfigError
 from coordinatord.keyspace import KeyRules, TtlPolicy
 from coordinatord.presence import Presence
 from coordinatord.services.activity import CONNECTION_KIND, ActivityLog, connection_facts
-from coordinatord.services.agents import AgentService
+from coordinatord.services.agents import SWEEP_INDEX_GRACE_S, AgentService
 from coordinatord.services.files import FileService
 from coordinatord.services.kv import KvService
 from coordinatord.services.locks import LockService
@@ -62,7 +62,13 @@ class App:
         self.services = Services(
             kv=KvService(store, rules, ttl, limits.keys_result_max),
             sessions=SessionService(store, settings.sessions, clock, host=self.host),
-            tasks=TaskService(store, settings.tasks, clock),
+            tasks=TaskService(
+                store,
+                settings.tasks,
+                clock,
+                # The heartbeat sweep's active index, when a claim creates it, lives as agent writes make it.
+                sweep_index_ttl_s=settings.agents.forget_after_s + SWEEP_INDEX_GRACE_S,
+            ),
             agents=AgentService(store, settings.agents, self.presence, clock, host=self.host),
             locks=LockService(store, settings.locks, clock),
             files=FileService(store, settings.files),

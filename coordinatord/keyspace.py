@@ -299,6 +299,45 @@ reservation in one slot; it lives as long as its longest lease, and lapsed entri
 by the next write. Fencing numbers come from the locks' counter (FENCING_COUNTER)."""
 
 
+# --- Task graph: dependencies, the ready index, claims (services/tasks.py) ---------------------
+# Kept beside the task documents rather than in them, so that task_get/task_list replies and the
+# documents redis_get shows keep the seed's shape. All under "_idx:": the raw tools cannot change
+# them, and the scripts build member keys from these prefixes (one hash tag, so one slot).
+
+TASKS_READY = "_idx:tasks_ready"
+"""Zset: the project's ready tasks (every dependency completed, not completed, nobody's claim)
+→ :func:`coordinatord.services.task_graph_rules.ready_score` (priority, then age); TTL
+``tasks.ttl_s``, refreshed whenever a task enters it."""
+TASK_GRAPH_PREFIX = "_idx:task_graph:"
+TASK_DEPENDENTS_PREFIX = "_idx:task_dependents:"
+TASKS_READY_LABEL_PREFIX = "_idx:tasks_ready_label:"
+TASK_CLAIMS_PREFIX = "_idx:task_claims_of:"
+
+
+def task_graph_key(task_id: str) -> str:
+    """Hash: a task's place in the graph — ``deps`` (its dependencies, comma-separated),
+    ``left`` (how many are not completed), ``priority``, ``labels`` (comma-separated),
+    ``score`` (its ready-index score), ``done`` (``1`` while completed), ``claimed_by`` and
+    ``claimed_ms`` (server time). Lives and is refreshed with the task's document."""
+    return f"{TASK_GRAPH_PREFIX}{task_id}"
+
+
+def task_dependents_key(task_id: str) -> str:
+    """Set: the tasks that depend on this one (whose ``left`` its completion lowers)."""
+    return f"{TASK_DEPENDENTS_PREFIX}{task_id}"
+
+
+def tasks_ready_label_key(label: str) -> str:
+    """Zset: the ready tasks that carry ``label``, scored as :data:`TASKS_READY`."""
+    return f"{TASKS_READY_LABEL_PREFIX}{label}"
+
+
+def task_claims_key(agent: str) -> str:
+    """Set: the tasks the agent claimed (how the heartbeat sweep finds a gone agent's claims;
+    a hint, each claim is checked again)."""
+    return f"{TASK_CLAIMS_PREFIX}{agent}"
+
+
 # --- Keys the raw tools may read but not change ------------------------------------------------
 # The services' indexes, counters and log. Changed by hand they fall out of step with the
 # documents they describe, a string written over one breaks its owner's scripts, and a lower

@@ -362,6 +362,13 @@ class TaskSettings(_Section):
     ttl_s: int = Field(default=172_800, ge=60)
     max_steps: int = Field(default=200, ge=1, le=10_000)
     max_step_name_bytes: int = Field(default=256, ge=8, le=64 * 1024)
+    # --- Task graph (task_create's depends_on/labels, task_ready, task_claim) ---
+    max_depends_on: int = Field(default=100, ge=1, le=10_000, description="dependencies per task")
+    max_labels: int = Field(default=16, ge=1, le=256, description="labels per task")
+    ready_max: int = Field(default=100, ge=1, le=1_000, description="cap on task_ready's limit")
+    graph_walk_max: int = Field(
+        default=10_000, ge=1, description="tasks a replace's cycle check may walk before refusing"
+    )
 
 
 class AgentSettings(_Section):

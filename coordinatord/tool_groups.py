@@ -12,9 +12,7 @@ GROUPS: tuple[str, ...] = (
     "ratelimit",
     "activity",
     "memory_bank",
-    # --- messages (agent messages) ---
     "messages",
-    # --- added by issue 12 (file reservations) ---
     "files",
 )
 """Every group, in the order ``tools.groups`` lists them by default. Groups exist even before
@@ -44,16 +42,15 @@ READ_ONLY_TOOLS: dict[str, str] = {
     "session_list": "sessions",
     "task_get": "tasks",
     "task_list": "tasks",
+    "task_ready": "tasks",
     "agent_list": "agents",
     "lock_list": "locks",
     "ratelimit_status": "ratelimit",
     "activity_recent": "activity",
     "memory_bank_index": "memory_bank",
     "memory_bank_get": "memory_bank",
-    # --- messages ---
     "message_inbox": "messages",
     "message_thread": "messages",
-    # --- files (issue 12) ---
     "files_check": "files",
     "files_list": "files",
 }
@@ -74,22 +71,11 @@ def always_allow(groups: list[str] | None, allow_writes: bool) -> list[str]:
     return seed + [name for name in read_only if name not in seed]
 
 
-# --- Profiles (issue 12 item 6) ----------------------------------------------------------------
+# --- Profiles ------------------------------------------------------------------------------------
 # A profile is a name for a selection of groups and single tools, usable wherever a group is
 # (``--tools``, ``editor add --tools``, ``tools.groups``). A connection's selection is one
 # frozenset holding group names and tool names side by side (the registry refuses a tool named
 # like a group), so that a profile can pick a few tools of a group without a second mechanism.
-
-PENDING: frozenset[str] = frozenset(
-    {
-        "task_ready",
-        "task_claim",
-    }
-)
-"""Tools the profiles name that do not exist yet (being built in parallel: groups ``files``,
-``messages``, the task queue tools). Until they do, a profile simply lacks them; a unit test
-checks every profile name against the registry and fails once one of these exists, so that
-whoever merges it removes it from here (and adds the read-only ones to READ_ONLY_TOOLS)."""
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "minimal": (
@@ -101,8 +87,6 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "lock_release",
         "lock_list",
         # talk, and take work
-        "task_ready",
-        "task_claim",
         "task_update",
     ),
     "full": GROUPS,

@@ -21,7 +21,7 @@ to their lease, whatever the agents index says about it.
 from __future__ import annotations
 
 from coordinatord.jobs import JobContext
-from coordinatord.jobs.sweep import report
+from coordinatord.jobs.sweep import release_holdings_of_gone, report
 
 
 async def run(ctx: JobContext) -> dict[str, int]:
@@ -40,5 +40,8 @@ async def run(ctx: JobContext) -> dict[str, int]:
             counts["reindexed"] += sum(1 for c in step.actions if c.action == "reindexed")
             offset = step.next_offset
             await ctx.pause()
+        # The gone index is also how their reservations and task claims are found: release
+        # those before emptying it.
+        await release_holdings_of_gone(ctx, ns, sorted(gone))
         await locks.forget_gone(ns, gone)
     return counts

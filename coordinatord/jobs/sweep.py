@@ -13,7 +13,9 @@ steps (tool calls are never stalled behind a sweep):
    found through each agent's set of held resources, each by a compare-and-delete inside one
    script: a lock someone else holds now is never touched. So are their file reservations
    taken before that mark (event ``files_released_stale``, one script over the project's
-   reservations). Then the gone agents are taken off the gone index.
+   reservations). The task claims they took before then go back the same way (event
+   ``task_claim_released``, and ``task_ready`` for each task that is ready again), through each
+   agent's set of claimed tasks. Then the gone agents are taken off the gone index.
 
 Every step re-checks its condition inside its own Lua script, so a heartbeat racing the sweep
 always wins (see :mod:`coordinatord.services.agents`), and presence is decided there too, from
@@ -25,11 +27,12 @@ releases their locks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from coordinatord.jobs import JobContext
 from coordinatord.keyspace import Namespace, agent_status_key
 from coordinatord.services.locks import GONE_AGENTS_PER_CALL
+from coordinatord.services.tasks import GONE_AGENTS_PER_CALL as TASK_GONE_AGENTS_PER_CALL
 
 SCRIPT_STEP_MAX = 250
 """Agents per sweep script, whatever ``jobs.batch_size`` says: the server runs a script to its
@@ -44,7 +47,14 @@ async def run(ctx: JobContext) -> dict[str, int]:
     agents = ctx.app.services.agents
     locks = ctx.app.services.locks
     batch = min(ctx.app.settings.jobs.batch_size, SCRIPT_STEP_MAX)
-    counts = {"projects": 0, "inactive": 0, "gone": 0, "locks_released": 0, "files_released": 0}
+    counts = {
+        "projects": 0,
+        "inactive": 0,
+        "gone": 0,
+        "locks_released": 0,
+        "files_released": 0,
+        "claims_released": 0,
+    }
     for project in await ctx.known_projects():
         ns = project.namespace
         counts["projects"] += 1
@@ -71,16 +81,40 @@ async def run(ctx: JobContext) -> dict[str, int]:
                 ctx, ns, "lock_released_stale", ((c.resource, c.holder) for c in released)
             )
             await ctx.pause()
-        # --- File reservations of gone agents (services/files.py): before forget_gone, since
-        # the script compares each reservation with the agent's gone mark.
-        if holders:
-            freed = await ctx.app.services.files.release_of_gone(ns, holders)
-            counts["files_released"] += await report(
-                ctx, ns, "files_released_stale", ((" ".join(r.paths)[:200], r.agent) for r in freed)
-            )
-            await ctx.pause()
+        files, claims = await release_holdings_of_gone(ctx, ns, holders)
+        counts["files_released"] += files
+        counts["claims_released"] += claims
         await locks.forget_gone(ns, holders)
     return counts
+
+
+# --- Task claims of gone agents (the task graph) ------------------------------------------------
+
+
+async def release_holdings_of_gone(ctx: JobContext, ns: Namespace, holders: Sequence[str]) -> tuple[int, int]:
+    """Release what gone ``holders`` held besides locks, their file reservations and task
+    claims, before they leave the gone index: each script compares with the agent's gone mark,
+    so only what was taken before it went gone is released. The lock reaper calls this too,
+    since it also empties that index. Returns (reservations, claims) released."""
+    if not holders:
+        return 0, 0
+    freed = await ctx.app.services.files.release_of_gone(ns, holders)
+    files = await report(ctx, ns, "files_released_stale", ((" ".join(r.paths)[:200], r.agent) for r in freed))
+    await ctx.pause()
+    return files, await release_claims(ctx, ns, holders)
+
+
+async def release_claims(ctx: JobContext, ns: Namespace, holders: Sequence[str]) -> int:
+    """Return the claims of gone ``holders`` to the ready index, before they leave the gone
+    index (which the claim release reads). Returns how many claims were released."""
+    tasks = ctx.app.services.tasks
+    released = 0
+    for start in range(0, len(holders), TASK_GONE_AGENTS_PER_CALL):
+        claims = await tasks.release_claims_of_gone(ns, holders[start : start + TASK_GONE_AGENTS_PER_CALL])
+        released += await report(ctx, ns, "task_claim_released", ((c.task_id, c.agent) for c in claims))
+        await report(ctx, ns, "task_ready", ((c.task_id, c.agent) for c in claims if c.ready))
+        await ctx.pause()
+    return released
 
 
 async def report(ctx: JobContext, ns: Namespace, action: str, items: Iterable[tuple[str, str | None]]) -> int:

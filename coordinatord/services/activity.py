@@ -92,10 +92,13 @@ class ActivityEvent(BaseModel):
     agent: str | None = Field(description="the calling agent, or the agent a job action concerned")
     project: str = Field(description="the project id")
     kind: str = Field(
-        description="tool (a tool call), job (a scheduled job's action) or connection (an editor "
-        "connecting or leaving)"
+        description="tool (a tool call), job (a scheduled job's action), connection (an editor "
+        "connecting or leaving) or task (a task claimed, unclaimed or made ready)"
     )
-    name: str = Field(description="the tool, the job, or connection_opened / connection_closed")
+    name: str = Field(
+        description="the tool, the job, connection_opened / connection_closed, or task_claimed / "
+        "task_unclaimed / task_ready"
+    )
     key: str | None = Field(description="the key or resource it was about, when there was one")
     outcome: str = Field(
         description="for tools: ok, refused, backend_error or internal_error; "

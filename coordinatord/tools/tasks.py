@@ -8,8 +8,8 @@ from pydantic import Field
 
 from coordinatord.context import CallContext
 from coordinatord.services.task_rules import StepStatus
-from coordinatord.services.tasks import TaskList, TaskState
-from coordinatord.tools.registry import ToolArgs, ToolReply, ToolSpec
+from coordinatord.services.tasks import OnReady, TaskClaim, TaskList, TaskReady, TaskState
+from coordinatord.tools.registry import Integer, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "tasks"
 
@@ -23,6 +23,14 @@ class TaskCreateArgs(ToolArgs):
     # Non-empty, unique, at most tasks.max_steps: the service's rules (one is settings-bound).
     steps: list[str] = Field(description="Step names in order; unique, at least one")
     replace: bool = Field(False, description="Start an existing task of this id over (its progress is lost)")
+    # --- Task graph: all optional, so calls without them behave and reply as before ---
+    depends_on: list[str] | None = Field(
+        None, description="Existing task ids that must be completed before this task is ready"
+    )
+    labels: list[str] | None = Field(None, description="Labels task_ready can filter on")
+    priority: Integer | None = Field(
+        None, description="-1000 to 1000, higher first in task_ready (default 0)"
+    )
 
 
 class TaskIdArgs(ToolArgs):
@@ -41,20 +49,52 @@ class TaskListArgs(ToolArgs):
     status: StepStatus | None = Field(None, description="Only tasks in this status (optional)")
 
 
+class TaskReadyArgs(ToolArgs):
+    limit: Integer = Field(10, ge=1, description="At most this many tasks (up to tasks.ready_max)")
+    label: str | None = Field(None, description="Only tasks with this label (optional)")
+
+
+def _reporter(call: CallContext) -> OnReady:
+    """Records a ``task_ready`` activity event for each task a write made ready."""
+
+    def on_ready(task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            _event(call, "task_ready", task_id)
+
+    return on_ready
+
+
+def _event(call: CallContext, name: str, task_id: str) -> None:
+    # kind "task": what happened to a task (beside the tool call's own event), for tail.
+    call.app.activity.record(call.namespace, kind="task", name=name, agent=call.agent, key=task_id)
+
+
 async def task_create(call: CallContext, args: TaskCreateArgs) -> ToolReply:
     call.log_key = args.task_id
-    state = await call.services.tasks.create(call.namespace, args.task_id, args.steps, args.replace)
+    state = await call.services.tasks.create(
+        call.namespace,
+        args.task_id,
+        args.steps,
+        args.replace,
+        depends_on=args.depends_on,
+        labels=args.labels,
+        priority=args.priority,
+        on_ready=_reporter(call),
+    )
     return ToolReply.data(state)
 
 
 async def task_advance(call: CallContext, args: TaskIdArgs) -> ToolReply:
     call.log_key = args.task_id
-    return ToolReply.data(await call.services.tasks.advance(call.namespace, args.task_id))
+    state = await call.services.tasks.advance(call.namespace, args.task_id, on_ready=_reporter(call))
+    return ToolReply.data(state)
 
 
 async def task_update(call: CallContext, args: TaskUpdateArgs) -> ToolReply:
     call.log_key = args.task_id
-    state = await call.services.tasks.update(call.namespace, args.task_id, args.step, args.status)
+    state = await call.services.tasks.update(
+        call.namespace, args.task_id, args.step, args.status, on_ready=_reporter(call)
+    )
     return ToolReply.data(state)
 
 
@@ -68,12 +108,34 @@ async def task_list(call: CallContext, args: TaskListArgs) -> ToolReply:
     return ToolReply.data(await call.services.tasks.list_tasks(call.namespace, args.status))
 
 
+async def task_ready(call: CallContext, args: TaskReadyArgs) -> ToolReply:
+    call.log_key = args.label
+    return ToolReply.data(await call.services.tasks.ready(call.namespace, args.limit, args.label))
+
+
+async def task_claim(call: CallContext, args: TaskIdArgs) -> ToolReply:
+    call.log_key = args.task_id
+    claim = await call.services.tasks.claim(call.namespace, args.task_id, call.agent)
+    _event(call, "task_claimed", args.task_id)
+    return ToolReply.data(claim)
+
+
+async def task_unclaim(call: CallContext, args: TaskIdArgs) -> ToolReply:
+    call.log_key = args.task_id
+    claim = await call.services.tasks.unclaim(call.namespace, args.task_id, call.agent)
+    _event(call, "task_unclaimed", args.task_id)
+    if claim.ready:
+        _event(call, "task_ready", args.task_id)
+    return ToolReply.data(claim)
+
+
 TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_create",
         GROUP,
         "Start tracking a multi-step task so any agent or later session can see and resume its "
-        "progress; all steps start pending (kept 48 h after the last change, by default).",
+        "progress; all steps start pending (kept 48 h after the last change, by default). With "
+        "depends_on it becomes ready to claim once those tasks are completed.",
         TaskCreateArgs,
         task_create,
         destructive=True,  # replace=true discards the old task's progress
@@ -119,5 +181,34 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
         read_only=True,
         idempotent=True,
         output=TaskList,
+    ),
+    ToolSpec(
+        "task_ready",
+        GROUP,
+        "Find tasks to work on: those whose dependencies are all completed and that nobody has "
+        "claimed, highest priority first, then oldest.",
+        TaskReadyArgs,
+        task_ready,
+        read_only=True,
+        idempotent=True,
+        output=TaskReady,
+    ),
+    ToolSpec(
+        "task_claim",
+        GROUP,
+        "Claim a ready task before working on it: exactly one agent wins; the claim ends when the "
+        "task is completed, you unclaim it, or you go away.",
+        TaskIdArgs,
+        task_claim,
+        idempotent=True,  # claiming a task you hold succeeds again and changes nothing
+        output=TaskClaim,
+    ),
+    ToolSpec(
+        "task_unclaim",
+        GROUP,
+        "Give up your claim on a task so another agent can take it; only the claimant can.",
+        TaskIdArgs,
+        task_unclaim,
+        output=TaskClaim,
     ),
 )

@@ -350,7 +350,14 @@ async def test_the_jobs_count_and_report_every_action(store: Store, tmp_path: Pa
 
     with capture_logs() as logs:
         counts = await sweep.run(JobContext(app, projects, "heartbeat_sweep"))
-    assert counts == {"projects": 1, "inactive": 2, "gone": 1, "locks_released": 1, "files_released": 0}
+    assert counts == {
+        "projects": 1,
+        "inactive": 2,
+        "gone": 1,
+        "locks_released": 1,
+        "files_released": 0,
+        "claims_released": 0,
+    }
     events = sorted((e["event"], e["agent"], e["key"]) for e in logs)
     assert events == [
         ("agent_gone", "ghost", agent_status_key("ghost")),

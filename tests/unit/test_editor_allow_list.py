@@ -34,7 +34,7 @@ def test_always_allow_follows_the_groups() -> None:
     assert tool_groups.always_allow(["locks"], False) == ["lock_list"]
     assert tool_groups.always_allow(["locks"], True) == ["lock_list"]
     with_kv = tool_groups.always_allow(["kv", "tasks"], True)
-    assert with_kv == [*tool_groups.SEED_TOOLS, "task_get", "task_list"]
+    assert with_kv == [*tool_groups.SEED_TOOLS, "task_get", "task_list", "task_ready"]
     assert tool_groups.always_allow(None, False) == list(tool_groups.READ_ONLY_TOOLS)
 
 
