@@ -387,4 +387,14 @@ def test_a_profile_is_written_as_the_shims_tools_and_its_allow_list_follows(home
     path = editors.config_path(editors.BY_NAME["kilocode-legacy"], "global", home, None)
     server = json.loads(path.read_text())["mcpServers"]["redis"]
     assert server["args"][-2:] == ["--tools", "minimal"]
-    assert server["alwaysAllow"] == tool_groups.always_allow(["minimal"], True) == ["agent_list", "lock_list"]
+    assert (
+        server["alwaysAllow"]
+        == tool_groups.always_allow(["minimal"], True)
+        == [
+            "task_ready",
+            "agent_list",
+            "lock_list",
+            "message_inbox",
+            "files_check",
+        ]
+    )

@@ -20,7 +20,7 @@ REGISTRY = build_registry()
 # decision. Measured when written: minimal 11_406 (its 7 existing tools; output schemas are
 # about 60 % of it), full 41_469. A merge that adds tools raises the bound it needs, in the
 # same commit, and README's table with it.
-BUDGET_BYTES = {"minimal": 20_000, "full": 61_000}
+BUDGET_BYTES = {"minimal": 22_000, "full": 61_000}
 
 
 def tools_list_bytes(registry: ToolRegistry, names: list[str]) -> int:
@@ -76,8 +76,9 @@ def test_unknown_names_are_named_with_the_profiles_and_groups() -> None:
 def test_always_allow_follows_the_profile() -> None:
     """editor add --tools minimal allows only the read-only tools minimal selects, and no raw
     redis tools even with --allow-writes (minimal has none); full allows what no --tools does."""
-    assert tool_groups.always_allow(["minimal"], False) == ["agent_list", "lock_list"]
-    assert tool_groups.always_allow(["minimal"], True) == ["agent_list", "lock_list"]
+    read_only = ["task_ready", "agent_list", "lock_list", "message_inbox", "files_check"]
+    assert tool_groups.always_allow(["minimal"], False) == read_only
+    assert tool_groups.always_allow(["minimal"], True) == read_only
     assert tool_groups.always_allow(["full"], True) == tool_groups.always_allow(None, True)
 
 
