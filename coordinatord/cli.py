@@ -39,39 +39,18 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="coordinatord",
-        description="Coordination daemon for AI coding agents: shared state in Redis, served as MCP tools.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"coordinatord {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+SHIM_HELP: dict[str, str] = {
+    "help": "relay an editor's stdio to the daemon (put this in mcp.json)",
+    "description": (
+        "Relay MCP between stdin/stdout and the daemon's socket. Standard library only. Survives "
+        "daemon restarts (calls in flight get an error, the session goes on) and starts the daemon "
+        "when none answers."
+    ),
+    "epilog": 'example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]',
+}
 
-    serve = _command(
-        commands,
-        "serve",
-        help="run the daemon in the foreground",
-        description="Run the daemon: listen on the Unix socket and serve MCP tools until SIGTERM/SIGINT.",
-        epilog="example:\n  coordinatord serve --socket /tmp/coord.sock --state-dir /tmp/coord-state",
-    )
-    _add_settings_flags(serve)
-    _add_host_id_flag(serve)
 
-    shim = _command(
-        commands,
-        "shim",
-        help="relay an editor's stdio to the daemon (put this in mcp.json)",
-        description=(
-            "Relay MCP between stdin/stdout and the daemon's socket. Standard library only. Survives "
-            "daemon restarts (calls in flight get an error, the session goes on) and starts the daemon "
-            "when none answers."
-        ),
-        epilog=(
-            'example mcp.json entry:\n  "command": "coordinatord", "args": ["shim", "--agent", "kilocode"]'
-        ),
-    )
+def _add_shim_arguments(shim: argparse.ArgumentParser) -> None:
     shim.add_argument("--socket", metavar="PATH", help="daemon socket (default: as the daemon finds it)")
     shim.add_argument(
         "--config", metavar="FILE", help="config file (default: ~/.config/coordinatord/config.toml)"
@@ -93,6 +72,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="what this editor sees: a profile (minimal: everyday coordination; full: every group) "
         "or comma-separated tool groups, e.g. kv,locks (default: tools.groups)",
     )
+
+
+def _shim_parser() -> argparse.ArgumentParser:
+    """``coordinatord shim`` alone: every editor session starts one, so it must not build the
+    other commands' parsers (``editor`` lists every editor's targets: ~12 ms of imports)."""
+    parser = argparse.ArgumentParser(
+        prog="coordinatord shim",
+        description=SHIM_HELP["description"],
+        epilog=SHIM_HELP["epilog"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # The same flags as `coordinatord shim` in the full parser, whose --help lists them.
+    _add_shim_arguments(parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coordinatord",
+        description="Coordination daemon for AI coding agents: shared state in Redis, served as MCP tools.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"coordinatord {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = _command(
+        commands,
+        "serve",
+        help="run the daemon in the foreground",
+        description="Run the daemon: listen on the Unix socket and serve MCP tools until SIGTERM/SIGINT.",
+        epilog="example:\n  coordinatord serve --socket /tmp/coord.sock --state-dir /tmp/coord-state",
+    )
+    _add_settings_flags(serve)
+    _add_host_id_flag(serve)
+
+    _add_shim_arguments(_command(commands, "shim", **SHIM_HELP))
 
     config = _command(
         commands,
@@ -431,12 +447,14 @@ OPERATOR_COMMANDS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "shim":
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["shim"]:
         from coordinatord import shim
 
+        args = _shim_parser().parse_args(arguments[1:])
         tools = [group.strip() for group in args.tools.split(",") if group.strip()] if args.tools else None
         return shim.main(args.socket, args.agent, args.project, tools, args.config, args.no_autostart)
+    args = build_parser().parse_args(arguments)
     if args.command == "git-guard":
         from coordinatord.commands import git_guard
 

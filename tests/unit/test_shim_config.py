@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,22 @@ def test_a_named_config_file_must_exist(tmp_path: Path) -> None:
     """--config naming no file is an error, not a silent default."""
     with pytest.raises(ShimConfigError, match="does not exist"):
         load(None, str(tmp_path / "missing.toml"), environ={})
+
+
+def test_the_shim_command_parses_without_the_other_commands_modules() -> None:
+    """``coordinatord shim ...`` (every editor session runs it) parses its flags with a parser of
+    its own: the other commands' modules (the editor targets, settings, pydantic, mcp) are never
+    imported on that path, while ``coordinatord --help`` still lists the shim."""
+    code = (
+        "import sys; from coordinatord import cli, shim; "
+        "heavy = ('coordinatord.editors', 'coordinatord.settings', 'pydantic', 'mcp'); "
+        # The relay itself is replaced: only the command line's path is under test.
+        "shim.main = lambda *a: print(a, sorted(m for m in sys.modules if m.startswith(heavy))) or 0; "
+        "cli.main(['shim', '--agent', 'a', '--tools', 'minimal,kv', '--no-autostart'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "(None, 'a', None, ['minimal', 'kv'], None, True) []"
+    listed = subprocess.run(
+        [sys.executable, "-m", "coordinatord", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "shim" in listed.stdout and "editor" in listed.stdout
