@@ -37,7 +37,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
-from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError, TryAgainError
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -47,6 +47,7 @@ from coordinatord.settings import BackendSettings
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands, _scan_page
+from coordinatord.store.scripts import EvalScript
 
 T = TypeVar("T")
 
@@ -247,29 +248,10 @@ class ClusterStore(StoreCommands):
         later = masters.index(node_name) + 1
         return (f"{masters[later]}@0" if later < len(masters) else "0"), keys
 
-    def script(self, source: str) -> ClusterScript:
-        """A Lua script, run by EVALSHA on the master of its keys' slot (EVAL when it lacks it)."""
-        return ClusterScript(self, source)
+    def script(self, source: str) -> EvalScript:
+        """A Lua script (:class:`~coordinatord.store.scripts.EvalScript`), sent to the master of
+        its keys' slot."""
+        return EvalScript(source, self._single, self._call)
 
-
-class ClusterScript:
-    """A Lua script bound to a cluster store; calls are bounded and mapped like every other."""
-
-    def __init__(self, store: ClusterStore, source: str) -> None:
-        import hashlib
-
-        self._store = store
-        self._source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        client = self._store._client
-
-        async def run() -> Any:
-            try:
-                return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                # EVAL caches the script on that node too: the next EVALSHA finds it.
-                return await client.execute_command("EVAL", self._source, len(keys), *keys, *args)
-
-        return await self._store._call(run)
+    async def _single(self, command: Sequence[Arg]) -> Any:
+        return await self._client.execute_command(*command)

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
@@ -28,6 +28,7 @@ from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
 from coordinatord.store.direct import DirectConnections
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
+from coordinatord.store.scripts import EvalScript
 
 T = TypeVar("T")
 
@@ -226,29 +227,7 @@ class RedisStore(StoreCommands):
 
         return await self._call(run)
 
-    def script(self, source: str) -> StoreScript:
-        """A Lua script, run by EVALSHA (and EVAL, which caches it, when the server lacks it:
-        on first use and after a server restart)."""
-        return StoreScript(self, source)
-
-
-class StoreScript:
-    """A Lua script bound to a store; calls are bounded and mapped like every other call."""
-
-    def __init__(self, store: RedisStore, source: str) -> None:
-        import hashlib
-
-        self._store = store
-        self._source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        store = self._store
-
-        async def run() -> Any:
-            try:
-                return await store._single(("EVALSHA", self.sha, len(keys), *keys, *args))
-            except NoScriptError:
-                return await store._single(("EVAL", self._source, len(keys), *keys, *args))
-
-        return await store._call(run)
+    def script(self, source: str) -> EvalScript:
+        """A Lua script (:class:`~coordinatord.store.scripts.EvalScript`), on a direct connection
+        like any single command."""
+        return EvalScript(source, self._single, self._call)
