@@ -104,12 +104,15 @@ MINIMAL: tuple[str, ...] = (
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "minimal": MINIMAL,
-    "default": ("kv", *MINIMAL),
+    # minimal's workflows made whole (create and follow tasks, read a message's body, renew a
+    # lease) beside the seed's raw tools: about 12 kB, leaving room under the 16 kB target.
+    "default": ("kv", *MINIMAL, "tasks", "message_read", "lock_renew", "files_renew"),
     "full": (*GROUPS, OUTPUT_SCHEMAS),
 }
 """``minimal``: the everyday coordination set (presence, locks and file reservations, messages,
 claiming ready tasks); ``default`` (what a shim serves without ``--tools``, and ``tools.groups``'
-default): the seed's eight ``kv`` tools and ``minimal``; ``full``: every group, with output
+default): the seed's eight ``kv`` tools, ``minimal``, the whole ``tasks`` group, ``message_read``,
+``lock_renew`` and ``files_renew``; ``full``: every group, with output
 schemas. Entries are group or tool names (or :data:`OUTPUT_SCHEMAS`)."""
 
 DEFAULT_TOOLS: tuple[str, ...] = ("default",)

@@ -71,7 +71,8 @@ Integer = Annotated[int, BeforeValidator(_integral)]
 
 class ToolArgs(BaseModel):
     """A tool's arguments. Subclass it once per tool: its fields are the tool's parameters, in
-    order, each with ``Field(description=...)`` (plus ``ge=`` for a static minimum); the
+    order, each with ``Field(description=...)`` (``""`` where the name and type say it all: every
+    byte of it is in every model's context; plus ``ge=`` for a static minimum); the
     ``tools/list`` schema and the argument checks both come from it.
 
     Allowed field types (so that the schema stays the plain one agents know): ``str``,
@@ -152,8 +153,11 @@ def _params_of(model: type[ToolArgs]) -> tuple[_Param, ...]:
             # typed "| None"; anything else would make the schema and the checks disagree.
             raise TypeError(f"{model.__name__}.{name}: type it X | None = None, or X with a default, or X")
         if info.description is None:
+            # Deliberate either way: description="" where the name and type say it all.
             raise TypeError(f"{model.__name__}.{name} has no description")
-        schema = {**_JSON_TYPES[kind], "description": info.description}
+        schema: dict[str, Any] = dict(_JSON_TYPES[kind])
+        if info.description:
+            schema["description"] = info.description
         if choices:
             schema["enum"] = list(choices)
         for constraint in info.metadata:
