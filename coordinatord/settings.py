@@ -56,7 +56,7 @@ from coordinatord.shim.config import (
     WAIT_FOR_DAEMON_MAX_S,
     WAIT_FOR_DAEMON_S,
 )
-from coordinatord.tool_groups import GROUPS
+from coordinatord.tool_groups import DEFAULT_TOOLS
 
 ENV_PREFIX = "COORDINATORD_"
 NESTED_DELIMITER = "__"
@@ -332,7 +332,9 @@ class LoggingSettings(_Section):
 
 
 class ToolSettings(_Section):
-    groups: tuple[str, ...] = GROUPS
+    groups: tuple[str, ...] = Field(
+        default=DEFAULT_TOOLS, description="profiles or groups a shim without --tools serves"
+    )
 
 
 class SessionSettings(_Section):

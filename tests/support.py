@@ -197,6 +197,10 @@ class DaemonProcess:
             if not key.startswith("COORDINATORD_") and key not in ("REDIS_URL", "NOTIFY_SOCKET")
         }
         self.env["COORDINATORD_CONFIG"] = str(root / "no-config.toml")
+        # Tests call every group's tools, and with full's output schemas the SDK client checks
+        # each structured result against its (compacted) schema. The built-in default profile
+        # is tested by giving tools.groups explicitly.
+        self.env["COORDINATORD_TOOLS__GROUPS"] = '["full"]'
         self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.output = b""

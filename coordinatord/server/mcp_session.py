@@ -38,8 +38,13 @@ from coordinatord.services import messages as messages_service
 Ctx = ServerRequestContext[Peer, Any]
 
 INSTRUCTIONS = (
-    "coordinatord: state shared by every AI agent working on this project (sessions, tasks, "
-    "locks, notes), kept between sessions. Keys are scoped to this project automatically."
+    # Some clients read only the first 512 characters (a unit test holds it to that).
+    "Shared state for every AI agent on this project, kept between sessions and scoped to it. "
+    "Start with agent_register; agent_heartbeat while you work. Before editing, files_reserve "
+    "(or lock_acquire for other resources) and release after. Take work with task_ready and "
+    "task_claim; track it with task_*. Talk with message_*. redis_* are raw keys "
+    "(agent:context:*, task:progress:*). Other groups by --tools: sessions, ratelimit, "
+    "activity, memory_bank, or full."
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinatord.tool_groups import GROUPS
+from coordinatord.tool_groups import GROUPS, OUTPUT_SCHEMAS
 from coordinatord.tools import activity, agents, files, kv, locks, memory_bank, ratelimits, sessions, tasks
 from coordinatord.tools import messages as messages_tools
 from coordinatord.tools.registry import NoArgs, ToolArgs, ToolRegistry, ToolReply, ToolSpec
@@ -24,5 +24,6 @@ def build_registry() -> ToolRegistry:
             *messages_tools.TOOLS,
             *files.TOOLS,
         ),
-        groups=frozenset(GROUPS),
+        # output_schemas is a selection name too: no tool may take it.
+        groups=frozenset((*GROUPS, OUTPUT_SCHEMAS)),
     )

@@ -20,10 +20,8 @@ MAX_LIMIT = 1000
 class ActivityRecentArgs(ToolArgs):
     # The ceiling stays in the handler, not a le= here: it is a LimitExceededError with its own
     # text, and the listed schema has never shown a maximum.
-    limit: Integer = Field(
-        50, description=f"How many of the newest events to return (at most {MAX_LIMIT})", ge=1
-    )
-    agent: str | None = Field(None, description="Only this agent's events")
+    limit: Integer = Field(50, description="How many of the newest", ge=1)
+    agent: str | None = Field(None, description="Only this agent's")
 
 
 async def activity_recent(call: CallContext, args: ActivityRecentArgs) -> ToolReply:
@@ -43,8 +41,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "activity_recent",
         GROUP,
-        "See what agents (and the daemon's jobs) did in this project lately: which tools they "
-        "called on which keys, with outcome and duration, oldest first. Values are never shown.",
+        "Recent tool calls and job actions in this project (who, which key, outcome), oldest first; never "
+        "values.",
         ActivityRecentArgs,
         activity_recent,
         read_only=True,

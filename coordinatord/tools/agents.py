@@ -17,22 +17,19 @@ GROUP = "agents"
 
 # Sizes and item counts are settings (agents.*), so the service checks them.
 class AgentRegisterArgs(ToolArgs):
-    capabilities: list[str] | None = Field(None, description='What you can do, e.g. ["python", "review"]')
-    mode: str | None = Field(None, description="Your editor mode, e.g. architect, code, debug")
+    capabilities: list[str] | None = Field(None, description='e.g. ["python", "review"]')
+    mode: str | None = Field(None, description="Editor mode, e.g. code")
 
 
 class AgentHeartbeatArgs(ToolArgs):
-    current_task: str | None = Field(
-        None, description='What you are working on now (a task id or a short phrase); "" clears it'
-    )
-    files_open: list[str] | None = Field(None, description="Files you have open or are editing; [] clears")
+    current_task: str | None = Field(None, description='Task id or phrase; "" clears, omitted keeps')
+    files_open: list[str] | None = Field(None, description="[] clears")
 
 
 class AgentListArgs(ToolArgs):
     include_inactive: bool = Field(
         False,
-        description="Also list agents no longer active but seen recently "
-        "(within agents.forget_after_s, 1 h by default)",
+        description="Also agents seen recently",
     )
 
 
@@ -63,8 +60,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "agent_register",
         GROUP,
-        "Call when you start work on this project, so other agents can see you and what you can "
-        "do; starts a fresh status (no current task, no open files).",
+        "Announce yourself, and what you can do, when you start work here.",
         AgentRegisterArgs,
         agent_register,
         idempotent=False,  # re-registering starts the status afresh (startedAt)
@@ -73,8 +69,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "agent_heartbeat",
         GROUP,
-        "Announce what you are working on and which files you have open, so other agents avoid "
-        "conflicting edits; call every few minutes (omitted fields keep their value).",
+        "Say what you work on and which files are open; call every few minutes.",
         AgentHeartbeatArgs,
         agent_heartbeat,
         idempotent=False,  # each call moves lastHeartbeat on
@@ -83,8 +78,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "agent_unregister",
         GROUP,
-        "Call when you stop working on this project, so others no longer count on you; "
-        "returns the status that was removed.",
+        "Leave when you stop working here.",
         NoArgs,
         agent_unregister,
         destructive=True,
@@ -94,8 +88,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "agent_list",
         GROUP,
-        "Before editing shared files or picking up work, see which other agents are active, "
-        "what they are working on and which files they have open.",
+        "Active agents, what each works on and its open files.",
         AgentListArgs,
         agent_list,
         read_only=True,

@@ -24,20 +24,18 @@ LOG_KEY_CHARS = 200
 
 Paths = Annotated[
     list[str],
-    Field(description="Paths or globs relative to the project root: src/app.py, src/**, **/*.test.ts"),
+    Field(description="Project-relative paths or globs"),
 ]
-Id = Annotated[str, Field(description="The id files_reserve returned")]
+Id = Annotated[str, Field(description="From files_reserve")]
 
 
 class FilesReserveArgs(ToolArgs):
     paths: Paths
     mode: Literal["exclusive", "shared"] = Field(
-        "exclusive", description="exclusive: nobody else may reserve them; shared: other shared holders may"
+        "exclusive", description="shared: other shared holders may too"
     )
-    ttl_s: Integer | None = Field(
-        None, description="Lease in seconds (default files.default_ttl_s, 600; at most files.max_ttl_s)", ge=1
-    )
-    reason: str = Field("", description="What you are doing, shown to agents you block")
+    ttl_s: Integer | None = Field(None, description="Lease in seconds", ge=1)
+    reason: str = Field("", description="Shown to agents you block")
 
 
 class FilesIdArgs(ToolArgs):
@@ -46,7 +44,7 @@ class FilesIdArgs(ToolArgs):
 
 class FilesRenewArgs(ToolArgs):
     id: Id
-    ttl_s: Integer = Field(description="New lease in seconds from now (at most files.max_ttl_s)", ge=1)
+    ttl_s: Integer = Field(description="New lease in seconds", ge=1)
 
 
 class FilesCheckArgs(ToolArgs):
@@ -152,8 +150,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "files_reserve",
         GROUP,
-        "Reserve files (paths or globs) before editing them; refused with the holders when another "
-        "agent's reservation overlaps. Returns an id for files_release/files_renew and a fencing number.",
+        "Reserve paths or globs before editing them; an overlap is refused, naming the holders.",
         FilesReserveArgs,
         files_reserve,
         output=FilesReserveResult,
@@ -161,7 +158,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "files_release",
         GROUP,
-        "Release a file reservation of yours as soon as your change is committed or abandoned.",
+        "Release a file reservation of yours.",
         FilesIdArgs,
         files_release,
         idempotent=True,
@@ -170,7 +167,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "files_renew",
         GROUP,
-        "Extend a file reservation of yours; renewed=false means it lapsed and must be reserved again.",
+        "Extend a file reservation; renewed=false means it lapsed.",
         FilesRenewArgs,
         files_renew,
         idempotent=True,
@@ -179,7 +176,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "files_check",
         GROUP,
-        "Who holds reservations overlapping these paths or globs, in which mode, why, and for how long.",
+        "Who holds reservations overlapping these paths, and why.",
         FilesCheckArgs,
         files_check,
         read_only=True,
@@ -189,7 +186,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "files_list",
         GROUP,
-        "Every live file reservation of the project: agent, paths, mode, reason, seconds left.",
+        "Every live file reservation.",
         NoArgs,
         files_list,
         read_only=True,

@@ -14,10 +14,11 @@ from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, To
 
 GROUP = "kv"
 
-# The seed's parameters, descriptions included: their schema is part of the contract. The TTL
-# rules (positive, at most ttl.max_s) are the keyspace's, which words the seed's error texts.
-Key = Annotated[str, Field(description="Key inside this project's namespace, e.g. agent:context:session-1")]
-Keys = Annotated[list[str], Field(description="Keys inside this project's namespace")]
+# The seed's parameters (names, types, which are required) are part of the contract; their
+# descriptions are short because every model pays for them on every turn. The TTL rules
+# (positive, at most ttl.max_s) are the keyspace's, which words the seed's error texts.
+Key = Annotated[str, Field(description="e.g. agent:context:session-1")]
+Keys = Annotated[list[str], Field(description="")]
 
 
 class RedisGetArgs(ToolArgs):
@@ -26,8 +27,8 @@ class RedisGetArgs(ToolArgs):
 
 class RedisSetArgs(ToolArgs):
     key: Key
-    value: str = Field(description="The value to store (usually JSON text)")
-    ttl: Integer | None = Field(None, description="Time to live in seconds (optional; default by key prefix)")
+    value: str = Field(description="Usually JSON text")
+    ttl: Integer | None = Field(None, description="Seconds; default by key prefix")
 
 
 class RedisDelArgs(ToolArgs):
@@ -35,7 +36,7 @@ class RedisDelArgs(ToolArgs):
 
 
 class RedisKeysArgs(ToolArgs):
-    pattern: str = Field("*", description="Glob pattern: * ? [abc]")
+    pattern: str = Field("*", description="Glob: * ? [abc]")
 
 
 class RedisExistsArgs(ToolArgs):
@@ -48,7 +49,7 @@ class RedisTtlArgs(ToolArgs):
 
 class RedisExpireArgs(ToolArgs):
     key: Key
-    seconds: Integer = Field(description="New time to live in seconds (positive, at most ttl.max_s)")
+    seconds: Integer = Field(description="Positive")
 
 
 async def redis_get(call: CallContext, args: RedisGetArgs) -> ToolReply:
@@ -109,7 +110,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_get",
         GROUP,
-        "Read a value by key from this project's shared store; returns an empty string if the key is absent.",
+        "Get a key's value (an empty string if the key is absent).",
         RedisGetArgs,
         redis_get,
         read_only=True,
@@ -118,8 +119,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_set",
         GROUP,
-        "Store a string value under a key for other agents and later sessions; every key expires "
-        "(ttl in seconds, else the default for its key prefix, e.g. 24 h for agent:context:*).",
+        "Store a string value under a key; every key expires (ttl in seconds, else its key prefix's "
+        "default).",
         RedisSetArgs,
         redis_set,
         idempotent=True,
@@ -127,7 +128,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_del",
         GROUP,
-        "Delete one or more keys from this project's store; returns how many existed.",
+        "Delete keys; returns how many existed.",
         RedisDelArgs,
         redis_del,
         destructive=True,
@@ -136,8 +137,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_keys",
         GROUP,
-        "List this project's keys matching a glob pattern (e.g. task:progress:*) as a JSON array; "
-        "the list is capped, and a second note says when it was cut.",
+        "List keys matching a glob pattern as a JSON array (capped; a second note says when cut).",
         RedisKeysArgs,
         redis_keys,
         read_only=True,
@@ -146,7 +146,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_exists",
         GROUP,
-        "Count how many of the given keys exist in this project's store.",
+        "Count how many of the keys exist.",
         RedisExistsArgs,
         redis_exists,
         read_only=True,
@@ -155,7 +155,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_ttl",
         GROUP,
-        "Seconds until a key expires: -2 if it does not exist, -1 if it never expires.",
+        "Seconds until a key expires: -2 if it is absent, -1 if it never expires.",
         RedisTtlArgs,
         redis_ttl,
         read_only=True,
@@ -164,7 +164,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_expire",
         GROUP,
-        "Set a new time to live on an existing key; returns OK, or Failed if the key does not exist.",
+        "Set a new time to live on an existing key: OK, or Failed if it is absent.",
         RedisExpireArgs,
         redis_expire,
         idempotent=True,
@@ -172,7 +172,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "redis_ping",
         GROUP,
-        "Check that the coordination store answers; returns PONG.",
+        "Check that the store answers: PONG.",
         NoArgs,
         redis_ping,
         read_only=True,

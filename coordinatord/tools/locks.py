@@ -19,23 +19,20 @@ GROUP = "locks"
 
 # The static bounds (a lease of at least 1 s, a wait of 0 ms or more) are the models'; the
 # configured ceilings (locks.max_ttl_s, locks.max_wait_ms) are the service's.
-Resource = Annotated[
-    str, Field(description="The lock's name: any name agents agree on, e.g. src/app.py or db:migrations")
-]
-Token = Annotated[str, Field(description="The token lock_acquire returned")]
+Resource = Annotated[str, Field(description="Any name agents agree on, e.g. src/app.py")]
+Token = Annotated[str, Field(description="From lock_acquire")]
 
 
 class LockAcquireArgs(ToolArgs):
     resource: Resource
     ttl: Integer | None = Field(
         None,
-        description="Lease in seconds (default locks.default_ttl_s, 60; at most locks.max_ttl_s); "
-        "the lock frees itself when it ends",
+        description="Lease in seconds",
         ge=1,
     )
     wait_ms: Integer = Field(
         0,
-        description="How long to wait for the current holder to let go, in ms (at most locks.max_wait_ms)",
+        description="How long to wait for the holder",
         ge=0,
     )
 
@@ -48,7 +45,7 @@ class LockReleaseArgs(ToolArgs):
 class LockRenewArgs(ToolArgs):
     resource: Resource
     token: Token
-    ttl: Integer = Field(description="New lease in seconds from now (at most locks.max_ttl_s)", ge=1)
+    ttl: Integer = Field(description="New lease in seconds", ge=1)
 
 
 async def lock_acquire(call: CallContext, args: LockAcquireArgs) -> ToolReply:
@@ -78,8 +75,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "lock_acquire",
         GROUP,
-        "Take an exclusive lease on a shared resource (a file, a migration, a port) before changing "
-        "it; returns a token for lock_release/lock_renew and a fencing number to attach to your writes.",
+        "Lease a resource exclusively before changing it; returns a token and a fencing number.",
         LockAcquireArgs,
         lock_acquire,
         output=LockAcquireResult,
@@ -87,7 +83,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "lock_release",
         GROUP,
-        "Release a lock you took with lock_acquire as soon as your change is done, so others can proceed.",
+        "Release a lock you hold.",
         LockReleaseArgs,
         lock_release,
         idempotent=True,
@@ -96,8 +92,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "lock_renew",
         GROUP,
-        "Extend the lease of a lock you hold when your work takes longer than its ttl; "
-        "renewed=false means you lost it and must stop.",
+        "Extend a lock you hold; renewed=false means you lost it and must stop.",
         LockRenewArgs,
         lock_renew,
         idempotent=True,
@@ -106,8 +101,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "lock_list",
         GROUP,
-        "See which resources other agents hold locked right now (holder, fencing, seconds left) "
-        "before you plan work on them.",
+        "Locks held now: holder, fencing, seconds left.",
         NoArgs,
         lock_list,
         read_only=True,

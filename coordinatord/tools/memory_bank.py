@@ -20,7 +20,7 @@ GROUP = "memory_bank"
 
 class MemoryBankGetArgs(ToolArgs):
     # Which names are allowed (no paths, .md) is the service's confinement rule.
-    file: str = Field(description="A name memory_bank_index lists, e.g. brief.md or AGENTS.md")
+    file: str = Field(description="e.g. brief.md")
 
 
 async def memory_bank_index(call: CallContext, args: NoArgs) -> ToolReply:
@@ -39,9 +39,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "memory_bank_index",
         GROUP,
-        "List the project's knowledge files (Kilo memory bank: brief, product, context, architecture, "
-        "tech ...; Cline's memory-bank/, AGENTS.md, CLAUDE.md, .clinerules, Cursor rules) with their "
-        "source, hash and size; read this first to know what project knowledge exists.",
+        "List the project's knowledge files (memory bank, AGENTS.md, CLAUDE.md, rules); read this first.",
         NoArgs,
         memory_bank_index,
         read_only=True,
@@ -52,8 +50,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "memory_bank_get",
         GROUP,
-        "Read one memory-bank file by the name memory_bank_index gives (e.g. brief.md, AGENTS.md) "
-        "to load the project's shared knowledge; served from the cache, read from disk on a miss.",
+        "Read a file memory_bank_index lists.",
         MemoryBankGetArgs,
         memory_bank_get,
         read_only=True,

@@ -28,28 +28,26 @@ class MessageSendArgs(ToolArgs):
     # An agent must not send as another: a sender argument gets a refusal that says why.
     refused: ClassVar[Mapping[str, str]] = {"from": _SENDER, "sender": _SENDER, "agent": _SENDER}
 
-    to: str | list[str] = Field(description='An agent name, a list of names, or "*" for every agent')
+    to: str | list[str] = Field(description='Agent name(s), or "*" for all')
     subject: str = Field(description="One line")
-    body: str = Field(description="The message")
-    thread_id: str | None = Field(
-        None, description="Reply in this thread (an id from a message); default: a new one"
-    )
-    importance: Importance = Field("normal", description="low, normal or high")
-    ack_required: bool = Field(False, description="Ask recipients to message_ack it")
+    body: str = Field(description="")
+    thread_id: str | None = Field(None, description="Reply in this thread")
+    importance: Importance = Field("normal", description="")
+    ack_required: bool = Field(False, description="Ask for message_ack")
 
 
 class MessageInboxArgs(ToolArgs):
-    unread_only: bool = Field(True, description="Only messages you have not read")
-    since: str | None = Field(None, description="Only messages after this id (next_since of a previous call)")
-    limit: Integer = Field(50, description="Most messages listed (at most messages.max_page)", ge=1)
+    unread_only: bool = Field(True, description="")
+    since: str | None = Field(None, description="next_since of a previous call")
+    limit: Integer = Field(50, description="", ge=1)
 
 
 class MessageIdsArgs(ToolArgs):
-    ids: list[str] = Field(description="Message ids from message_inbox")
+    ids: list[str] = Field(description="From message_inbox")
 
 
 class MessageThreadArgs(ToolArgs):
-    thread_id: str = Field(description="A message's thread_id")
+    thread_id: str = Field(description="")
 
 
 def _bounded(text: str) -> str:
@@ -99,8 +97,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "message_send",
         GROUP,
-        "Send a message to other agents of this project (delivered even if they are offline); "
-        "you are always the sender.",
+        "Message other agents here (delivered even if they are offline).",
         MessageSendArgs,
         message_send,
         output=SendResult,
@@ -108,7 +105,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "message_inbox",
         GROUP,
-        "List messages sent to you or to every agent, oldest first (headers only; changes nothing).",
+        "Headers of messages to you, oldest first (changes nothing).",
         MessageInboxArgs,
         message_inbox,
         read_only=True,
@@ -118,7 +115,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "message_read",
         GROUP,
-        "Read messages of your inbox by id (with bodies) and mark them read.",
+        "Read inbox messages by id, with bodies, and mark them read.",
         MessageIdsArgs,
         message_read,
         idempotent=True,
@@ -127,7 +124,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "message_ack",
         GROUP,
-        "Acknowledge messages of your inbox by id (marks them read); senders see who acknowledged.",
+        "Acknowledge inbox messages by id; senders see who did.",
         MessageIdsArgs,
         message_ack,
         idempotent=True,
@@ -136,7 +133,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "message_thread",
         GROUP,
-        "Show a thread's messages you sent or received, in order, with bodies.",
+        "A thread's messages you sent or received, with bodies.",
         MessageThreadArgs,
         message_thread,
         read_only=True,

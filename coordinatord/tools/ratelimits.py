@@ -14,18 +14,16 @@ GROUP = "ratelimit"
 
 # "At least 1" is static and the models'; the ceilings (ratelimits.max_limit, .max_window_s)
 # are settings, and cost <= limit relates two arguments: both the service's.
-Service = Annotated[
-    str, Field(description="The rate-limited thing, e.g. firecrawl or github-api (letters, digits, . _ -)")
-]
-Limit = Annotated[Integer, Field(description="Most units allowed in any window_s seconds", ge=1)]
-Window = Annotated[Integer, Field(description="Window length in seconds, e.g. 60 or 86400", ge=1)]
+Service = Annotated[str, Field(description="e.g. github-api")]
+Limit = Annotated[Integer, Field(description="Units allowed per window", ge=1)]
+Window = Annotated[Integer, Field(description="Window in seconds", ge=1)]
 
 
 class RateLimitHitArgs(ToolArgs):
     service: Service
     limit: Limit
     window_s: Window
-    cost: Integer = Field(1, description="Units this request uses (default 1; at most limit)", ge=1)
+    cost: Integer = Field(1, description="Units this request uses", ge=1)
 
 
 class RateLimitStatusArgs(ToolArgs):
@@ -61,8 +59,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "ratelimit_hit",
         GROUP,
-        "Call just before each request to a rate-limited external API: counts it against the budget "
-        "all agents share and says whether to go ahead (allowed) or wait reset_in_s.",
+        "Call before each request to a rate-limited API: counts it against the budget all agents share; if "
+        "not allowed, wait reset_in_s.",
         RateLimitHitArgs,
         ratelimit_hit,
         output=RateLimitResult,
@@ -70,7 +68,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "ratelimit_status",
         GROUP,
-        "Check how much of a shared rate-limit budget is left without using any of it.",
+        "What is left of a shared rate-limit budget, without using any.",
         RateLimitStatusArgs,
         ratelimit_status,
         read_only=True,
@@ -80,8 +78,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "ratelimit_reset",
         GROUP,
-        "Forget all recorded usage of a service (every window), e.g. after its quota was raised; "
-        "other agents' counts are lost too.",
+        "Forget a service's recorded usage, for every agent.",
         RateLimitResetArgs,
         ratelimit_reset,
         destructive=True,

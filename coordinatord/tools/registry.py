@@ -28,6 +28,7 @@ from typing import (
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from coordinatord.errors import InvalidArgumentError
+from coordinatord.tool_groups import OUTPUT_SCHEMAS
 
 if TYPE_CHECKING:
     from coordinatord.context import CallContext
@@ -70,7 +71,8 @@ Integer = Annotated[int, BeforeValidator(_integral)]
 
 class ToolArgs(BaseModel):
     """A tool's arguments. Subclass it once per tool: its fields are the tool's parameters, in
-    order, each with ``Field(description=...)`` (plus ``ge=`` for a static minimum); the
+    order, each with ``Field(description=...)`` (``""`` where the name and type say it all: every
+    byte of it is in every model's context; plus ``ge=`` for a static minimum); the
     ``tools/list`` schema and the argument checks both come from it.
 
     Allowed field types (so that the schema stays the plain one agents know): ``str``,
@@ -151,8 +153,11 @@ def _params_of(model: type[ToolArgs]) -> tuple[_Param, ...]:
             # typed "| None"; anything else would make the schema and the checks disagree.
             raise TypeError(f"{model.__name__}.{name}: type it X | None = None, or X with a default, or X")
         if info.description is None:
+            # Deliberate either way: description="" where the name and type say it all.
             raise TypeError(f"{model.__name__}.{name} has no description")
-        schema = {**_JSON_TYPES[kind], "description": info.description}
+        schema: dict[str, Any] = dict(_JSON_TYPES[kind])
+        if info.description:
+            schema["description"] = info.description
         if choices:
             schema["enum"] = list(choices)
         for constraint in info.metadata:
@@ -239,8 +244,9 @@ class ToolSpec(Generic[A]):
     def __post_init__(self) -> None:
         object.__setattr__(self, "_params", {p.name: p for p in _params_of(self.args)})
 
-    def definition(self) -> dict[str, Any]:
-        """The tool as ``tools/list`` shows it."""
+    def definition(self, output_schema: bool = True) -> dict[str, Any]:
+        """The tool as ``tools/list`` shows it (with its compacted output schema, if it has one
+        and ``output_schema``)."""
         definition: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
@@ -250,19 +256,29 @@ class ToolSpec(Generic[A]):
                 "required": [p.name for p in self._params.values() if p.required],
                 "additionalProperties": False,
             },
-            "annotations": {
-                "readOnlyHint": self.read_only,
-                "destructiveHint": self.destructive,
-                "idempotentHint": self.idempotent,
-                "openWorldHint": False,
-            },
+            "annotations": self._annotations(),
         }
-        if self.output is not None:
-            definition["outputSchema"] = self.output.model_json_schema(mode="serialization")
+        if not definition["inputSchema"]["required"]:
+            del definition["inputSchema"]["required"]  # an empty list says nothing
+        if self.output is not None and output_schema:
+            definition["outputSchema"] = compact_schema(self.output.model_json_schema(mode="serialization"))
         if self.title:
             definition["title"] = self.title
-            definition["annotations"]["title"] = self.title
         return definition
+
+    def _annotations(self) -> dict[str, bool]:
+        """The hints that differ from MCP's defaults (readOnlyHint false, destructiveHint true,
+        idempotentHint false, openWorldHint true): a client reads an absent hint as its default.
+        destructiveHint and idempotentHint mean something only for a tool that writes."""
+        if self.read_only:
+            return {"readOnlyHint": True, "openWorldHint": False}
+        hints: dict[str, bool] = {}
+        if not self.destructive:
+            hints["destructiveHint"] = False
+        if self.idempotent:
+            hints["idempotentHint"] = True
+        hints["openWorldHint"] = False  # every tool acts on this project's store only
+        return hints
 
     def parse_arguments(self, arguments: Mapping[str, Any] | None) -> A:
         """The arguments as the tool's model, or an :class:`InvalidArgumentError` naming one."""
@@ -347,13 +363,115 @@ class ToolRegistry:
 
     def listing(self, groups: frozenset[str]) -> list[dict[str, Any]]:
         """``tools/list``'s tools for a selection of group and tool names (a profile expanded by
-        :func:`coordinatord.tool_groups.selection`); a name with no tool yet selects nothing."""
+        :func:`coordinatord.tool_groups.selection`); a name with no tool yet selects nothing.
+        Output schemas are listed only when the selection names ``output_schemas``."""
         cached = self._listings.get(groups)
         if cached is None:
-            cached = [spec.definition() for spec in self._specs.values() if _selected(spec, groups)]
+            schemas = OUTPUT_SCHEMAS in groups
+            cached = [spec.definition(schemas) for spec in self._specs.values() if _selected(spec, groups)]
             self._listings[groups] = cached
         return cached
 
 
 def _selected(spec: ToolSpec[Any], groups: frozenset[str]) -> bool:
     return spec.group in groups or spec.name in groups
+
+
+# --- Output schemas ------------------------------------------------------------------------------
+# pydantic's model_json_schema is written for documentation: a title on every field, the model
+# docstrings and field descriptions, defaults, ``anyOf [X, null]`` for each optional field and a
+# ``$defs`` entry per nested model. In tools/list every byte is paid by every model on every
+# turn, and a client only needs the shape (the SDK client validates structuredContent against
+# it), so the wire keeps the shape and drops the prose; the descriptions stay in the code and
+# docs/tools.md explains the fields.
+
+_PROSE = frozenset({"title", "description", "default", "examples"})
+_NAMED = frozenset({"properties", "$defs", "patternProperties"})
+"""Keywords whose value maps names to schemas (a field may be called "title")."""
+
+
+def compact_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` (a pydantic JSON schema, draft 2020-12) without titles, descriptions and
+    defaults, ``anyOf [X, null]`` folded into X's ``type`` (and ``enum``), and each ``$defs``
+    entry used once inlined where it is used; the instances it accepts are the same."""
+    defs = dict(schema.get("$defs", {}))
+    uses: dict[str, int] = {}
+    _count_refs(schema, uses)
+    inline = {name for name in defs if uses.get(name, 0) == 1 and not _refers(defs[name], name, defs)}
+    compacted = _compact(schema, defs, inline)
+    kept = {name: compacted["$defs"][name] for name in compacted.get("$defs", {}) if name not in inline}
+    compacted.pop("$defs", None)
+    if kept:
+        compacted["$defs"] = kept
+    return compacted
+
+
+def _ref_name(ref: str) -> str:
+    return ref.removeprefix("#/$defs/")
+
+
+def _count_refs(node: Any, uses: dict[str, int]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            uses[_ref_name(ref)] = uses.get(_ref_name(ref), 0) + 1
+        for value in node.values():
+            _count_refs(value, uses)
+    elif isinstance(node, list):
+        for value in node:
+            _count_refs(value, uses)
+
+
+def _refers(node: Any, name: str, defs: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether ``node`` reaches the definition ``name`` (a recursive one must stay a $ref)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target = _ref_name(ref)
+            if target == name:
+                return True
+            if target not in seen and _refers(defs.get(target), name, defs, seen | {target}):
+                return True
+        return any(_refers(value, name, defs, seen) for value in node.values())
+    if isinstance(node, list):
+        return any(_refers(value, name, defs, seen) for value in node)
+    return False
+
+
+def _compact(node: Mapping[str, Any], defs: Mapping[str, Any], inline: set[str]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and _ref_name(ref) in inline:
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_compact(defs[_ref_name(ref)], defs, inline), **_compact(siblings, defs, inline)}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _PROSE:
+            continue
+        if key in _NAMED:
+            out[key] = {name: _compact(sub, defs, inline) for name, sub in value.items()}
+        elif isinstance(value, dict):
+            out[key] = _compact(value, defs, inline)
+        elif isinstance(value, list) and key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            out[key] = [_compact(sub, defs, inline) for sub in value]
+        else:
+            out[key] = value
+    return _fold_null(out)
+
+
+def _fold_null(node: dict[str, Any]) -> dict[str, Any]:
+    """``{"anyOf": [X, {"type": "null"}]}`` as X with "null" among its types, when X has a
+    ``type`` to extend (a bare ``$ref`` or a union of several stays an anyOf)."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return node
+    [other] = [b for b in branches if b != {"type": "null"}]
+    kind = other.get("type")
+    if kind is None or "$ref" in other or any(k in other for k in ("anyOf", "oneOf", "allOf", "const")):
+        return node
+    folded = {k: v for k, v in node.items() if k != "anyOf"}
+    folded.update(other)
+    folded["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    if "enum" in other:
+        # enum applies to every instance: null must be one of its values too.
+        folded["enum"] = [*other["enum"], None]
+    return folded

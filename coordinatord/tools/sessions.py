@@ -24,21 +24,16 @@ from coordinatord.tools.registry import Integer, NoArgs, ToolArgs, ToolReply, To
 
 GROUP = "sessions"
 
-SessionId = Annotated[
-    str, Field(description="Session id: 1-128 letters, digits, '.', '_' or '-', e.g. session-2026-02-13-001")
-]
+SessionId = Annotated[str, Field(description="e.g. session-2026-02-13-001")]
 
 
 class SessionSaveArgs(ToolArgs):
     session_id: SessionId
-    context: dict[str, Any] = Field(
-        description="Fields to merge into the saved context; null removes a field"
-    )
+    context: dict[str, Any] = Field(description="Fields to merge; null removes one")
     # At least 1 is static (the model's); at most sessions.max_ttl_s is the service's.
     ttl: Integer | None = Field(
         None,
-        description="Seconds the session lives after each write "
-        "(optional; default 24 h, kept for later writes)",
+        description="Seconds it lives after each write",
         ge=1,
     )
 
@@ -51,18 +46,18 @@ class SessionIdArgs(ToolArgs):
 
 class SessionAppendArgs(ToolArgs):
     session_id: SessionId
-    role: Role = Field(description="Who spoke")
-    message: str = Field(description="What was said (or a summary of it)")
+    role: Role = Field(description="")
+    message: str = Field(description="What was said, or a summary")
 
 
 class SessionHistoryArgs(ToolArgs):
     session_id: SessionId
-    last: Integer = Field(50, description="How many of the latest turns to return", ge=1)
+    last: Integer = Field(50, description="How many of the latest turns", ge=1)
 
 
 class SessionRestoreArgs(ToolArgs):
     session_id: SessionId
-    force: bool = Field(False, description="Replace the session if it is live in the store")
+    force: bool = Field(False, description="Replace a live session")
 
 
 async def session_save(call: CallContext, args: SessionSaveArgs) -> ToolReply:
@@ -116,9 +111,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_save",
         GROUP,
-        "Save what you are doing (task, step, pending actions, summary) so a later session or another "
-        "agent can resume it; merges top-level fields into the saved context, and a field set to null "
-        "is removed.",
+        "Save your working context (task, step, pending actions, summary) for a later session or agent; "
+        "merges top-level fields, null removes one.",
         SessionSaveArgs,
         session_save,
         title="Save session context",
@@ -127,8 +121,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_load",
         GROUP,
-        "Resume a session at the start of your work: returns its saved context, version, number of "
-        "turns and expiry (found is false if there is no such session).",
+        "Load a session's saved context to resume it (found is false if there is none).",
         SessionIdArgs,
         session_load,
         read_only=True,
@@ -139,8 +132,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_append",
         GROUP,
-        "Record one conversation turn in a session's history (creating the session if needed); when it "
-        "refuses because the session is full, archive it with session_end and start a new one.",
+        "Add a conversation turn to a session's history; when the session is full, session_end it and start "
+        "a new one.",
         SessionAppendArgs,
         session_append,
         title="Append conversation turn",
@@ -149,7 +142,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_history",
         GROUP,
-        "Read the last turns of a session's conversation, oldest first, to catch up on what was said.",
+        "A session's last turns, oldest first.",
         SessionHistoryArgs,
         session_history,
         read_only=True,
@@ -160,8 +153,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_list",
         GROUP,
-        "List this project's live sessions, most recently active first, with expiry and size, to find "
-        "one to resume.",
+        "Live sessions, most recently active first.",
         NoArgs,
         session_list,
         read_only=True,
@@ -172,8 +164,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_end",
         GROUP,
-        "Finish a session: archive its context and full history to a JSON file in the project "
-        "(.kilocode/sessions/<session_id>.json by default), then remove it from the shared store.",
+        "Archive a session (context and history) to a JSON file in the project and remove it from the store.",
         SessionIdArgs,
         session_end,
         destructive=True,
@@ -183,8 +174,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "session_restore",
         GROUP,
-        "Bring an ended session back from its archive in the project folder to continue it; refuses "
-        "to replace a live session unless force is true.",
+        "Bring an ended session back from its archive.",
         SessionRestoreArgs,
         session_restore,
         destructive=True,

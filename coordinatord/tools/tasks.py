@@ -13,24 +13,18 @@ from coordinatord.tools.registry import Integer, ToolArgs, ToolReply, ToolSpec
 
 GROUP = "tasks"
 
-TaskId = Annotated[
-    str, Field(description="Task id: letters, digits, '.', '_' or '-' (e.g. implement-redis-docs)")
-]
+TaskId = Annotated[str, Field(description="e.g. implement-redis-docs")]
 
 
 class TaskCreateArgs(ToolArgs):
     task_id: TaskId
     # Non-empty, unique, at most tasks.max_steps: the service's rules (one is settings-bound).
-    steps: list[str] = Field(description="Step names in order; unique, at least one")
-    replace: bool = Field(False, description="Start an existing task of this id over (its progress is lost)")
+    steps: list[str] = Field(description="Unique step names, in order")
+    replace: bool = Field(False, description="Start an existing task over (its progress is lost)")
     # --- Task graph: all optional, so calls without them behave and reply as before ---
-    depends_on: list[str] | None = Field(
-        None, description="Existing task ids that must be completed before this task is ready"
-    )
-    labels: list[str] | None = Field(None, description="Labels task_ready can filter on")
-    priority: Integer | None = Field(
-        None, description="-1000 to 1000, higher first in task_ready (default 0)"
-    )
+    depends_on: list[str] | None = Field(None, description="Task ids to be completed first")
+    labels: list[str] | None = Field(None, description="For task_ready's label filter")
+    priority: Integer | None = Field(None, description="-1000 to 1000, higher first (default 0)")
 
 
 class TaskIdArgs(ToolArgs):
@@ -41,17 +35,17 @@ class TaskIdArgs(ToolArgs):
 
 class TaskUpdateArgs(ToolArgs):
     task_id: TaskId
-    step: str | int = Field(description="The step's name, or its 0-based index")
-    status: StepStatus = Field(description="The step's new status")
+    step: str | int = Field(description="Name or 0-based index")
+    status: StepStatus = Field(description="")
 
 
 class TaskListArgs(ToolArgs):
-    status: StepStatus | None = Field(None, description="Only tasks in this status (optional)")
+    status: StepStatus | None = Field(None, description="")
 
 
 class TaskReadyArgs(ToolArgs):
-    limit: Integer = Field(10, ge=1, description="At most this many tasks (up to tasks.ready_max)")
-    label: str | None = Field(None, description="Only tasks with this label (optional)")
+    limit: Integer = Field(10, ge=1, description="")
+    label: str | None = Field(None, description="")
 
 
 def _reporter(call: CallContext) -> OnReady:
@@ -133,9 +127,8 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_create",
         GROUP,
-        "Start tracking a multi-step task so any agent or later session can see and resume its "
-        "progress; all steps start pending (kept 48 h after the last change, by default). With "
-        "depends_on it becomes ready to claim once those tasks are completed.",
+        "Track a multi-step task that any agent can see and resume; steps start pending. With depends_on it "
+        "is ready once those tasks are completed.",
         TaskCreateArgs,
         task_create,
         destructive=True,  # replace=true discards the old task's progress
@@ -144,8 +137,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_advance",
         GROUP,
-        "Call when you finish the task's current step: marks it completed and starts the next; "
-        "safe when other agents advance the same task at the same time.",
+        "Complete the task's current step and start the next.",
         TaskIdArgs,
         task_advance,
         output=TaskState,
@@ -153,8 +145,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_update",
         GROUP,
-        "Set one step's status (e.g. blocked while you wait, failed, or completed out of order); "
-        "the task's status and current step follow from its steps.",
+        "Set one step's status; the task's status and current step follow.",
         TaskUpdateArgs,
         task_update,
         idempotent=False,  # each call moves version and updatedAt on
@@ -163,8 +154,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_get",
         GROUP,
-        "Check a task's progress before resuming or coordinating on it: status, percent "
-        "complete, current step and every step's status.",
+        "A task's progress: status, percent complete, current step, steps.",
         TaskIdArgs,
         task_get,
         read_only=True,
@@ -174,8 +164,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_list",
         GROUP,
-        "See which tasks exist in this project and how far each has got, most recently "
-        "updated first; optionally only those in one status.",
+        "Tasks, most recently updated first.",
         TaskListArgs,
         task_list,
         read_only=True,
@@ -185,8 +174,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_ready",
         GROUP,
-        "Find tasks to work on: those whose dependencies are all completed and that nobody has "
-        "claimed, highest priority first, then oldest.",
+        "Unclaimed tasks with every dependency completed, by priority.",
         TaskReadyArgs,
         task_ready,
         read_only=True,
@@ -196,8 +184,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_claim",
         GROUP,
-        "Claim a ready task before working on it: exactly one agent wins; the claim ends when the "
-        "task is completed, you unclaim it, or you go away.",
+        "Claim a ready task before working on it; exactly one agent wins.",
         TaskIdArgs,
         task_claim,
         idempotent=True,  # claiming a task you hold succeeds again and changes nothing
@@ -206,7 +193,7 @@ TOOLS: tuple[ToolSpec[Any], ...] = (
     ToolSpec(
         "task_unclaim",
         GROUP,
-        "Give up your claim on a task so another agent can take it; only the claimant can.",
+        "Give up your claim on a task.",
         TaskIdArgs,
         task_unclaim,
         output=TaskClaim,

@@ -166,3 +166,21 @@ class RawConnection:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+def hints(tool: Any) -> Any:
+    """A listed tool's annotations as a client reads them: the daemon lists only hints that
+    differ from MCP's defaults (readOnlyHint false, destructiveHint true, idempotentHint false,
+    openWorldHint true), and for a read-only tool destructiveHint and idempotentHint mean nothing
+    (the spec), so it counts as neither destructive nor repeatable-with-effect."""
+    from mcp_types import ToolAnnotations
+
+    given = tool.annotations or ToolAnnotations()
+    read_only = bool(given.read_only_hint)
+    return ToolAnnotations(
+        title=given.title,
+        read_only_hint=read_only,
+        destructive_hint=False if read_only else given.destructive_hint is not False,
+        idempotent_hint=True if read_only else bool(given.idempotent_hint),
+        open_world_hint=given.open_world_hint is not False,
+    )

@@ -22,7 +22,7 @@ from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
 from coordinatord.settings import BackendSettings
 from coordinatord.store import RedisStore
 from coordinatord.store.embedded import embedded_socket_path
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import COORDINATORD, DaemonProcess, backend_to_itself
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -71,7 +71,7 @@ async def test_activity_recent_shows_calls_but_never_values(daemon: DaemonProces
     ns = project_of(workdir)
     async with connect(daemon.socket_path, agent="kilocode", project=workdir) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        annotations = tools["activity_recent"].annotations
+        annotations = hints(tools["activity_recent"])
         assert annotations is not None and annotations.read_only_hint is True
         assert (
             text_of(await client.call_tool("redis_set", {"key": "agent:context:s1", "value": SECRET})) == "OK"

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -32,9 +32,9 @@ async def test_agent_tools_take_no_agent_name_and_carry_true_annotations(
     for name in AGENT_TOOLS:
         assert "agent" not in tools[name].input_schema["properties"], name
         assert tools[name].output_schema is not None
-    read_only = [name for name in AGENT_TOOLS if (a := tools[name].annotations) and a.read_only_hint]
+    read_only = [name for name in AGENT_TOOLS if (a := hints(tools[name])) and a.read_only_hint]
     assert read_only == ["agent_list"]
-    unregister = tools["agent_unregister"].annotations
+    unregister = hints(tools["agent_unregister"])
     assert unregister is not None and unregister.destructive_hint is True
 
 

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from coordinatord import control
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import COORDINATORD, DaemonProcess, backend_to_itself, running_daemon, short_tmpdir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -95,7 +95,7 @@ async def test_memory_bank_tools_are_listed_read_only(daemon: DaemonProcess, wor
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     for name in ("memory_bank_index", "memory_bank_get"):
-        annotations = tools[name].annotations
+        annotations = hints(tools[name])
         assert annotations is not None and annotations.read_only_hint and annotations.idempotent_hint
         assert tools[name].output_schema is not None and tools[name].description
 

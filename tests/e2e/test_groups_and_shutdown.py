@@ -12,8 +12,8 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 
-from tests.e2e.conftest import INITIALIZE, INITIALIZED, RawConnection, call_line, connect, frames
-from tests.support import COORDINATORD, DaemonProcess
+from tests.e2e.conftest import INITIALIZE, INITIALIZED, RawConnection, call, call_line, connect, frames
+from tests.support import COORDINATORD, DaemonProcess, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -48,8 +48,9 @@ async def test_tools_flag_limits_what_a_connection_sees_and_calls(
             await client.call_tool("task_get", {"task_id": "t"})
 
 
-async def test_every_group_is_served_by_default(daemon: DaemonProcess, workdir: Path) -> None:
-    """Without --tools a connection sees every group in tools.groups, each tool with a description."""
+async def test_full_serves_every_group_with_output_schemas(daemon: DaemonProcess, workdir: Path) -> None:
+    """With tools.groups = ["full"] (the test daemons' setting) a connection sees every group, each
+    tool with a one-line description and every structured tool with its output schema."""
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = (await client.list_tools()).tools
     prefixes = {tool.name.split("_")[0] for tool in tools}
@@ -68,6 +69,25 @@ async def test_every_group_is_served_by_default(daemon: DaemonProcess, workdir: 
     assert all(tool.description and "\n" not in tool.description for tool in tools)
     with_schema = {tool.name for tool in tools if tool.output_schema is not None}
     assert with_schema == {tool.name for tool in tools if not tool.name.startswith("redis_")}
+
+
+async def test_the_default_profile_is_served_without_tools(workdir: Path) -> None:
+    """tools.groups = ["default"] (the setting's default): a shim without --tools lists the seed's
+    eight first and the default profile's tools, without output schemas; structured results still
+    come (text and structuredContent)."""
+    from coordinatord import tool_groups
+    from coordinatord.tools import build_registry
+
+    with running_daemon({"COORDINATORD_TOOLS__GROUPS": '["default"]'}) as daemon:
+        async with connect(daemon.socket_path, project=workdir) as client:
+            tools = (await client.list_tools()).tools
+            ready = await call(client, "task_ready")
+        names = [tool.name for tool in tools]
+        expected = build_registry().listing(tool_groups.selection(["default"]))
+        assert names == [t["name"] for t in expected]
+        assert names[:8] == list(tool_groups.SEED_TOOLS)
+        assert all(tool.output_schema is None for tool in tools)
+        assert isinstance(ready, dict)
 
 
 def test_unknown_group_is_refused_with_the_known_ones(daemon: DaemonProcess, workdir: Path) -> None:
@@ -182,17 +202,18 @@ async def test_a_call_given_up_is_answered_with_why(workdir: Path, era: str, cau
         assert daemon.stop() == 0
 
 
-def test_the_minimal_profile_through_a_shim_lists_its_tools_in_the_measured_bytes(
-    daemon: DaemonProcess, workdir: Path
+@pytest.mark.parametrize("profile", ["minimal", "default", "full"])
+def test_a_profile_through_a_shim_lists_its_tools_in_the_measured_bytes(
+    daemon: DaemonProcess, workdir: Path, profile: str
 ) -> None:
-    """--tools minimal lists the profile's existing tools, and the tools array on the wire is
-    exactly the size the unit budget test computes from the registry (so that figure is true)."""
+    """--tools <profile> lists the profile's tools, and the tools array on the wire is exactly the
+    size the unit budget test computes from the registry (so README's figures are true)."""
     from coordinatord import tool_groups
     from coordinatord.tools import build_registry
     from tests.unit.test_tool_profiles import tools_list_bytes
 
     command = [COORDINATORD, "shim", "--socket", str(daemon.socket_path), "--no-autostart"]
-    command += ["--project", str(workdir), "--tools", "minimal"]
+    command += ["--project", str(workdir), "--tools", profile]
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
     stdin = frames(INITIALIZE, INITIALIZED, listing)
     # At end of input the shim still delivers the replies of the requests in flight, then exits.
@@ -200,6 +221,7 @@ def test_the_minimal_profile_through_a_shim_lists_its_tools_in_the_measured_byte
     assert done.returncode == 0, done.stderr
     [line] = [raw for raw in done.stdout.splitlines() if json.loads(raw).get("id") == 2]
     tools = json.loads(line)["result"]["tools"]
-    assert sorted(tool["name"] for tool in tools) == sorted(tool_groups.PROFILES["minimal"])
+    expected = build_registry().listing(tool_groups.selection([profile]))
+    assert [tool["name"] for tool in tools] == [t["name"] for t in expected]
     wire = len(json.dumps(tools, ensure_ascii=False, separators=(",", ":")).encode())
-    assert wire == tools_list_bytes(build_registry(), ["minimal"])
+    assert wire == tools_list_bytes(build_registry(), [profile])

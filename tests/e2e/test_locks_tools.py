@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -105,7 +105,7 @@ async def test_lock_tools_describe_themselves_truthfully(daemon: DaemonProcess, 
         tools = {t.name: t for t in (await client.list_tools()).tools if t.name.startswith("lock_")}
     assert set(tools) == {"lock_acquire", "lock_release", "lock_renew", "lock_list"}
     for name, tool in tools.items():
-        assert tool.annotations is not None and tool.output_schema is not None
-        assert tool.annotations.read_only_hint is (name == "lock_list")
-        assert tool.annotations.destructive_hint is False
+        assert hints(tool) is not None and tool.output_schema is not None
+        assert hints(tool).read_only_hint is (name == "lock_list")
+        assert hints(tool).destructive_hint is False
         assert tool.description is not None and "\n" not in tool.description

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -221,7 +221,7 @@ async def test_message_tools_describe_themselves_truthfully(daemon: DaemonProces
         tools = {t.name: t for t in (await client.list_tools()).tools if t.name.startswith("message_")}
     assert set(tools) == {"message_send", "message_inbox", "message_read", "message_ack", "message_thread"}
     for name, tool in tools.items():
-        assert tool.annotations is not None and tool.output_schema is not None
-        assert tool.annotations.read_only_hint is (name in ("message_inbox", "message_thread"))
-        assert tool.annotations.destructive_hint is False
+        assert hints(tool) is not None and tool.output_schema is not None
+        assert hints(tool).read_only_hint is (name in ("message_inbox", "message_thread"))
+        assert hints(tool).destructive_hint is False
         assert tool.description is not None and len(tool.description) < 160

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -59,12 +59,8 @@ async def test_ratelimit_tools_describe_themselves_truthfully(daemon: DaemonProc
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools if t.name.startswith("ratelimit_")}
     assert set(tools) == {"ratelimit_hit", "ratelimit_status", "ratelimit_reset"}
-    hints = {
-        name: (tool.annotations.read_only_hint, tool.annotations.destructive_hint)
-        for name, tool in tools.items()
-        if tool.annotations is not None
-    }
-    assert hints == {
+    seen = {name: (hints(tool).read_only_hint, hints(tool).destructive_hint) for name, tool in tools.items()}
+    assert seen == {
         "ratelimit_hit": (False, False),
         "ratelimit_status": (True, False),
         "ratelimit_reset": (False, True),

@@ -48,18 +48,24 @@ async def test_eight_tools_reply_as_the_seed_says(daemon: DaemonProcess, workdir
 
 
 async def test_tools_carry_true_annotations(daemon: DaemonProcess, workdir: Path) -> None:
-    """Clients see read-only hints on the readers and a destructive hint on redis_del."""
+    """Clients see read-only hints on the readers, redis_del destructive (MCP's default), redis_set
+    not, and no tool open-world."""
     async with connect(daemon.socket_path, project=workdir) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     hints = {name: tool.annotations for name, tool in tools.items()}
     for name in ("redis_get", "redis_keys", "redis_exists", "redis_ttl", "redis_ping"):
         hint = hints[name]
         assert hint is not None and hint.read_only_hint is True
+    # Hints equal to MCP's defaults are left out (readOnlyHint false, destructiveHint true): an
+    # absent one reads as its default, as a client reads it.
     deleting = hints["redis_del"]
-    assert deleting is not None and deleting.destructive_hint is True
+    assert deleting is not None and deleting.read_only_hint in (None, False)
+    assert deleting.destructive_hint in (None, True)
+    setting = tools["redis_set"].annotations
     assert (
-        tools["redis_set"].annotations is not None and tools["redis_set"].annotations.read_only_hint is False
+        setting is not None and setting.read_only_hint in (None, False) and setting.destructive_hint is False
     )
+    assert all(hint is not None and hint.open_world_hint is False for hint in hints.values())
 
 
 async def test_errors_name_the_argument_and_limit(daemon: DaemonProcess, workdir: Path) -> None:

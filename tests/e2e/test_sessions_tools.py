@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -46,11 +46,11 @@ async def test_session_tools_are_listed_with_schemas_and_true_annotations(
     for name in SESSION_TOOLS:
         assert tools[name].output_schema is not None, name
         assert tools[name].description
-        assert tools[name].annotations is not None
-    hints = {name: tools[name].annotations for name in SESSION_TOOLS}
-    read_only = [name for name, a in hints.items() if a and a.read_only_hint]
+        assert hints(tools[name]) is not None
+    seen = {name: hints(tools[name]) for name in SESSION_TOOLS}
+    read_only = [name for name, a in seen.items() if a and a.read_only_hint]
     assert read_only == ["session_load", "session_history", "session_list"]
-    destructive = [name for name, a in hints.items() if a and a.destructive_hint]
+    destructive = [name for name, a in seen.items() if a and a.destructive_hint]
     assert destructive == ["session_end", "session_restore"]
     roles = tools["session_append"].input_schema["properties"]["role"]["enum"]
     assert roles == ["user", "assistant", "system", "tool"]

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess, running_daemon
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -50,10 +50,10 @@ async def test_graph_tools_are_listed_with_schemas_and_annotations(
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     for name in ("task_ready", "task_claim", "task_unclaim"):
         assert tools[name].output_schema is not None and tools[name].description, name
-        assert tools[name].annotations is not None
-    assert tools["task_ready"].annotations and tools["task_ready"].annotations.read_only_hint is True
-    assert tools["task_claim"].annotations and tools["task_claim"].annotations.idempotent_hint is True
-    assert tools["task_unclaim"].annotations and tools["task_unclaim"].annotations.read_only_hint is False
+        assert hints(tools[name]) is not None
+    assert hints(tools["task_ready"]) and hints(tools["task_ready"]).read_only_hint is True
+    assert hints(tools["task_claim"]) and hints(tools["task_claim"]).idempotent_hint is True
+    assert hints(tools["task_unclaim"]) and hints(tools["task_unclaim"]).read_only_hint is False
     create = tools["task_create"].input_schema
     assert create["required"] == ["task_id", "steps"]
     assert {"depends_on", "labels", "priority"} <= set(create["properties"])

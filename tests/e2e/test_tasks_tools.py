@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.e2e.conftest import call, connect, text_of
+from tests.e2e.conftest import call, connect, hints, text_of
 from tests.support import DaemonProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -26,7 +26,7 @@ async def test_task_tools_are_listed_with_schemas_and_true_annotations(
     for name in TASK_TOOLS:
         assert tools[name].output_schema is not None, name
         assert tools[name].description
-    annotations = {name: tools[name].annotations for name in TASK_TOOLS}
+    annotations = {name: hints(tools[name]) for name in TASK_TOOLS}
     assert all(a is not None for a in annotations.values())
     assert [name for name, a in annotations.items() if a and a.read_only_hint] == ["task_get", "task_list"]
     assert annotations["task_create"] is not None and annotations["task_create"].destructive_hint is True

@@ -15,7 +15,7 @@ def test_read_only_tools_are_the_registrys_read_only_hints() -> None:
     destructive, so the two cannot drift apart."""
     registry = build_registry()
     listed = registry.listing(frozenset(tool_groups.GROUPS))
-    read_only = {tool["name"] for tool in listed if tool["annotations"]["readOnlyHint"]}
+    read_only = {tool["name"] for tool in listed if tool["annotations"].get("readOnlyHint", False)}
     assert set(tool_groups.READ_ONLY_TOOLS) == read_only
     for name, group in tool_groups.READ_ONLY_TOOLS.items():
         spec = registry.get(name, frozenset(tool_groups.GROUPS))
@@ -29,13 +29,15 @@ def test_the_seeds_eight_are_the_kv_tools() -> None:
 
 
 def test_always_allow_follows_the_groups() -> None:
-    """The allow list holds only the read-only tools of the chosen groups (all groups when none are
-    chosen), and the seed's eight only when kv is chosen with writes allowed."""
+    """The allow list holds only the read-only tools of the chosen groups (the default profile's
+    when none are chosen, as a shim without --tools serves), and the seed's eight only when kv is
+    chosen with writes allowed."""
     assert tool_groups.always_allow(["locks"], False) == ["lock_list"]
     assert tool_groups.always_allow(["locks"], True) == ["lock_list"]
     with_kv = tool_groups.always_allow(["kv", "tasks"], True)
     assert with_kv == [*tool_groups.SEED_TOOLS, "task_get", "task_list", "task_ready"]
-    assert tool_groups.always_allow(None, False) == list(tool_groups.READ_ONLY_TOOLS)
+    assert tool_groups.always_allow(None, False) == tool_groups.always_allow(["default"], False)
+    assert tool_groups.always_allow(["full"], False) == list(tool_groups.READ_ONLY_TOOLS)
 
 
 def test_the_editor_command_imports_no_pydantic_nor_mcp() -> None:

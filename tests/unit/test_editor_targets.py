@@ -110,7 +110,7 @@ def test_add_merges_keeps_the_rest_and_remove_restores_the_bytes(
     for kept in ("// user comment", "/* block */", "# my codex", "# the model"):
         assert (kept in text) == (kept in original)
     if target.allow_key:
-        assert servers["redis"][target.allow_key] == list(tool_groups.READ_ONLY_TOOLS)
+        assert servers["redis"][target.allow_key] == tool_groups.always_allow(["default"], False)
 
     again = editors.plan_add(target, path, wanted)
     assert not again.changed and editors.apply(again) is None
@@ -370,13 +370,14 @@ def test_the_cli_adds_tells_what_is_left_to_do_and_removes(home: Path, project: 
 
 def test_allow_writes_adds_the_seeds_eight(home: Path) -> None:
     """``--allow-writes`` puts the seed's eight kv tools first in alwaysAllow, followed by the read-only
-    tools."""
+    tools of the default profile (what the shim serves without --tools)."""
     result = cli(home, home, "add", "kilocode-legacy", "--global", "--allow-writes")
     assert result.returncode == 0, result.stderr
     path = editors.config_path(editors.BY_NAME["kilocode-legacy"], "global", home, None)
     allow = json.loads(path.read_text())["mcpServers"]["redis"]["alwaysAllow"]
     assert allow[:8] == list(tool_groups.SEED_TOOLS)
-    assert set(allow) == set(tool_groups.SEED_TOOLS) | set(tool_groups.READ_ONLY_TOOLS)
+    assert allow == tool_groups.always_allow(["default"], True)
+    assert "session_load" not in allow and "task_get" in allow
 
 
 def test_a_profile_is_written_as_the_shims_tools_and_its_allow_list_follows(home: Path) -> None:

@@ -38,9 +38,14 @@ def test_the_seed_tools_are_listed_with_their_parameters() -> None:
 def test_annotations_are_true() -> None:
     """Read-only tools say so; redis_del is the destructive one."""
     listing = {tool["name"]: tool["annotations"] for tool in REGISTRY.listing(frozenset({"kv"}))}
-    read_only = {name for name, ann in listing.items() if ann["readOnlyHint"]}
+    # Hints are listed only where they differ from MCP's defaults (readOnlyHint false,
+    # destructiveHint true, idempotentHint false, openWorldHint true), so read them as a client.
+    read_only = {name for name, ann in listing.items() if ann.get("readOnlyHint", False)}
     assert read_only == {"redis_get", "redis_keys", "redis_exists", "redis_ttl", "redis_ping"}
-    assert {name for name, ann in listing.items() if ann["destructiveHint"]} == {"redis_del"}
+    writers = set(listing) - read_only
+    assert {name for name in writers if listing[name].get("destructiveHint", True)} == {"redis_del"}
+    assert all(listing[name].get("idempotentHint", False) for name in writers)
+    assert all(ann["openWorldHint"] is False for ann in listing.values())
 
 
 def test_groups_filter_tools() -> None:
@@ -154,7 +159,8 @@ def test_pydantic_errors_become_ours(arguments: dict[str, Any], message: str) ->
 
 
 def test_every_tool_is_in_a_group_the_shim_knows() -> None:
-    """The shim checks --tools against tool_groups.GROUPS: every tool's group must be there."""
-    from coordinatord.tool_groups import GROUPS
+    """The shim checks --tools against tool_groups.GROUPS: every tool's group must be there (and
+    output_schemas, a selection name no tool may take)."""
+    from coordinatord.tool_groups import GROUPS, OUTPUT_SCHEMAS
 
-    assert REGISTRY.groups == frozenset(GROUPS)
+    assert REGISTRY.groups == frozenset((*GROUPS, OUTPUT_SCHEMAS))

@@ -47,7 +47,7 @@ def cases() -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     for tool, schema in schemas.items():
         properties: dict[str, Any] = schema["properties"]
-        base = {name: _valid(p) for name, p in properties.items() if name in schema["required"]}
+        base = {name: _valid(p) for name, p in properties.items() if name in schema.get("required", [])}
         found.append((tool, dict(base)))
         found.append((tool, {**base, "unknown_one": 1}))
         found.append((tool, {**base, "unknown_one": None}))
