@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +74,26 @@ def test_a_line_after_the_loop_ended_is_not_held_back(log_file: Path) -> None:
     anyio.run(main)
     log.info("after_the_loop")
     assert [e["event"] for e in events(log_file)] == ["last_on_the_loop", "after_the_loop"]
+
+
+def test_the_daemon_logs_exceptions_without_rich() -> None:
+    """With rich kept out (as ``coordinatord serve`` does: it is only for ``top``), structlog
+    still renders an exception on the console, and rich is never imported."""
+    code = (
+        "import sys, tempfile, pathlib, io\n"
+        "from coordinatord import cli\n"
+        "cli.keep_rich_out()\n"
+        "from coordinatord import logs\n"
+        "from coordinatord.settings import LoggingSettings\n"
+        "import structlog\n"
+        "folder = pathlib.Path(tempfile.mkdtemp())\n"
+        "console = io.StringIO()\n"
+        "logs.configure(LoggingSettings(console='always'), folder / 'd.log', console=console)\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    structlog.get_logger('t').exception('boom')\n"
+        "print(sys.modules.get('rich') is None, 'ZeroDivisionError' in console.getvalue())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stderr
