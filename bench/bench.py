@@ -413,6 +413,8 @@ def write_config(workdir: Path, redis_url: str | None, backend_mode: str = "sing
     ]
     if redis_url:
         lines += ["[backend]", f"url = {json.dumps(redis_url)}", f"mode = {json.dumps(backend_mode)}"]
+    # Every series' tools, whatever the default selection is (it leaves some groups out).
+    lines += ["[tools]", 'groups = ["full"]']
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)  # it may hold a password
     return config
