@@ -79,18 +79,39 @@ class BadLine:
         return f"BadLine({self.kind!r}, {self.reply!r})"
 
 
+NO_META: Any = object()
+""":attr:`Call.meta` of a call whose params hold no ``_meta`` at all (``null`` is a value)."""
+
+_ENVELOPED_KEYS = frozenset({"name", "arguments", "_meta"})
+
+
 class Call:
-    """A well-formed ``tools/call`` the fast path can serve: a string or integer id, a string
-    name, arguments an object or absent, and neither ``_meta`` (progress tokens) nor ``task``
-    in its params (those are the SDK's business). ``value`` is the parsed line, for the SDK."""
+    """A well-formed ``tools/call`` the fast path may serve: a string or integer id, a string
+    name, arguments an object or absent, and no ``task`` in its params (the SDK's business).
 
-    __slots__ = ("arguments", "id", "name", "value")
+    ``meta`` is the params' ``_meta`` as sent (:data:`NO_META` when absent): a handshake-era
+    call is served fast only without one (a progress token is the SDK's), a 2026-07-28 call
+    only with its envelope there (:mod:`coordinatord.server.fastpath` checks it). ``plain``:
+    the params hold nothing but ``name``, ``arguments`` and ``_meta``. ``value`` is the parsed
+    line, for the SDK."""
 
-    def __init__(self, value: dict[str, Any], request_id: str | int, name: str, arguments: Any) -> None:
+    __slots__ = ("arguments", "id", "meta", "name", "plain", "value")
+
+    def __init__(
+        self,
+        value: dict[str, Any],
+        request_id: str | int,
+        name: str,
+        arguments: Any,
+        meta: Any = NO_META,
+        plain: bool = True,
+    ) -> None:
         self.value = value
         self.id = request_id
         self.name = name
         self.arguments: dict[str, Any] | None = arguments
+        self.meta = meta
+        self.plain = plain
 
 
 class Cancel:
@@ -140,8 +161,12 @@ def frame_of(value: object) -> Call | Cancel | Other:
         name, arguments = params.get("name"), params.get("arguments")
         if not isinstance(name, str) or not (arguments is None or isinstance(arguments, dict)):
             return Other(value)
-        if "_meta" in params or "task" in params:
+        if "task" in params:
             return Other(value)
+        if "_meta" in params:
+            # Only the 2026-07-28 era's calls carry one the fast path serves: the keys check
+            # is cheap, and whatever else is in the params is left to the SDK.
+            return Call(value, request_id, name, arguments, params["_meta"], params.keys() <= _ENVELOPED_KEYS)
         return Call(value, request_id, name, arguments)
     if method == "notifications/cancelled" and "id" not in value:
         # (With an id it is a request, which cancels nothing: the SDK answers it.)

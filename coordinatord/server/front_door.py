@@ -100,6 +100,8 @@ class ConnectionServer:
         self._ids = itertools.count(1)
         self._settings = app.settings.server
         self._fast_path = app.settings.server.fast_path
+        # The SDK's stamp for 2026-07-28 results, made once: it is fixed for the daemon's life.
+        self._server_info = mcp.server_info_stamp
 
     async def accept_forever(self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup) -> None:
         async with listener:
@@ -193,6 +195,7 @@ class ConnectionServer:
             stream,
             self._settings.drain_timeout_s,
             self._fast_path,
+            self._server_info,
         )
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)

@@ -17,15 +17,18 @@ from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolRequestParams,
+    DiscoverResult,
     ListResourcesResult,
     ListToolsResult,
     PaginatedRequestParams,
     ReadResourceRequestParams,
     ReadResourceResult,
+    RequestParams,
     Resource,
     TextResourceContents,
     Tool,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from coordinatord import __version__
 from coordinatord.app import App
@@ -51,16 +54,36 @@ INSTRUCTIONS = (
 def build_server(app: App) -> Server[Peer]:
     """The low-level server. Its lifespan state is the connection's :class:`Peer`."""
 
-    listings: dict[frozenset[str], ListToolsResult] = {}
+    listings: dict[frozenset[str], dict[str, Any]] = {}
+    discovered: dict[str, dict[str, Any]] = {}
 
     async def list_tools(ctx: Ctx, params: PaginatedRequestParams | None) -> HandlerResult:
-        # Built once per group set: schema work is not repeated per request.
+        # Built and dumped once per selection (connections share a few): neither the schema
+        # work nor the model's dump is repeated per request. The SDK copies the dict it is
+        # given and re-dumps it through its per-version surface, so the cache is never aliased
+        # into a reply.
         groups = ctx.lifespan_context.groups
         listing = listings.get(groups)
         if listing is None:
             tools = [Tool.model_validate(d, by_name=False) for d in app.registry.listing(groups)]
-            listing = listings[groups] = ListToolsResult(tools=tools)
+            listing = ListToolsResult(tools=tools).model_dump(by_alias=True, mode="json", exclude_none=True)
+            listings[groups] = listing
         return listing
+
+    async def discover(ctx: Ctx, params: RequestParams | None) -> HandlerResult:
+        # What the SDK's default handler answers, made once per protocol version instead of
+        # per new-era connection (every mcp.Client in auto mode opens with it). Its capabilities
+        # follow the handlers registered, all of them by the first request.
+        version = ctx.protocol_version
+        answer = discovered.get(version)
+        if answer is None:
+            result = DiscoverResult(
+                supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+                capabilities=server.get_capabilities(protocol_version=version),
+                instructions=server.instructions,
+            )
+            answer = discovered[version] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return answer
 
     async def call_tool(ctx: Ctx, params: CallToolRequestParams) -> HandlerResult:
         peer = ctx.lifespan_context
@@ -78,6 +101,7 @@ def build_server(app: App) -> Server[Peer]:
     server.add_request_handler("tools/list", PaginatedRequestParams, list_tools)
     server.add_request_handler("tools/call", CallToolRequestParams, call_tool)
     _add_memory_bank_resources(app, server)
+    server.add_request_handler("server/discover", RequestParams, discover)
 
     # Drops the SDK's default OpenTelemetry middleware: it is a no-op without an exporter, and
     # this daemon's calls are traced by its own structured log.

@@ -23,7 +23,7 @@ from coordinatord.app import App
 from coordinatord.context import Peer
 from coordinatord.server import framing
 from coordinatord.server.fastpath import FastPath
-from coordinatord.server.framing import BadLine, Call, Cancel, Frame
+from coordinatord.server.framing import NO_META, BadLine, Call, Cancel, Frame
 from coordinatord.server.in_flight import InFlight
 from coordinatord.server.line_reader import LineReader, OverlongLine
 from coordinatord.server.sockio import ProtocolStream
@@ -91,7 +91,9 @@ class Relay:
         stream: ProtocolStream,
         drain_timeout_s: float,
         fast_path: bool,
+        server_info: dict[str, Any],
     ) -> None:
+        """``server_info``: the SDK's ``serverInfo`` stamp, for the fast path's new-era results."""
         self.peer = peer
         self._lines = lines
         self._sender = sender
@@ -100,7 +102,9 @@ class Relay:
         self._outstanding = Outstanding(in_flight)
         self._given_up: set[str | int] = set()  # answered by give_up(): later replies are dropped
         self._reading = anyio.CancelScope()
-        self._fast = FastPath(app, peer, self._send_reply, self._outstanding.discard) if fast_path else None
+        self._fast = None
+        if fast_path:
+            self._fast = FastPath(app, peer, self._send_reply, self._outstanding.discard, server_info)
 
     async def close(self) -> None:
         """The connection is over: fast-path calls still running are cancelled (their client
@@ -169,10 +173,17 @@ class Relay:
         fast = self._fast
         if fast is not None:
             if isinstance(frame, Call):
-                if fast.enabled:
-                    self._outstanding.add(frame.id)
-                    fast.start(frame.id, frame.name, frame.arguments)
-                    return
+                if frame.meta is NO_META:
+                    if fast.enabled:
+                        self._outstanding.add(frame.id)
+                        fast.start(frame.id, frame.name, frame.arguments)
+                        return
+                elif fast.new_era and frame.plain:
+                    agent = fast.envelope_agent(frame.meta)
+                    if agent is not None:
+                        self._outstanding.add(frame.id)
+                        fast.start(frame.id, frame.name, frame.arguments, agent)
+                        return
             elif isinstance(frame, Cancel):
                 fast.cancel(frame.request_id)
         message = framing.to_message(frame.value)
@@ -182,8 +193,12 @@ class Relay:
         request = message.message
         if isinstance(request, JSONRPCRequest):
             self._outstanding.add(request.id)
-            if fast is not None and request.method == "initialize":
-                fast.saw_initialize(request.id, request.params)
+            if fast is not None:
+                if not fast.era_decided:
+                    # The SDK's era is the first request's it reads, which is this one.
+                    fast.saw_opening(request.method, request.params)
+                if request.method == "initialize":
+                    fast.saw_initialize(request.id, request.params)
         await out.send(message)
 
     async def _answer_bad(self, frame: BadLine) -> None:
