@@ -269,10 +269,30 @@ def read_reply(channel: Channel, request_id: int) -> dict[str, Any]:
             return message
 
 
+NEW_ERA_META: dict[str, Any] = {
+    # What mcp.Client(mode="auto") stamps on every request once server/discover picked the
+    # 2026-07-28 era (mcp/client/session.py, _make_modern_stamp): no handshake, the envelope
+    # in each request's params._meta.
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "coordinatord-bench", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+ERAS = ("legacy", "new")
+TARGET_NEW_ERA_FACTOR = 1.10  # new-era redis_get via shim p50 at most 10 % above legacy's, same run
+
+
 class McpClient:
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, era: str = "legacy") -> None:
         self.channel = channel
         self._next_id = 0
+        self.era = era
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, "_meta": NEW_ERA_META} if self.era == "new" else params
+
+    def discover(self) -> None:
+        """The new era's opening: ``server/discover``, which also decides the connection's era."""
+        self.request("server/discover", {})
 
     def _id(self) -> int:
         self._next_id += 1
@@ -280,7 +300,7 @@ class McpClient:
 
     def request(self, method: str, params: dict[str, Any], check: bool = True) -> dict[str, Any]:
         request_id = self._id()
-        self.channel.send(request_line(request_id, method, params))
+        self.channel.send(request_line(request_id, method, self._params(params)))
         reply = read_reply(self.channel, request_id)
         return checked(reply, method) if check else reply
 
@@ -295,7 +315,9 @@ class McpClient:
     def timed_call(self, call: ToolCall) -> tuple[float, dict[str, Any]]:
         """Seconds from writing the request to having parsed its reply, and the reply."""
         request_id = self._id()
-        line = request_line(request_id, "tools/call", {"name": call.name, "arguments": call.arguments})
+        line = request_line(
+            request_id, "tools/call", self._params({"name": call.name, "arguments": call.arguments})
+        )
         started = time.perf_counter()
         self.channel.send(line)
         reply = read_reply(self.channel, request_id)
@@ -569,16 +591,42 @@ def measure_startup(target: Target, starts: int) -> list[StartupFigure]:
 
 
 def open_client(
-    target: Target, transport: str, executable: str | None = None, autostart: bool = False
+    target: Target,
+    transport: str,
+    executable: str | None = None,
+    autostart: bool = False,
+    era: str = "legacy",
 ) -> McpClient:
     channel: Channel
     if transport == "shim":
         channel = ShimChannel(shim_command(target, autostart, executable), target.workdir)
     else:
         channel = SocketChannel(target.socket)
-    client = McpClient(channel)
-    client.initialize()
+    client = McpClient(channel, era)
+    if era == "new":
+        client.discover()
+    else:
+        client.initialize()
     return client
+
+
+def measure_eras(target: Target, eras: Sequence[str], calls: int, warmup: int) -> list[LatencyFigure]:
+    """``redis_get`` through the shim in each era, alternating (legacy, new, legacy, new) in two
+    halves so that drift on a shared machine lands on both: one figure per era."""
+    get = SERIES_BY_NAME["redis_get"]
+    latencies: dict[str, list[float]] = {era: [] for era in eras}
+    walls: dict[str, float] = dict.fromkeys(eras, 0.0)
+    for _ in range(2):
+        for era in eras:
+            client = open_client(target, "shim", era=era)
+            try:
+                run_calls(client, get, warmup)
+                measured, wall = run_calls(client, get, calls // 2)
+            finally:
+                client.close()
+            latencies[era] += measured
+            walls[era] += wall
+    return [latency_figure(f"redis_get ({era} era)", "shim", 1, latencies[era], walls[era]) for era in eras]
 
 
 def run_calls(client: McpClient, series: Series, calls: int) -> tuple[list[float], float]:
@@ -866,6 +914,11 @@ def target_checks(report: Report) -> list[dict[str, Any]]:
         other = statistics.median(r.other_get_p50_ms for r in report.comparison)
         limit = other * (1 + TARGET_SHIM_REGRESSION)
         checks.append(check("redis_get via shim p50 vs --compare-shim (median of rounds)", ours, limit))
+    legacy = report.find_latency("redis_get (legacy era) via shim")
+    new = report.find_latency("redis_get (new era) via shim")
+    if legacy is not None and new is not None:
+        limit = legacy.p50_ms * TARGET_NEW_ERA_FACTOR
+        checks.append(check("redis_get via shim p50, new era (<= 1.1 x legacy era)", new.p50_ms, limit))
     socket_get = report.find_latency("redis_get via socket")
     if socket_get is not None:
         for series in SERIES:
@@ -1016,6 +1069,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="COORDINATORD",
         help="another tree's coordinatord executable: alternate its shim with this one's",
     )
+    parser.add_argument(
+        "--era",
+        choices=("legacy", "new", "both"),
+        help="also time redis_get via shim in the handshake (legacy) era, the 2026-07-28 (new) era, or both",
+    )
     parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of --compare-shim (default 3)")
     parser.add_argument("--json", type=Path, help="results file (default bench/results/bench-<UTC>.json)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -1065,6 +1123,10 @@ def run_benchmark(args: argparse.Namespace, target: Target) -> Report:
     for transport in ("shim", "socket"):
         progress(f"{', '.join(s.name for s in SERIES)} via {transport}, {args.calls} calls each")
         report.latency += measure_transport(target, transport, args.calls, args.warmup)
+    if args.era:
+        eras = ERAS if args.era == "both" else (args.era,)
+        progress(f"redis_get via shim in the {' and '.join(eras)} era(s), {args.calls} calls each")
+        report.latency += measure_eras(target, eras, args.calls, args.warmup)
     if args.clients:
         series = SERIES_BY_NAME[args.concurrent_series]
         progress(
