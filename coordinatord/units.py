@@ -110,15 +110,31 @@ TimeoutStopSec=30
 # Start-up (default limit 90 s) includes replaying the embedded Valkey's AOF, bounded by
 # embedded.start_timeout_s (15 s); raise TimeoutStartSec= too if you raise that a lot.
 
-# Hardening that works in a user unit without extra privileges.
+# Hardening that works in a user unit without extra privileges: all of it is seccomp filters,
+# prctl flags and the umask, which an unprivileged user manager can apply. SECURITY.md explains
+# each choice. Files it creates are the user's alone.
 NoNewPrivileges=yes
 UMask=0077
 LockPersonality=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
+RestrictNamespaces=yes
 SystemCallArchitectures=native
-# Must stay off: without /run/user/<uid> the socket is in /tmp/coordinatord-<uid>/, and
-# editors' shims outside this unit have to reach it.
+# Neither Python nor the embedded Valkey maps memory writable and executable (the daemon and its
+# Valkey are tested under the kernel's PR_SET_MDWE, the same rule).
+MemoryDenyWriteExecute=yes
+# The socket, sd_notify and a unix:// backend; TCP for redis://, rediss:// and Upstash.
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallFilter=~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap
+SystemCallErrorNumber=EPERM
+# Left off on purpose: each needs a mount namespace, which a user manager makes only through an
+# unprivileged user namespace (where the kernel or a distribution's policy forbids those, the
+# unit would not start at all: status 226/NAMESPACE).
+# - PrivateTmp: without /run/user/<uid> the socket is in /tmp/coordinatord-<uid>/, and editors'
+#   shims outside this unit have to reach it.
+# - ProtectHome, ProtectSystem=strict: the session archiver and the memory-bank refresh read and
+#   write project trees wherever the user keeps them (in $HOME, /srv, /mnt/c on WSL, ...), so
+#   no fixed ReadWritePaths= list fits; what the daemon may write is what the user may write.
 PrivateTmp=no
 
 [Install]

@@ -103,3 +103,34 @@ def test_dry_run_output_passes_systemd_analyze_verify(tmp: Path) -> None:
         pytest.skip(f"systemd-analyze cannot run here: {said.strip()}")
     assert check.returncode == 0, said
     assert said.strip() == "", said
+
+
+HARDENING = (
+    "NoNewPrivileges=yes",
+    "UMask=0077",
+    "LockPersonality=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "RestrictNamespaces=yes",
+    "SystemCallArchitectures=native",
+    "MemoryDenyWriteExecute=yes",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "SystemCallErrorNumber=EPERM",
+    "PrivateTmp=no",
+)
+# Each needs a mount namespace (in a user unit, an unprivileged user namespace), or walls off
+# the project trees and the /tmp socket the daemon must reach; SECURITY.md says why.
+NOT_IN_A_USER_UNIT = ("PrivateTmp=yes", "ProtectHome", "ProtectSystem", "PrivateUsers", "PrivateDevices")
+
+
+def test_the_service_carries_the_user_unit_hardening() -> None:
+    """Both renderings (this install's and the repository's) carry every hardening directive of
+    SECURITY.md, a syscall deny-list, and none of the mount-namespace ones that would keep the
+    daemon from starting or from the /tmp socket and the project trees."""
+    for service in (units.render_service(units.coordinatord_command()), units.repository_units()[SERVICE]):
+        settings = [line for line in service.splitlines() if line and not line.startswith("#")]
+        for setting in HARDENING:
+            assert setting in settings, setting
+        (syscalls,) = lines(service, "SystemCallFilter")
+        assert syscalls.startswith("~") and {"@mount", "@debug", "@module"} <= set(syscalls[1:].split())
+        assert not [line for line in settings if line.startswith(NOT_IN_A_USER_UNIT)]
