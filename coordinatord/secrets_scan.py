@@ -20,6 +20,7 @@ url_credentials      the password of ``scheme://user:password@host`` (not ``${VA
 keyword_secret       the value after ``password``/``passwd``/``secret``/``token``/``api_key``/… and
                      ``=`` or ``:`` (JSON's ``"password": "…"`` too) when it looks random: 8 or
                      more characters of three character classes, or 16 or more of high entropy
+                     with a digit; not a placeholder (``${VAR}``, ``<token>``), not a call
 ==================== ==========================================================================
 
 Why our own regular expressions and not Yelp's ``detect-secrets`` (measured on this machine,
@@ -142,8 +143,10 @@ def _entropy(text: str) -> float:
 
 def looks_random(value: str) -> bool:
     """Whether a keyword's value reads as a secret rather than a word: 8 or more characters of
-    at least three classes (lower, upper, digit, other), or 16 or more of entropy ≥ 3.5 bits."""
-    if value.startswith(_MARKER_PREFIX) or _PLACEHOLDER.search(value):
+    at least three classes (lower, upper, digit, other), or 16 or more with a digit and entropy
+    of 3.5 bits or more per character (a hex or base64 token)."""
+    # A placeholder, a marker of ours, or code (a call: ``token = get_token(user)``) is no secret.
+    if value.startswith(_MARKER_PREFIX) or _PLACEHOLDER.search(value) or "(" in value:
         return False
     classes = sum(
         (
@@ -155,7 +158,8 @@ def looks_random(value: str) -> bool:
     )
     if len(value) >= 8 and classes >= 3:
         return True
-    return len(value) >= 16 and classes >= 2 and _entropy(value) >= 3.5
+    has_digit = any(c.isdigit() for c in value)
+    return len(value) >= 16 and has_digit and classes >= 2 and _entropy(value) >= 3.5
 
 
 def _accept(kind: str, value: str) -> bool:

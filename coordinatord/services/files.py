@@ -205,8 +205,8 @@ class FileService:
         """Reserve ``paths`` for ``agent`` unless another agent's reservation is in the way."""
         globs = check_paths(paths, self._settings)
         lease_ms = check_ttl(self._settings.default_ttl_s if ttl_s is None else ttl_s, self._settings) * 1000
+        reason = self._guard.text(reason, "reason")  # before the size check: a secret is named as one
         check_reason(reason)
-        reason = self._guard.text(reason, "reason")
         reservation_id = secrets.token_hex(16)
         keys = [ns.key(FILE_RESERVATIONS), ns.key(FENCING_COUNTER)]
         args: list[str | int] = [

@@ -301,6 +301,7 @@ class MessageService:
         """Store the message and deliver it to ``to`` (names, or ``"*"``), as ``sender``."""
         settings = self._settings
         recipients = check_recipients(to, settings)
+        # Before the size checks, so a secret is named as one whatever its length.
         subject = self._guard.text(subject, "subject")
         body = self._guard.text(body, "body")
         check_text(subject, "subject", settings.max_subject_bytes, "max_subject_bytes", empty_ok=False)
