@@ -57,7 +57,18 @@ SECRETS: list[tuple[str, str]] = [
     ("gitlab_token", _cat("gl", "pat-", _pick(ALNUM + "-_", 26))),
     ("slack_token", _cat("xo", "xb-", str(_rng.randrange(10**11, 10**12)), "-", _pick(ALNUM, 24))),
     ("slack_token", _cat("xo", "xp-", str(_rng.randrange(10**11, 10**12)), "-", _pick(ALNUM, 32))),
-    ("slack_token", _cat("https://hooks.", "slack.com/services/T", _pick(ALNUM, 8), "/B", _pick(ALNUM, 8), "/", _pick(ALNUM, 24))),
+    (
+        "slack_token",
+        _cat(
+            "https://hooks.",
+            "slack.com/services/T",
+            _pick(ALNUM, 8),
+            "/B",
+            _pick(ALNUM, 8),
+            "/",
+            _pick(ALNUM, 24),
+        ),
+    ),
     ("openai_key", _cat("s", "k-", _pick(ALNUM, 48))),
     ("openai_key", _cat("s", "k-proj-", _pick(ALNUM + "-_", 120))),
     ("openai_key", _cat("s", "k-svcacct-", _pick(ALNUM + "-_", 60))),
@@ -107,8 +118,12 @@ NEAR_MISSES: list[str] = [
     "sk-learn-style-kebab-case-branch-name",
     "ghp_short",
     "The AKIA prefix marks AWS access key ids.",
-    "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(_rng.randbytes(90)).decode() + "\n-----END CERTIFICATE-----",
-    "-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(_rng.randbytes(90)).decode() + "\n-----END PUBLIC KEY-----",
+    "-----BEGIN CERTIFICATE-----\n"
+    + base64.b64encode(_rng.randbytes(90)).decode()
+    + "\n-----END CERTIFICATE-----",
+    "-----BEGIN PUBLIC KEY-----\n"
+    + base64.b64encode(_rng.randbytes(90)).decode()
+    + "\n-----END PUBLIC KEY-----",
     "ssh-ed25519 " + base64.b64encode(_rng.randbytes(51)).decode() + " dev@laptop",
     "src/auth/token_parser.py: the secret to fast tests is fewer sleeps",
     "TOKEN_TTL=3600 and SECRET_ROTATION_DAYS=30",

@@ -100,12 +100,15 @@ def test_archive_redaction_follows_secrets_archive() -> None:
 
 def test_bad_allow_pattern_is_a_settings_error() -> None:
     """An allowlist pattern that does not compile is refused with the pattern named."""
-    with pytest.raises(ValueError, match="secrets.allow"):
+    with pytest.raises(ValueError, match=r"secrets\.allow"):
         SecretSettings(allow=("(unclosed",))
 
 
 def test_shim_does_not_import_the_detector() -> None:
     """The detector's import stays off the shim's start."""
-    code = "import sys, coordinatord.shim.relay, coordinatord.cli; print('coordinatord.secrets_scan' in sys.modules)"
+    code = (
+        "import sys, coordinatord.shim.relay, coordinatord.cli; "
+        "print('coordinatord.secrets_scan' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
