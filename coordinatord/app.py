@@ -27,6 +27,7 @@ from coordinatord.services.messages import MessageService
 from coordinatord.services.presence import PresenceLeases
 from coordinatord.services.projects import ProjectRegistry
 from coordinatord.services.ratelimits import RateLimitService
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.sessions import SessionService
 from coordinatord.services.tasks import TaskService
 from coordinatord.settings import Settings
@@ -59,22 +60,24 @@ class App:
         limits = settings.limits
         rules = KeyRules(limits.max_key_bytes, limits.max_value_bytes, limits.max_keys_per_call)
         ttl = TtlPolicy(settings.ttl.default_s, settings.ttl.max_s, settings.ttl.prefixes)
+        guard = SecretGuard(settings.secrets)  # one detector, compiled once, for every write path
         self.services = Services(
-            kv=KvService(store, rules, ttl, limits.keys_result_max),
-            sessions=SessionService(store, settings.sessions, clock, host=self.host),
+            kv=KvService(store, rules, ttl, limits.keys_result_max, guard),
+            sessions=SessionService(store, settings.sessions, clock, host=self.host, guard=guard),
             tasks=TaskService(
                 store,
                 settings.tasks,
                 clock,
                 # The heartbeat sweep's active index, when a claim creates it, lives as agent writes make it.
                 sweep_index_ttl_s=settings.agents.forget_after_s + SWEEP_INDEX_GRACE_S,
+                guard=guard,
             ),
-            agents=AgentService(store, settings.agents, self.presence, clock, host=self.host),
+            agents=AgentService(store, settings.agents, self.presence, clock, host=self.host, guard=guard),
             locks=LockService(store, settings.locks, clock),
-            files=FileService(store, settings.files),
+            files=FileService(store, settings.files, guard),
             ratelimits=RateLimitService(store, settings.ratelimits),
             memory_bank=MemoryBankService(store, settings.memory_bank),
-            messages=MessageService(store, settings.messages),
+            messages=MessageService(store, settings.messages, guard),
         )
         self.activity = ActivityLog(store, settings.activity, clock)
         self.projects = ProjectRegistry(store, settings.projects, clock, host=self.host)

@@ -18,6 +18,8 @@
         ├── NotFoundError             the session, task, lock… named does not exist
         ├── NoProjectError            the connection's shim named no project (the fix is named)
         ├── ArchiveError              a session archive file cannot be written or read
+        ├── SecretFoundError          a write holds a secret and secrets.policy = "refuse"
+        │                             (names the kind and where, never the value)
         └── ConflictError             the state changed under the call (e.g. a held lock, a
             │                         version that moved on) and the call cannot go ahead
             └── OlderStateError       an archive already holds a later state of the session
@@ -106,6 +108,15 @@ class ConflictError(ToolError):
 
 class ArchiveError(ToolError):
     """A session archive could not be written or read; the message names the path and reason."""
+
+
+class SecretFoundError(ToolError):
+    """A value to be written holds a secret (``secrets.policy = "refuse"``); nothing was
+    written. ``findings``: ``(kind, field, offset)`` of each, for tests and logs: never the text."""
+
+    def __init__(self, message: str, findings: tuple[tuple[str, str, int], ...]) -> None:
+        super().__init__(message)
+        self.findings = findings
 
 
 class OlderStateError(ConflictError):

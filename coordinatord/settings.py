@@ -542,6 +542,37 @@ class RateLimitSettings(_Section):
     max_limit: int = Field(default=100_000, ge=1, description="largest limit per window (memory is O(limit))")
 
 
+SecretPolicy = Literal["refuse", "redact", "warn", "off"]
+
+
+class SecretSettings(_Section):
+    """What a write holding a secret (coordinatord/secrets_scan.py's kinds) gets."""
+
+    policy: SecretPolicy = Field(
+        default="refuse",
+        description="refuse: error, nothing written; redact: stored as [REDACTED:<kind>]; "
+        "warn: stored, a warning in the reply and the log; off: not scanned",
+    )
+    allow: tuple[str, ...] = Field(
+        default=(), description="regular expressions; a found secret whose text matches one is let through"
+    )
+    archive: Literal["redact", "keep"] = Field(
+        default="redact", description="session archive files: secrets redacted whatever the policy, or kept"
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"secrets.allow pattern {pattern!r} is not a regular expression: {exc}"
+                ) from None
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the daemon reads. Built only by :func:`load_settings`."""
 
@@ -574,6 +605,7 @@ class Settings(BaseSettings):
     activity: ActivitySettings = ActivitySettings()
     memory_bank: MemoryBankSettings = MemoryBankSettings()
     messages: MessageSettings = MessageSettings()
+    secrets: SecretSettings = SecretSettings()
     projects: tuple[ProjectEntry, ...] = ()
 
     # Not a setting: where these came from, for `config`, `status` and `doctor` to say.

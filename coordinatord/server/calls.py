@@ -17,6 +17,7 @@ import structlog
 from coordinatord.app import App
 from coordinatord.context import CallContext, Peer
 from coordinatord.errors import BackendError, ToolError
+from coordinatord.services.secret_guard import collect_notes
 from coordinatord.tools.files import lapse_note
 from coordinatord.tools.registry import ToolReply
 
@@ -51,7 +52,11 @@ async def invoke(
     started = time.perf_counter()
     outcome = "ok"
     try:
-        reply = await spec.handler(call, spec.parse_arguments(arguments))
+        with collect_notes() as secret_notes:
+            reply = await spec.handler(call, spec.parse_arguments(arguments))
+        if secret_notes:
+            # secrets.policy = "warn": the write went through; the caller is told after its reply.
+            reply = replace(reply, texts=(*reply.texts, *secret_notes))
     except ToolError as exc:
         outcome = "refused"
         reply = ToolReply(texts=(f"{name}: {exc}",), is_error=True)

@@ -66,6 +66,7 @@ from coordinatord.keyspace import (
 )
 from coordinatord.presence import Presence
 from coordinatord.services.presence import record_host
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.shared import iso_timestamp, lua
 from coordinatord.settings import AgentSettings
 from coordinatord.store import Batch, Store
@@ -161,10 +162,12 @@ class AgentService:
         presence: Presence,
         clock: Clock = system_clock,
         host: str | None = None,
+        guard: SecretGuard | None = None,
     ) -> None:
         """``presence``: this daemon's connections; ``host``: this daemon's host id (shown for
-        them)."""
+        them); ``guard``: secrets.policy for what a status holds."""
         self._store = store
+        self._guard = guard or SecretGuard()
         self._host = host
         self._settings = settings
         self._presence = presence
@@ -178,8 +181,14 @@ class AgentService:
         self, ns: Namespace, agent: str, capabilities: list[str] | None = None, mode: str | None = None
     ) -> AgentInfo:
         """Start a fresh status: the given capabilities and mode, no current task, no open files."""
-        caps = _check_list(capabilities or [], "capabilities", MAX_CAPABILITIES, MAX_LABEL_BYTES)
+        caps = _check_list(
+            self._guard.texts(capabilities or [], "capabilities"),
+            "capabilities",
+            MAX_CAPABILITIES,
+            MAX_LABEL_BYTES,
+        )
         if mode is not None:
+            mode = self._guard.text(mode, "mode")
             _check_text(mode, "mode", MAX_LABEL_BYTES)
         fields = [
             "1",  # startedAt := now
@@ -205,11 +214,14 @@ class AgentService:
         task_field = ("0", "")
         if current_task is not None:
             if current_task:
+                current_task = self._guard.text(current_task, "current_task")
                 _check_text(current_task, "current_task", MAX_LABEL_BYTES)
             task_field = ("1", _json(current_task or None))
         files_field = ("0", "")
         if files_open is not None:
-            files = _check_list(files_open, "files_open", MAX_FILES_OPEN, MAX_PATH_BYTES)
+            files = _check_list(
+                self._guard.texts(files_open, "files_open"), "files_open", MAX_FILES_OPEN, MAX_PATH_BYTES
+            )
             files_field = ("1", _json(files))
         fields = ["0", "0", "", "0", "", *task_field, *files_field]
         return await self._write(ns, agent, fields)

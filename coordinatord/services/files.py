@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coordinatord import pathglob
 from coordinatord.errors import InvalidArgumentError, LimitExceededError
 from coordinatord.keyspace import AGENTS_GONE, FENCING_COUNTER, FILE_RESERVATIONS, Namespace
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.shared import lua
 from coordinatord.settings import FileSettings
 from coordinatord.store import Batch, Store
@@ -178,8 +179,9 @@ def _decode(raw: str) -> dict[str, Any] | None:
 
 
 class FileService:
-    def __init__(self, store: Store, settings: FileSettings) -> None:
+    def __init__(self, store: Store, settings: FileSettings, guard: SecretGuard | None = None) -> None:
         self._store = store
+        self._guard = guard or SecretGuard()
         self._settings = settings
         self._reserve = store.script(_RESERVE)
         self._release = store.script(_RELEASE)
@@ -203,6 +205,7 @@ class FileService:
         """Reserve ``paths`` for ``agent`` unless another agent's reservation is in the way."""
         globs = check_paths(paths, self._settings)
         lease_ms = check_ttl(self._settings.default_ttl_s if ttl_s is None else ttl_s, self._settings) * 1000
+        reason = self._guard.text(reason, "reason")  # before the size check: a secret is named as one
         check_reason(reason)
         reservation_id = secrets.token_hex(16)
         keys = [ns.key(FILE_RESERVATIONS), ns.key(FENCING_COUNTER)]

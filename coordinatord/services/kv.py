@@ -8,12 +8,21 @@ keys (``keyspace.is_internal_key``) can be read here but not written, expired or
 from __future__ import annotations
 
 from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy, check_not_internal
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.store import Store
 
 
 class KvService:
-    def __init__(self, store: Store, rules: KeyRules, ttl: TtlPolicy, keys_result_max: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: KeyRules,
+        ttl: TtlPolicy,
+        keys_result_max: int,
+        guard: SecretGuard | None = None,
+    ) -> None:
         self._store = store
+        self._guard = guard or SecretGuard()
         self._rules = rules
         self._ttl = ttl
         self._keys_result_max = keys_result_max
@@ -29,6 +38,7 @@ class KvService:
         """Store ``value``; returns the TTL applied."""
         check_not_internal(self._rules.check_key(key))
         self._rules.check_value(value)
+        value = self._guard.text(value, "value")  # raw text: offsets are the argument's own
         seconds = self._ttl.ttl_for(key) if ttl_s is None else self._ttl.check_requested(ttl_s)
         await self._store.set(ns.key(key), value, seconds)
         return seconds

@@ -70,6 +70,7 @@ from coordinatord.keyspace import (
     message_read_key,
     message_thread_key,
 )
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.shared import iso_timestamp, lua
 from coordinatord.settings import MessageSettings
 from coordinatord.store import Batch, Reply, Store
@@ -266,8 +267,9 @@ def _header_fields(data: dict[str, Any], read: bool, acked: bool) -> dict[str, A
 
 
 class MessageService:
-    def __init__(self, store: Store, settings: MessageSettings) -> None:
+    def __init__(self, store: Store, settings: MessageSettings, guard: SecretGuard | None = None) -> None:
         self._store = store
+        self._guard = guard or SecretGuard()
         self._settings = settings
         self._send = store.script(_SEND)
         self._inbox = store.script(_INBOX)
@@ -299,6 +301,9 @@ class MessageService:
         """Store the message and deliver it to ``to`` (names, or ``"*"``), as ``sender``."""
         settings = self._settings
         recipients = check_recipients(to, settings)
+        # Before the size checks, so a secret is named as one whatever its length.
+        subject = self._guard.text(subject, "subject")
+        body = self._guard.text(body, "body")
         check_text(subject, "subject", settings.max_subject_bytes, "max_subject_bytes", empty_ok=False)
         check_text(body, "body", settings.max_body_bytes, "max_body_bytes", empty_ok=True)
         if thread_id is not None:

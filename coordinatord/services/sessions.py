@@ -96,6 +96,7 @@ from coordinatord.services.archive import (
     read_archive,
     write_archive,
 )
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.session_rules import (
     Role,
     SessionDocument,
@@ -240,11 +241,18 @@ class _Snapshot:
 
 class SessionService:
     def __init__(
-        self, store: Store, settings: SessionSettings, clock: Clock = system_clock, host: str | None = None
+        self,
+        store: Store,
+        settings: SessionSettings,
+        clock: Clock = system_clock,
+        host: str | None = None,
+        guard: SecretGuard | None = None,
     ) -> None:
         """``host``: this daemon's host id, recorded with every session it writes (the archiver
-        writes a session's archive on the host that last wrote it); None records nothing."""
+        writes a session's archive on the host that last wrote it); None records nothing.
+        ``guard``: secrets.policy for writes, and the redaction of archive files."""
         self._store = store
+        self._guard = guard or SecretGuard()
         self._host = host or ""
         self._settings = settings
         self._clock = clock
@@ -313,6 +321,7 @@ class SessionService:
         keys = self._keys(ns, session_id)
         if not isinstance(context, Mapping):
             raise InvalidArgumentError("argument 'context' must be an object")
+        context = self._guard.json(context, "context")
         ttl = None if ttl_s is None else self.check_ttl(ttl_s)
         limit = self._settings.max_context_bytes
         for attempt in range(SAVE_ATTEMPTS):
@@ -365,6 +374,7 @@ class SessionService:
         """Append one turn in O(1), creating the session if absent; refuses past the turn limit.
         ``role`` is typed: the tool's argument model refuses any other."""
         keys = self._keys(ns, session_id)
+        message = self._guard.text(message, "message")
         size = len(message.encode("utf-8", "surrogatepass"))
         if size > self._settings.max_message_bytes:
             raise LimitExceededError(
@@ -660,7 +670,8 @@ class SessionService:
 
     def _write(self, path: Path, data: Mapping[str, Any]) -> None:
         # One place for the folder's .gitignore setting: session_end and the archiver alike.
-        write_archive(path, data, gitignore=self._settings.archive_gitignore)
+        # ... and one place for the archive's redaction (secrets.archive), for the same reason.
+        write_archive(path, self._guard.for_archive(data), gitignore=self._settings.archive_gitignore)
 
 
 def _valid_id(value: str) -> bool:

@@ -60,6 +60,7 @@ from coordinatord.keyspace import (
     tasks_ready_label_key,
 )
 from coordinatord.services import task_graph_rules, task_rules
+from coordinatord.services.secret_guard import SecretGuard
 from coordinatord.services.shared import backoff, lua
 from coordinatord.services.task_rules import Step, StepStatus, Task
 from coordinatord.settings import TaskSettings
@@ -205,8 +206,10 @@ class TaskService:
         clock: Clock = system_clock,
         *,
         sweep_index_ttl_s: int = SWEEP_INDEX_TTL_S,
+        guard: SecretGuard | None = None,
     ) -> None:
         self._store = store
+        self._guard = guard or SecretGuard()
         self._settings = settings
         self._clock = clock
         self._sweep_index_ttl_s = sweep_index_ttl_s
@@ -245,6 +248,10 @@ class TaskService:
         these dependencies, labels and priority instead of its old ones, and ends its claim.
         """
         check_id(task_id, "task_id")
+        # Scanned first, so the limits and the uniqueness rule judge what will be stored.
+        steps = self._guard.texts(steps, "steps")
+        if labels is not None:
+            labels = self._guard.texts(labels, "labels")
         task_rules.check_steps(steps, self._settings.max_steps, self._settings.max_step_name_bytes)
         settings = self._settings
         deps = task_graph_rules.check_depends_on(task_id, depends_on, settings.max_depends_on)
