@@ -284,6 +284,12 @@ class ServerSettings(_Section):
     preamble_timeout_s: float = Field(default=5.0, gt=0, le=120)
     drain_timeout_s: float = Field(default=10.0, ge=0, le=600)
     max_connections: int = Field(default=256, ge=1, le=100_000)
+    max_calls_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=1_024,
+        description="requests of one connection handled at once; its next lines wait unread until one ends",
+    )
     fast_path: bool = Field(default=True, description="answer tools/call without the SDK once initialised")
 
 

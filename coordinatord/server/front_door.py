@@ -196,6 +196,7 @@ class ConnectionServer:
             self._settings.drain_timeout_s,
             self._fast_path,
             self._server_info,
+            self._settings.max_calls_in_flight,
         )
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](16)

@@ -46,7 +46,11 @@ class Outstanding:
     def __init__(self, in_flight: InFlight) -> None:
         self._ids: set[str | int] = set()
         self._empty: anyio.Event | None = None  # made only when someone waits
+        self._fewer: anyio.Event | None = None  # likewise
         self._in_flight = in_flight
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
     def add(self, request_id: str | int) -> None:
         if request_id not in self._ids:
@@ -58,6 +62,9 @@ class Outstanding:
             return
         self._ids.discard(request_id)
         self._in_flight.leave()
+        if self._fewer is not None:
+            self._fewer.set()
+            self._fewer = None
         if not self._ids and self._empty is not None:
             self._empty.set()
             self._empty = None
@@ -77,6 +84,13 @@ class Outstanding:
             self._empty = anyio.Event()
         await self._empty.wait()
 
+    async def wait_below(self, limit: int) -> None:
+        """Return once fewer than ``limit`` requests are unanswered."""
+        while len(self._ids) >= limit:
+            if self._fewer is None:
+                self._fewer = anyio.Event()
+            await self._fewer.wait()
+
 
 class Relay:
     """Moves one connection's frames between the socket and the SDK's loop (or the fast path)."""
@@ -92,8 +106,13 @@ class Relay:
         drain_timeout_s: float,
         fast_path: bool,
         server_info: dict[str, Any],
+        max_calls_in_flight: int = 8,
     ) -> None:
-        """``server_info``: the SDK's ``serverInfo`` stamp, for the fast path's new-era results."""
+        """``server_info``: the SDK's ``serverInfo`` stamp, for the fast path's new-era results.
+        ``max_calls_in_flight``: past this many unanswered requests, the next line is not read
+        until one is answered: each call holds its reply (a value may be megabytes) until it is
+        written, so a client pipelining reads would otherwise grow the daemon without bound."""
+        self._max_calls_in_flight = max_calls_in_flight
         self.peer = peer
         self._lines = lines
         self._sender = sender
@@ -127,7 +146,11 @@ class Relay:
             with self._reading:
                 for frame in opening:
                     await self._dispatch(frame, out)
-                while (line := await self._lines.next_line()) is not None:
+                while True:
+                    if len(self._outstanding) >= self._max_calls_in_flight:
+                        await self._outstanding.wait_below(self._max_calls_in_flight)
+                    if (line := await self._lines.next_line()) is None:
+                        break
                     if isinstance(line, OverlongLine) or line.strip():
                         await self._dispatch(framing.decode_frame(line), out)
             with anyio.move_on_after(self._drain_timeout_s):
