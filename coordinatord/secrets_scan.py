@@ -116,6 +116,10 @@ _PATTERNS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     ),
 )
 
+_ASSIGNED = frozenset({"keyword_secret", "aws_secret_key"})
+"""Kinds whose pattern needs ``=`` or ``:`` after the name: without either in the text, their
+(case-insensitive, many-alternative) regex cannot match and is not run."""
+
 # A name (a JSON object's key) under which a whole string value is taken as the secret.
 KEYWORD_NAME = re.compile(
     r"(?i)(?:^|[_\-.])(?:password|passwd|pwd|passphrase|secret|client_?secret|token|auth_?token"
@@ -190,9 +194,12 @@ class SecretScanner:
             return []
         lowered = text.lower()
         found: list[Finding] = []
+        assigns = "=" in text or ":" in text
         for kind, anchors, pattern in _PATTERNS:
             if not any(anchor in lowered for anchor in anchors):
                 continue
+            if kind in _ASSIGNED and not assigns:
+                continue  # "name = value" or "name: value": prose that merely says "passed" has neither
             for match in pattern.finditer(text):
                 # The secret is group "v" where the pattern names one (the text after a name).
                 start, end = match.span("v") if pattern.groupindex else match.span()
