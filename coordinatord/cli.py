@@ -69,8 +69,9 @@ def _add_shim_arguments(shim: argparse.ArgumentParser) -> None:
     shim.add_argument(
         "--tools",
         metavar="PROFILE|GROUPS",
-        help="what this editor sees: a profile (minimal: everyday coordination; full: every group) "
-        "or comma-separated tool groups, e.g. kv,locks (default: tools.groups)",
+        help="what this editor sees: a profile (default: the seed's tools and everyday coordination; "
+        "minimal: less; full: every group) or comma-separated tool groups, e.g. kv,locks "
+        "(default: tools.groups)",
     )
 
 
