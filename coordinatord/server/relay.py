@@ -106,7 +106,7 @@ class Relay:
         drain_timeout_s: float,
         fast_path: bool,
         server_info: dict[str, Any],
-        max_calls_in_flight: int = 8,
+        max_calls_in_flight: int,
     ) -> None:
         """``server_info``: the SDK's ``serverInfo`` stamp, for the fast path's new-era results.
         ``max_calls_in_flight``: past this many unanswered requests, the next line is not read

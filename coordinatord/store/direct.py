@@ -37,10 +37,6 @@ class DirectConnections:
         self._idle: list[AbstractConnection] = []
         self._opened = 0
 
-    @property
-    def opened(self) -> int:
-        return self._opened
-
     async def execute(self, command: Sequence[Arg]) -> tuple[bool, Any]:
         """``(True, raw reply)``, or ``(False, None)`` when no connection is free here (the
         caller then takes the full path). An error reply raises its ResponseError, as redis-py
