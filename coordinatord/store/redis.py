@@ -104,7 +104,7 @@ def build_sentinel_client(settings: BackendSettings) -> tuple[Redis, Sentinel]:
     sentinel_kwargs: dict[str, Any] = dict(common)
     if settings.sentinel_password.get_secret_value():
         sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed since redis 8.2
         [sentinel_address(entry) for entry in settings.sentinels], sentinel_kwargs=sentinel_kwargs, **master
     )
     # The client owns its pool (aclose() closes the master's connections); the sentinels'
