@@ -28,5 +28,9 @@ def duration(seconds: Any) -> str:
 
 
 def skew_words(skew_s: float) -> str:
-    """``2 h ahead of the backend's``: a clock skew (this machine's clock minus the backend's)."""
-    return f"{duration(abs(skew_s))} {'ahead of' if skew_s > 0 else 'behind'} the backend's"
+    """``2 h ahead of the backend's``: a clock skew (this machine's clock minus the backend's).
+    Whole seconds from 10 s on: a reading is off by up to half a round trip, and 7199.9998 s is
+    two hours, not "1 h 59 min"."""
+    size = abs(skew_s)
+    direction = "ahead of" if skew_s > 0 else "behind"
+    return f"{duration(size if size < 10 else round(size))} {direction} the backend's"

@@ -239,6 +239,8 @@ def test_a_skewed_clock_is_warned_of_under_the_header() -> None:
     ahead = overview(daemon={**overview()["daemon"], "clock": clock(7_201.3)})
     lines = frame_text(ahead, width=80).splitlines()
     assert lines[2].startswith("clock: this machine's clock is 2 h ahead of the backend's"), lines[:4]
+    nearly = overview(daemon={**overview()["daemon"], "clock": clock(7_199.9996)})  # a reading's error
+    assert "clock: this machine's clock is 2 h ahead of the backend's" in frame_text(nearly, width=80)
     behind = overview(daemon={**overview()["daemon"], "clock": clock(-3.5)})
     assert "clock: this machine's clock is 3.5 s behind the backend's" in frame_text(behind, width=200)
     calm = overview(daemon={**overview()["daemon"], "clock": clock(0.4)})
