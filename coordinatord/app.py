@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from coordinatord.clock import Clock, system_clock
+from coordinatord.clock import BackendClock, Clock, system_clock
 from coordinatord.context import Peer, Services
 from coordinatord.errors import ConfigError
 from coordinatord.keyspace import KeyRules, TtlPolicy
@@ -46,9 +46,13 @@ class App:
     ) -> None:
         """``registry``: the tools (:func:`coordinatord.tools.build_registry`), built by the daemon
         and handed in, so that the app (which the tools' context is kept apart from) never imports
-        the tools' modules."""
+        the tools' modules. ``clock``: "now" for every service; the daemon's is a
+        :class:`~coordinatord.clock.BackendClock` (the backend's time), tests give a fake one."""
         self.settings = settings
         self.store = store
+        self.clock = clock
+        # The backend-anchored clock, when that is the clock: jobs refresh it, status shows its skew.
+        self.backend_clock = clock if isinstance(clock, BackendClock) else None
         self.host = settings.daemon.host_id
         # Names this process among all daemons sharing the backend: leader leases and presence
         # records carry it (the host id first, so that a reader sees where it runs).
@@ -76,7 +80,7 @@ class App:
             locks=LockService(store, settings.locks, clock),
             files=FileService(store, settings.files, guard),
             ratelimits=RateLimitService(store, settings.ratelimits),
-            memory_bank=MemoryBankService(store, settings.memory_bank),
+            memory_bank=MemoryBankService(store, settings.memory_bank, clock),
             messages=MessageService(store, settings.messages, guard),
         )
         self.activity = ActivityLog(store, settings.activity, clock)

@@ -17,6 +17,7 @@ different backends or sockets, which is the most puzzling failure there is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -29,14 +30,14 @@ from typing import Any, Literal
 
 from coordinatord import __version__, backend_url, control, editors, listeners, paths, systemd
 from coordinatord.backend_url import mask as mask_url
+from coordinatord.clock import measure
 from coordinatord.errors import BackendError, CoordinatordError, DaemonError
 from coordinatord.settings import Settings, effective_settings, load_settings
 from coordinatord.store import Store
+from coordinatord.words import skew_words
 
 Status = Literal["ok", "warn", "fail"]
 
-CLOCK_SKEW_WARN_S = 2.0
-"""Past this, lock and heartbeat ages judged on this machine disagree with other machines'."""
 PROBE_TIMEOUT_S = 3.0
 GIT = shutil.which("git") or "git"
 
@@ -355,11 +356,10 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
             await store.ping()
             ping_ms = (time.perf_counter() - started) * 1000
             skew = None
-            try:
-                seconds, micros = await store.time()
-                skew = seconds + micros / 1e6 - time.time()
-            except BackendError:
-                pass  # TIME may be refused (an ACL, a REST API): skew is then unknown
+            # The daemon's own measurement (coordinatord.clock), from this shell. TIME may be
+            # refused (an ACL): the skew is then unknown.
+            with contextlib.suppress(BackendError):
+                skew = (await measure(store.time)).skew_s
             return ping_ms, skew
         finally:
             await store.aclose()
@@ -383,7 +383,7 @@ def _probe(ctx: Context, url: str, *, upstash: bool) -> list[Check]:
     if mode == "single":
         checks += _listeners(ctx, url, failed=False)
     if skew is not None:
-        checks.append(_clock(skew))
+        checks.append(_clock(skew, ctx.settings.daemon.max_clock_skew_s))
     return checks
 
 
@@ -455,12 +455,16 @@ def _embedded_hint() -> str:
     return "or leave backend.url empty: the daemon then runs its own Valkey and needs no server"
 
 
-def _clock(skew: float) -> Check:
-    if abs(skew) > CLOCK_SKEW_WARN_S:
+def _clock(skew: float, max_skew_s: float) -> Check:
+    """``skew``: this machine's clock minus the backend's. The daemon's expiries use the
+    backend's clock whatever it is; past ``daemon.max_clock_skew_s`` the daemon warns too."""
+    if abs(skew) > max_skew_s:
         return Check(
             "clock",
             "warn",
-            f"this machine's clock is {skew:+.1f} s off the backend's",
+            f"this machine's clock is {skew_words(skew)} (over daemon.max_clock_skew_s = "
+            f"{max_skew_s:g} s); the daemon's expiries use the backend's, but its logs and this "
+            "machine's other programs do not",
             "sync it (timedatectl set-ntp true; on WSL2: wsl --shutdown, or hwclock -s)",
             {"skew_s": round(skew, 3)},
         )

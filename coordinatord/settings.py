@@ -230,6 +230,13 @@ class DaemonSettings(_Section):
         description="the host this daemon runs on, as other daemons sharing the backend see it; "
         "default: the hostname",
     )
+    max_clock_skew_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=86_400,
+        description="warn (log clock_skew, status, top) when this machine's clock is further than "
+        "this from the backend's; expiries and cutoffs always use the backend's clock",
+    )
 
     @field_validator("host_id")
     @classmethod

@@ -26,8 +26,9 @@ from typing import Any
 
 from coordinatord import control, paths
 from coordinatord.commands.archive import fail, project_arg
-from coordinatord.commands.status import duration, id_notes
+from coordinatord.commands.status import id_notes
 from coordinatord.errors import DaemonError
+from coordinatord.words import duration
 
 LIST_TIMEOUT_S = 15.0
 FORGET_TIMEOUT_S = 600.0
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.action == "list":
-        print(render_list(result, now=time.time()))
+        print(render_list(result, now=result.get("now") or time.time()))
     elif args.action == "migrate":
         print(render_migrate(result))
     else:

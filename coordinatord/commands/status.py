@@ -1,18 +1,21 @@
 """``coordinatord status [--json] [--no-color] [--socket PATH]``: is the daemon up, and what is it doing.
 
 Asks the daemon over its socket (control command ``status``) and prints a report: the daemon
-(pid, uptime, version), the backend and its health, connected shims, active agents and held
-locks per project (each project's id with where it came from: ``.coordinatord.toml``, ``origin``
-or the path, and a hint when an old path-hash namespace's root has another id now), and each
-job's last run, outcome, counts and next run. Exit code 0 when the
-daemon answers (even if its backend does not: the report says so), 1 when no daemon answers.
+(pid, uptime, version, its machine's clock against the backend's), the backend and its health,
+connected shims, active agents and held locks per project (each project's id with where it came
+from: ``.coordinatord.toml``, ``origin`` or the path, and a hint when an old path-hash
+namespace's root has another id now), and each job's last run, outcome, counts and next run.
+Exit code 0 when the daemon answers (even if its backend does not: the report says so), 1 when
+no daemon answers.
 
 On a terminal the report is coloured: green for what is healthy, red for what is not, yellow
 for warnings (an incomplete project list, a pid a shim's preamble got wrong, a job another daemon
-runs); never when stdout is not a terminal, with ``--no-color`` or with ``NO_COLOR`` set
-(https://no-color.org). ``--json`` is never coloured.
+runs, a clock further from the backend's than ``daemon.max_clock_skew_s``); never when stdout
+is not a terminal, with ``--no-color`` or with ``NO_COLOR`` set (https://no-color.org).
+``--json`` is never coloured.
 
-Standard library plus :mod:`coordinatord.control` and :mod:`coordinatord.paths` only: no
+Standard library plus :mod:`coordinatord.control`, :mod:`coordinatord.paths` and
+:mod:`coordinatord.words` only: no
 pydantic, no redis, no rich (plain ANSI codes), so the command answers in the time a Python
 start takes.
 """
@@ -29,6 +32,7 @@ from typing import Any
 
 from coordinatord import control, paths
 from coordinatord.errors import DaemonError
+from coordinatord.words import duration, skew_words
 
 TIMEOUT_S = 15.0
 
@@ -44,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": True, **result}, indent=2))
     else:
-        print(render(result, now=time.time(), colour=wants_colour(args, sys.stdout)))
+        print(render(result, now=result.get("now") or time.time(), colour=wants_colour(args, sys.stdout)))
     return 0
 
 
@@ -67,7 +71,8 @@ def _down(args: argparse.Namespace, socket_path: str, message: str) -> int:
 
 
 def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
-    """The readable report for a ``status`` reply; ``colour``: with ANSI colours."""
+    """The readable report for a ``status`` reply; ``colour``: with ANSI colours. ``now``: the
+    reply's own (the daemon's clock, which its times are on)."""
 
     def paint(text: str, *codes: str) -> str:
         return f"\x1b[{';'.join(codes)}m{text}\x1b[0m" if colour else text
@@ -82,6 +87,10 @@ def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
     if "config_file" in daemon:  # a daemon older than this field says nothing of it
         lines.append(f"  config    {daemon['config_file'] or 'no config file (defaults and environment)'}")
     lines.append(f"  daemon id {daemon.get('daemon_id', '?')}")
+    clock = clock_line(daemon.get("clock"))
+    if clock is not None:
+        text, warn = clock
+        lines.append(f"  clock     {paint(text, _BOLD, _YELLOW) if warn else text}")
 
     backend = status.get("backend", {})
     if backend.get("healthy"):
@@ -174,6 +183,25 @@ def _projects(projects: dict[str, Any], paint: Paint) -> list[str]:
     return lines
 
 
+def clock_line(clock: dict[str, Any] | None) -> tuple[str, bool] | None:
+    """What ``status`` and ``top`` say of the daemon's clock against the backend's (the reply's
+    ``daemon.clock``), and whether it is a warning; None when the reply has none."""
+    if not clock:
+        return None
+    skew = clock.get("skew_s")
+    if not clock.get("anchored") or not isinstance(skew, int | float):
+        reason = clock.get("error") or "no answer yet"
+        return f"the backend's time not read yet ({reason}); this machine's clock stands in", True
+    if clock.get("skewed"):
+        return (
+            f"this machine's clock is {skew_words(skew)} (over daemon.max_clock_skew_s = "
+            f"{clock.get('max_skew_s', '?')} s): expiries use the backend's; sync this machine's "
+            "(timedatectl set-ntp true)",
+            True,
+        )
+    return f"within {abs(skew):.2f} s of the backend's", False
+
+
 def id_from(source: Any) -> str:
     """`` (from origin)``: where a project id came from, for the line that shows the id."""
     if source == "path":
@@ -219,19 +247,3 @@ def _job(job: dict[str, Any], now: float, paint: Paint) -> str:
     next_run = job.get("next_run")
     parts.append(f"next in {duration(max(0.0, next_run - now))}" if next_run is not None else "not scheduled")
     return "; ".join(parts)
-
-
-def duration(seconds: Any) -> str:
-    """A length of time as people read it: `0.2 s`, `33 s`, `4 min 58 s`, `3 h 5 min`, `2 d 1 h`."""
-    if not isinstance(seconds, int | float):
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 or seconds == int(seconds) else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"

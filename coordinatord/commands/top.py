@@ -1,12 +1,13 @@
 """``coordinatord top [--project DIR_OR_ID | --all] [--once] [--interval S] [--no-color]``.
 
 A live view of one project (by default the one holding the current directory, as ``tail`` and
-``sessions`` find it) or of every known one: its id and where the id came from
+``sessions`` find it) or of every known one, under a warning when the daemon's machine's clock is
+further from the backend's than ``daemon.max_clock_skew_s``: its id and where the id came from
 (``.coordinatord.toml``, ``origin`` or its path), agents and their last heartbeat, held locks and
 the time left on them, tasks with a progress bar, rate-limit budgets, the latest activity.
 
 It asks the daemon once per ``--interval`` (control command ``overview``, see
-:mod:`coordinatord.control_overview`) and draws the frame with rich. ``q`` (or Ctrl-C, or
+:mod:`coordinatord.control.overview`) and draws the frame with rich. ``q`` (or Ctrl-C, or
 SIGTERM) quits; keys are read from stdin in cbreak mode, and the terminal's modes are put back
 on the way out, whatever ends it. When stdin is not a terminal, no key is read (Ctrl-C and
 SIGTERM still stop it). When stdout is not a terminal, or with ``--once``, it prints one frame
@@ -40,8 +41,9 @@ from rich.text import Text
 
 from coordinatord import control, paths
 from coordinatord.commands.archive import fail, project_arg
-from coordinatord.commands.status import duration, id_from, id_notes
+from coordinatord.commands.status import clock_line, id_from, id_notes
 from coordinatord.errors import DaemonError
+from coordinatord.words import duration
 
 TIMEOUT_S = 10.0
 MIN_INTERVAL_S = 0.1
@@ -192,13 +194,20 @@ def render(
     wide = width >= WIDE
     projects = overview.get("projects") or []
     parts: list[RenderableType] = [_header(overview, now, width)]
+    clock = clock_line((overview.get("daemon") or {}).get("clock"))
+    warned = clock is not None and clock[1]
+    if clock is not None and warned:
+        # One line (cut to the width): `status` says it in full.
+        parts.append(
+            Text(f"clock: {_clean(clock[0])}", style="bold yellow", no_wrap=True, overflow="ellipsis")
+        )
     if overview.get("error"):
         parts.append(Text(f"backend error: {_clean(overview['error'])}", style="red"))
     rows = None
     if height is not None:
         # The header (2 lines), a footer, per project a title, 5 part headings and 5 table
         # headers: what is left is shared among the parts' rows.
-        fixed = 3 + max(1, len(projects)) * 11
+        fixed = 3 + int(warned) + max(1, len(projects)) * 11
         rows = max(1, (height - fixed) // (5 * max(1, len(projects))))
     for project in projects:
         parts.append(_project(project, now, wide, rows, several=len(projects) > 1))

@@ -36,7 +36,7 @@ from coordinatord import __version__
 from coordinatord.app import App
 from coordinatord.control.arguments import project_argument
 from coordinatord.control.registry import Connections, ControlHandler
-from coordinatord.control.status import id_notes
+from coordinatord.control.status import clock_state, id_notes
 from coordinatord.errors import BackendError, InvalidArgumentError
 from coordinatord.scope import IdNote
 from coordinatord.services.projects import KnownProject
@@ -75,6 +75,7 @@ class OverviewControl:
                 "uptime_s": round(time.time() - self._started_at, 1),
                 "backend": app.store.name,
                 "connections": len(self._connections()),
+                "clock": clock_state(app),
             },
             "projects": [],
             "total": 0,
@@ -91,7 +92,7 @@ class OverviewControl:
                 reply["total"] = 1
         except BackendError as exc:
             reply["error"] = str(exc)
-            reply["now"] = time.time()
+            reply["now"] = app.clock()
             return reply
         notes = await anyio.to_thread.run_sync(id_notes, chosen, app.projects.host)
         documents = [_empty(project, note) for project, note in zip(chosen, notes, strict=True)]
@@ -105,7 +106,8 @@ class OverviewControl:
                     document["error"] = f"not read within {BUDGET_S:g} s"
         for document in documents:
             document.pop("pending", None)
-        reply["now"] = time.time()
+        # The app's clock (the backend's time), which the documents' times are on too.
+        reply["now"] = app.clock()
         return reply
 
     async def _project(self, value: Any) -> KnownProject:

@@ -2,11 +2,11 @@
 :mod:`coordinatord.control.registry`): what ``coordinatord projects`` asks.
 
 - ``projects_list`` ``{}`` → ``{"host", "projects": [{project_id, root, host, last_seen, source,
-  local, connected, roots}]}``: every project the jobs walk (announced by shims, or ``[[projects]]``
+  local, connected, roots}], "now"}``: every project the jobs walk (announced by shims, or ``[[projects]]``
   of config), the most recently seen first; ``root``/``host``: its root on this host when it has
   one, else the most recently seen; ``roots``: ``[{host, root, last_seen, source}]``, one per host;
   ``local``: its folder is on this host; ``connected``: the agents with a connection open to
-  this daemon in it.
+  this daemon in it; ``now``: the daemon's clock (the backend's time), which ``last_seen`` is on.
 - ``projects_forget`` ``{project, purge?, force?}`` → ``{project_id, root, purged,
   keys_deleted}``: remove the project from the registry so the jobs stop walking it, and with
   ``purge`` delete every key of its namespace. Refused for a ``[[projects]]`` entry (it would be
@@ -103,6 +103,7 @@ class ProjectControl:
                 }
                 for project, is_local, note in zip(known, local, notes, strict=True)
             ],
+            "now": self._app.clock(),  # the clock last_seen is on (the backend's time)
         }
 
     async def projects_forget(self, args: dict[str, Any]) -> dict[str, Any]:

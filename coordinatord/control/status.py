@@ -2,7 +2,7 @@
 
 Served over the daemon's socket by :mod:`coordinatord.control.registry`. Every part is gathered
 separately, so a dead backend still leaves the daemon's own facts (pid, uptime, connections,
-jobs) visible, with the backend reported unhealthy.
+jobs, the clock's skew) visible, with the backend reported unhealthy.
 
 Projects (active agents, held locks) are read only when the backend answered the ping, for at
 most :data:`MAX_PROJECTS` projects (most recently seen first) and :data:`MAX_LISTED` agents and
@@ -78,11 +78,14 @@ class DaemonStatus:
                 "config_file": None if app.settings.config_file is None else str(app.settings.config_file),
                 "daemon_id": self._jobs.daemon_id,
                 "systemd": self._service,
+                "clock": clock_state(app),
             },
             "backend": backend,
             "connections": self._connections(),
             "projects": projects,
             "jobs": self._jobs.status(),
+            # The app's clock (the backend's time): what every time in this reply is on.
+            "now": app.clock(),
         }
 
     async def _projects(self) -> dict[str, Any]:
@@ -128,6 +131,12 @@ class DaemonStatus:
             raise InvalidArgumentError(f"no job named {name!r}; jobs: {', '.join(self._jobs.names)}")
         state = await self._jobs.run_now(str(name))
         return state.as_dict()
+
+
+def clock_state(app: App) -> dict[str, Any] | None:
+    """The daemon's clock against the backend's (:class:`coordinatord.clock.ClockState`), None
+    when the app's clock is not backend-anchored (an app built by a test)."""
+    return None if app.backend_clock is None else app.backend_clock.state().as_dict()
 
 
 def id_notes(projects: list[KnownProject], host: str) -> list[IdNote]:

@@ -28,6 +28,7 @@ import structlog
 
 from coordinatord import __version__, logs, systemd
 from coordinatord.app import App
+from coordinatord.clock import BackendClock
 from coordinatord.control.handlers import build_commands
 from coordinatord.daemon.claim import SocketClaim, hold_lock, listening, reach_or_stop
 from coordinatord.errors import (
@@ -163,7 +164,11 @@ async def _serve(
         )
         async with open_store(settings) as store, anyio.create_task_group() as background:
             # The wiring, bottom up: each part is given at construction all it uses.
-            app = App(settings, store, registry=build_registry())
+            # "Now" is the backend's time for every service and job (see coordinatord.clock).
+            clock = BackendClock(store.time, settings.daemon.max_clock_skew_s, backend=store.name)
+            with contextlib.suppress(BackendError):  # not there yet: the clock reads it again
+                await clock.sample()
+            app = App(settings, store, clock, registry=build_registry())
             in_flight = InFlight()
             jobs = Jobs(app, app.projects, in_flight)
             register_all(jobs, settings.jobs)
@@ -185,6 +190,7 @@ async def _serve(
             )
             connections = ConnectionServer(app, build_server(app), in_flight, open_connections, control)
             background.start_soon(app.activity.run)
+            background.start_soon(clock.run)
             # Every daemon renews its own connections' presence records (no leader).
             background.start_soon(app.presence_leases.run)
             if settings.jobs.enabled:

@@ -12,6 +12,9 @@ job the same guarantees:
   files of this host's project roots (the session archiver, the memory-bank refresh), one per
   host, ``coord:leader:<job>:<host id>``, so that every host runs it and two daemons of one
   host never both do;
+- before each run the daemon's clock, the backend's time, is read again when its last reading
+  is stale (:meth:`coordinatord.clock.BackendClock.fresh`): every cutoff a job decides is the
+  backend's time, and a job that cannot read it does not run;
 - a failing run logs its exception and the job runs again at its next tick;
 - every run logs one ``job_run`` event with its duration, outcome and counts, and its state
   (last run, outcome, counts, next run) is kept for ``coordinatord status``.
@@ -225,7 +228,11 @@ class Jobs:
         for name, job in self._jobs.items():
             scheduled = self._scheduler.get_job(name) if self._scheduler is not None else None
             next_time = scheduled.next_run_time if scheduled is not None else None
-            job.state.next_run = next_time.timestamp() if next_time is not None else None
+            # The scheduler ticks on this machine's clock; shown, like every time in the status
+            # reply, on the app's clock (the backend's), so that "next in" is right on a skewed host.
+            job.state.next_run = (
+                next_time.timestamp() - time.time() + self._app.clock() if next_time is not None else None
+            )
             states.append(job.state.as_dict())
         return states
 
@@ -233,9 +240,11 @@ class Jobs:
         job = self._jobs[name]
         state = job.state
         async with job.lock:
-            started = time.time()
+            started = self._app.clock()  # shown against the status reply's "now", the same clock
             clock = time.perf_counter()
             try:
+                if self._app.backend_clock is not None:
+                    await self._app.backend_clock.fresh()
                 if not await self._lead(name, state.interval_s):
                     state.last_outcome = "not_leader"
                     log.debug("job_skipped_not_leader", job=name)

@@ -14,7 +14,9 @@ or not its agent remembers to heartbeat. The document and the
 index entry, however, live ``agents.forget_after_s`` (default 1 h) after the last write rather
 than the seed's 300 s, so that ``agent_list(include_inactive=true)`` can still say who was
 here recently and what they were doing; expiry decides forgetting, never activity. "Now" comes
-from the injected clock, so tests move time; connection records expire by the server's clock.
+from the injected clock, so tests move time: the daemon's follows the backend's ``TIME``
+(:class:`coordinatord.clock.BackendClock`), so that every daemon scores heartbeats and cuts
+windows on one clock; connection records expire by the server's clock inside their script.
 
 The calling agent is always the connection's identity: nobody can register, heartbeat or
 unregister for another agent. A heartbeat without a prior register registers implicitly

@@ -46,7 +46,8 @@ Atomicity:
   archive file is kept; ending the session again replaces it with the later state.
 
 Timestamps (``ts``, ``createdAt``, ``updatedAt``, index scores) come from the service's clock,
-so tests can move time; expiry is Redis's own TTL.
+so tests can move time (the daemon's is the backend's time, :mod:`coordinatord.clock`: the
+archiver of any daemon judges idleness on the clock the writer used); expiry is Redis's own TTL.
 
 Archiving without deleting (the scheduled archiver and ``coordinatord archive``):
 :meth:`SessionService.due_for_archive` walks the index with ZSCAN in batches (one pipelined

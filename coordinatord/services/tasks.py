@@ -84,7 +84,8 @@ LIST_SCAN_MAX = 5_000
 """Index entries task_list reads at most (its status filter may skip many)."""
 INDEX_GRACE_MS = 60_000
 """Index entries are dropped this long after their document must have expired: a margin for
-clocks of daemons that share one Redis."""
+the daemons' readings of the backend's clock (:mod:`coordinatord.clock`), each off by up to half
+a round trip."""
 _MGET_CHUNK = 500
 KNOWN_MAX = 4_096
 """Task documents remembered per daemon (see "Speed" above)."""

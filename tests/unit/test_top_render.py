@@ -218,6 +218,41 @@ def test_an_empty_project_and_a_backend_error_are_said_so() -> None:
     assert "incomplete: backend redis://127.0.0.1:6379/13 could not be reached" in text
 
 
+def clock(skew_s: float | None, *, anchored: bool = True, error: str | None = None) -> dict[str, Any]:
+    """A ``daemon.clock`` as the daemon reports it (:class:`coordinatord.clock.ClockState`)."""
+    return {
+        "source": "backend",
+        "anchored": anchored,
+        "skew_s": skew_s,
+        "max_skew_s": 2.0,
+        "skewed": skew_s is not None and abs(skew_s) > 2.0,
+        "sample_age_s": 4.0,
+        "round_trip_ms": 0.2,
+        "error": error,
+    }
+
+
+def test_a_skewed_clock_is_warned_of_under_the_header() -> None:
+    """A daemon whose machine's clock is off the backend's by more than daemon.max_clock_skew_s
+    gets a warning line under the header, in both directions; within the limit, or from a daemon
+    that reports no clock, nothing is said."""
+    ahead = overview(daemon={**overview()["daemon"], "clock": clock(7_201.3)})
+    lines = frame_text(ahead, width=80).splitlines()
+    assert lines[2].startswith("clock: this machine's clock is 2 h ahead of the backend's"), lines[:4]
+    nearly = overview(daemon={**overview()["daemon"], "clock": clock(7_199.9996)})  # a reading's error
+    assert "clock: this machine's clock is 2 h ahead of the backend's" in frame_text(nearly, width=80)
+    behind = overview(daemon={**overview()["daemon"], "clock": clock(-3.5)})
+    assert "clock: this machine's clock is 3.5 s behind the backend's" in frame_text(behind, width=200)
+    calm = overview(daemon={**overview()["daemon"], "clock": clock(0.4)})
+    assert "clock" not in frame_text(calm, width=80).lower().replace("coordinatord", "")
+    assert "clock:" not in frame_text(overview(), width=80)
+    out = io.StringIO()
+    Console(file=out, width=80, height=24, no_color=True).print(
+        render(ahead, width=80, height=24, interval=1.0)
+    )
+    assert len(out.getvalue().splitlines()) <= 24  # the warning's line is counted in the live view
+
+
 def test_the_frame_while_no_daemon_answers_names_how_to_start_one() -> None:
     """While no daemon answers, the live view shows the message with the command to start one and that it
     retries each interval."""
@@ -233,7 +268,7 @@ def test_the_frame_while_no_daemon_answers_names_how_to_start_one() -> None:
 
 # -- status colours ----------------------------------------------------------------------------
 
-STATUS = {
+STATUS: dict[str, Any] = {
     "daemon": {"version": "0.1.0", "pid": 1, "uptime_s": 3, "socket": "/tmp/c.sock", "daemon_id": "vm:1:a"},
     "backend": {"name": "embedded", "healthy": True, "ping_ms": 0.3},
     "connections": [{"agent": "cursor", "project": "p-1", "root": "/p", "pid": 7, "claimed_pid": 1}],
@@ -290,3 +325,22 @@ def test_status_wants_colour_only_on_a_terminal_without_no_color(
     out = _Terminal() if tty else io.StringIO()
     args = argparse.Namespace(no_color=no_color_flag)
     assert status_command.wants_colour(args, out) is expected
+
+
+def test_status_shows_the_daemons_clock_against_the_backends() -> None:
+    """``status`` says how far the daemon's machine's clock is from the backend's: in yellow past
+    daemon.max_clock_skew_s (with the fix), plainly within it, and when the backend's time was
+    never read, that and why."""
+    skewed = {**STATUS, "daemon": {**STATUS["daemon"], "clock": clock(-7_200.0)}}
+    coloured = status_command.render(skewed, now=11.0, colour=True)
+    assert (
+        "  clock     \x1b[1;33mthis machine's clock is 2 h behind the backend's (over "
+        "daemon.max_clock_skew_s = 2.0 s): expiries use the backend's; sync this machine's "
+        "(timedatectl set-ntp true)\x1b[0m"
+    ) in coloured
+    calm = {**STATUS, "daemon": {**STATUS["daemon"], "clock": clock(0.013)}}
+    assert "  clock     within 0.01 s of the backend's\n" in status_command.render(calm, now=11.0)
+    never = {**STATUS, "daemon": {**STATUS["daemon"], "clock": clock(None, anchored=False, error="refused")}}
+    text = status_command.render(never, now=11.0)
+    assert "  clock     the backend's time not read yet (refused); this machine's clock stands in" in text
+    assert "  clock " not in status_command.render(STATUS, now=11.0)  # an older daemon: no line

@@ -3,7 +3,8 @@
 -- KEYS[1] the task's graph hash   KEYS[2] the ready index   KEYS[3] the caller's claims set
 -- KEYS[4] the agents sweep's active index   KEYS[5] its inactive index
 -- ARGV[1] task id   ARGV[2] agent   ARGV[3] ready-by-label prefix   ARGV[4] TTL (s) of the claims set
--- ARGV[5] now (ms, the daemon's clock, as heartbeats score)   ARGV[6] TTL (s) of the active index
+-- ARGV[5] now (ms, the daemon's clock, which follows the backend's TIME, as heartbeats score)
+-- ARGV[6] TTL (s) of the active index
 -- Returns {1, 'claimed'}, {1, 'again'} (the caller already held it), or {0, reason, detail...}:
 -- 'missing', 'held' (claimant), 'completed', 'waiting' (dependencies left, the dependencies).
 -- The claim records the server time (claimed_ms), which the heartbeat sweep compares with the
