@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from coordinatord import __version__, backend_url, control, editors, listeners, paths, systemd
+from coordinatord import __version__, backend_url, control, editors, listeners, paths, private_folder, systemd
 from coordinatord.backend_url import mask as mask_url
 from coordinatord.clock import measure
-from coordinatord.errors import BackendError, CoordinatordError, DaemonError
+from coordinatord.errors import BackendError, CoordinatordError, DaemonError, ForeignServerError
 from coordinatord.settings import Settings, effective_settings, load_settings
 from coordinatord.store import Store
 from coordinatord.words import skew_words
@@ -210,6 +210,40 @@ def check_socket(ctx: Context) -> list[Check]:
     ]
 
 
+def check_socket_folder(ctx: Context) -> list[Check]:
+    """Whether the socket's folder is private (a daemon refuses one that is not), and when the
+    default's usual folder was passed over for its fallback, why."""
+    if ctx.settings is None:
+        return []
+    socket_path = ctx.settings.socket
+    folder = socket_path.parent
+    default = paths.default_socket()
+    details = {"folder": str(folder), "note": paths.socket_note(socket_path, default)}
+    problem = private_folder.inspect(folder)
+    if problem is not None:
+        return [
+            Check(
+                "socket folder",
+                "fail",
+                f"{problem}: the daemon refuses it, as another user could put a socket in its place",
+                private_folder.remedy(folder),
+                details,
+            )
+        ]
+    if socket_path == default.path and default.unsafe is not None:
+        return [
+            Check(
+                "socket folder",
+                "warn",
+                f"{folder}: the default's private fallback, because {default.unsafe}",
+                f"{private_folder.remedy(default.usual)} (the socket then goes back there)",
+                details,
+            )
+        ]
+    where = "created when the daemon starts" if not folder.exists() else "private"
+    return [Check("socket folder", "ok", f"{folder} ({where}): {details['note']}", details=details)]
+
+
 # --- the daemon -----------------------------------------------------------------------------
 
 
@@ -219,6 +253,8 @@ def check_daemon(ctx: Context) -> list[Check]:
     socket_path = ctx.settings.socket
     try:
         ctx.daemon = control.request(socket_path, "status", timeout=5.0)
+    except ForeignServerError as exc:
+        return [Check("daemon", "fail", exc.finding, exc.fix, {"running": False, "foreign": True})]
     except DaemonError:
         if ctx.settings.shim.autostart:
             return [
@@ -647,7 +683,19 @@ def check_editors(ctx: Context) -> list[Check]:
 def check_folders(ctx: Context) -> list[Check]:
     if ctx.settings is None:
         return []
-    checks = [_writable("state dir", ctx.settings.state_dir)]
+    state_dir = ctx.settings.state_dir
+    problem = private_folder.inspect(state_dir)
+    if problem is not None:
+        checks = [
+            Check(
+                "state dir",
+                "fail",
+                f"{problem}: the daemon refuses it (it holds the data and the log)",
+                private_folder.remedy(state_dir),
+            )
+        ]
+    else:
+        checks = [_writable("state dir", state_dir)]
     if ctx.project is None:
         return checks
     archive = ctx.project / ctx.settings.sessions.archive_dir
@@ -705,6 +753,7 @@ CHECKS: tuple[Callable[[Context], list[Check]], ...] = (
     check_settings,
     check_environment,
     check_socket,
+    check_socket_folder,
     check_daemon,
     check_backend,
     check_embedded_binary,

@@ -4,10 +4,13 @@
 
     CoordinatordError                 anything this package raises on purpose
     ├── ConfigError                   a setting is invalid (names setting, value and source)
-    │   └── ProjectFileError          a repository's .coordinatord.toml is wrong (names the file
-    │                                 and the rule)
+    │   ├── ProjectFileError          a repository's .coordinatord.toml is wrong (names the file
+    │   │                             and the rule)
+    │   └── UnsafeFolderError         the socket's folder or the state dir is not private to us
+    │                                 (names the folder, its owner, its mode and the fix)
     ├── DaemonError                   the daemon cannot start or serve
-    │   └── AlreadyRunningError       another live daemon owns the socket
+    │   ├── AlreadyRunningError       another live daemon owns the socket
+    │   └── ForeignServerError        another uid serves the socket: nothing was sent to it
     ├── BackendError                  the Redis/Valkey backend failed a command
     │   └── BackendUnavailableError   it could not be reached within the timeout, or it was
     │                                 reached and will not serve us (password, TLS, database);
@@ -54,12 +57,29 @@ class ProjectFileError(ConfigError):
     project it would name has no id until the file is fixed; the message names the file."""
 
 
+class UnsafeFolderError(ConfigError):
+    """A folder the daemon would keep its socket or state in is not private to its uid (see
+    :mod:`coordinatord.private_folder`). A settings error: retrying cannot help until the folder
+    or the setting is changed."""
+
+
 class DaemonError(CoordinatordError):
     """The daemon cannot start or keep serving."""
 
 
 class AlreadyRunningError(DaemonError):
     """A live daemon already answers on the socket path."""
+
+
+class ForeignServerError(DaemonError):
+    """The process serving the socket runs as another uid than ours (SO_PEERCRED): a client
+    refuses it before sending a byte (see :mod:`coordinatord.socket_trust`). ``finding`` and
+    ``fix`` are the message's two parts, for ``doctor``."""
+
+    def __init__(self, finding: str, fix: str) -> None:
+        super().__init__(f"{finding}. Fix: {fix}")
+        self.finding = finding
+        self.fix = fix
 
 
 class BackendError(CoordinatordError):

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from coordinatord import private_folder
 from coordinatord.errors import ConfigError
 
 # No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
@@ -33,25 +34,89 @@ STATE_DIR_ENV = "COORDINATORD_STATE_DIR"
 CONFIG_ENV = "COORDINATORD_CONFIG"
 SOCKET_NAME = "coordinatord.sock"
 RUN_USER = Path("/run/user")
+TMP = Path("/tmp")
+"""Where ``/tmp/coordinatord-<uid>`` is made; its folder is judged before use (default_socket)."""
 
 PROJECT_MARKERS = (".git", ".hg", ".jj", ".svn", ".kilocode")
 """What makes a directory a project root: a repository (``.git`` is a directory, or a file in
 worktrees and submodules), or the seed's own ``.kilocode`` folder."""
 
 
-def default_socket_path(uid: int | None = None, run_user: Path = RUN_USER) -> Path:
-    """``/run/user/<uid>/coordinatord/coordinatord.sock`` when ``/run/user/<uid>`` exists and
-    belongs to the uid (systemd's runtime dir), else ``/tmp/coordinatord-<uid>/coordinatord.sock``.
+class DefaultSocket:
+    """Where the default socket is, and why there.
+
+    ``usual``: the folder the socket belongs in (``/run/user/<uid>/coordinatord`` or
+    ``/tmp/coordinatord-<uid>``); ``unsafe``: why that folder was passed over for the private
+    fallback in the home directory (None: the socket is in ``usual``).
+    """
+
+    __slots__ = ("path", "unsafe", "usual")
+
+    def __init__(self, path: Path, usual: Path, unsafe: str | None) -> None:
+        self.path = path
+        self.usual = usual
+        self.unsafe = unsafe
+
+    def note(self) -> str:
+        """Why the socket's folder is the one in use, for ``serve``, ``status`` and ``doctor``."""
+        if self.unsafe is None:
+            return f"the default folder {self.path.parent}"
+        return f"the default's private fallback, because {self.unsafe}"
+
+
+def default_socket(
+    uid: int | None = None, run_user: Path | None = None, tmp: Path | None = None, home: Path | None = None
+) -> DefaultSocket:
+    """The default socket: ``/run/user/<uid>/coordinatord/coordinatord.sock`` when
+    ``/run/user/<uid>`` exists and belongs to the uid (systemd's runtime dir), else
+    ``/tmp/coordinatord-<uid>/coordinatord.sock``, as long as that folder is missing or private
+    to the uid (see :mod:`coordinatord.private_folder`). When it is not (another local user made
+    it first, or opened it), ``~/.local/state/coordinatord/run/coordinatord.sock``: still from
+    the uid and the home directory alone, so the daemon, the shims and the operator commands
+    all make the same choice without being told.
+
+    ``run_user``, ``tmp`` and ``home`` default to :data:`RUN_USER`, :data:`TMP` (read when
+    called, so that tests can move them) and the home directory.
     """
     uid = os.getuid() if uid is None else uid
-    runtime_dir = run_user / str(uid)
+    runtime_dir = (RUN_USER if run_user is None else run_user) / str(uid)
     try:
         info = runtime_dir.stat()
     except OSError:
         info = None
     if info is not None and runtime_dir.is_dir() and info.st_uid == uid:
-        return runtime_dir / "coordinatord" / SOCKET_NAME
-    return Path(f"/tmp/coordinatord-{uid}") / SOCKET_NAME
+        usual = runtime_dir / "coordinatord"
+    else:
+        usual = (TMP if tmp is None else tmp) / f"coordinatord-{uid}"
+    unsafe = private_folder.inspect(usual, uid)
+    if unsafe is None:
+        return DefaultSocket(usual / SOCKET_NAME, usual, None)
+    home = Path.home() if home is None else home
+    return DefaultSocket(fallback_socket_dir(home) / SOCKET_NAME, usual, unsafe)
+
+
+def default_socket_path(
+    uid: int | None = None, run_user: Path | None = None, tmp: Path | None = None, home: Path | None = None
+) -> Path:
+    """The path of :func:`default_socket`."""
+    return default_socket(uid, run_user, tmp, home).path
+
+
+def fallback_socket_dir(home: Path | None = None) -> Path:
+    """``~/.local/state/coordinatord/run``: the default socket's folder when the usual one is
+    not private (see :func:`default_socket`). In the home directory, which no other user can
+    write, under the default state dir (``run``: nothing in it outlives the daemon)."""
+    return (Path.home() if home is None else home) / ".local" / "state" / "coordinatord" / "run"
+
+
+def socket_note(socket_path: Path, default: DefaultSocket | None = None) -> str:
+    """Why ``socket_path``'s folder is the one in use: the default folder, the default's
+    fallback (and why), or the one given by ``--socket``, ``COORDINATORD_SOCKET`` or the config
+    file's ``socket``. ``default``: :func:`default_socket`, when the caller has it."""
+    default = default_socket() if default is None else default
+    if socket_path == default.path:
+        return default.note()
+    return f"given by --socket, {SOCKET_ENV} or the config file's socket (the default is {default.path})"
 
 
 def default_state_dir() -> Path:

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from coordinatord import control, paths
@@ -44,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = control.request(socket_path, "status", timeout=TIMEOUT_S)
     except DaemonError as exc:
-        return _down(args, str(socket_path), str(exc))
+        return _down(args, socket_path, str(exc))
     if args.json:
         print(json.dumps({"running": True, **result}, indent=2))
     else:
@@ -63,9 +64,14 @@ def wants_colour(args: argparse.Namespace, out: Any) -> bool:
         return False
 
 
-def _down(args: argparse.Namespace, socket_path: str, message: str) -> int:
+def _down(args: argparse.Namespace, socket_path: Path, message: str) -> int:
+    default = paths.default_socket()
+    note = paths.socket_note(socket_path, default)
     if args.json:
-        print(json.dumps({"running": False, "socket": socket_path, "error": message}, indent=2))
+        shown = {"running": False, "socket": str(socket_path), "socket_folder": note, "error": message}
+        print(json.dumps(shown, indent=2))
+    if socket_path == default.path and default.unsafe is not None:
+        message += f"\n(the socket is in {note})"
     print(f"coordinatord: {message}", file=sys.stderr)
     return 1
 
@@ -84,6 +90,10 @@ def render(status: dict[str, Any], now: float, colour: bool = False) -> str:
         f"pid {daemon.get('pid', '?')}, up {duration(daemon.get('uptime_s'))}"
     )
     lines.append(f"  socket    {daemon.get('socket', '?')}")
+    folder = daemon.get("socket_folder") or {}
+    if folder.get("note"):  # a daemon older than this field says nothing of it
+        note = paint(folder["note"], _YELLOW) if folder.get("fallback") else folder["note"]
+        lines.append(f"            {note}")
     if "config_file" in daemon:  # a daemon older than this field says nothing of it
         lines.append(f"  config    {daemon['config_file'] or 'no config file (defaults and environment)'}")
     lines.append(f"  daemon id {daemon.get('daemon_id', '?')}")

@@ -6,10 +6,10 @@ quickly and must work when the daemon (or the backend) is down.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
+from coordinatord import socket_trust
 from coordinatord.control.wire import control_request
 from coordinatord.errors import DaemonError
 from coordinatord.paths import serve_command
@@ -22,17 +22,17 @@ class DaemonNotRunningError(DaemonError):
 def request(
     socket_path: Path, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
 ) -> Any:
-    """Send one control command and return its result; raise :class:`DaemonError` on failure."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    """Send one control command and return its result; raise :class:`DaemonError` on failure
+    (:class:`~coordinatord.errors.ForeignServerError` when another uid serves the socket: it
+    is sent nothing)."""
     try:
-        try:
-            sock.connect(str(socket_path))
-        except OSError as exc:
-            raise DaemonNotRunningError(
-                f"no coordinatord daemon answers at {socket_path} ({exc.strerror or exc})\n"
-                f"start it with: {serve_command(socket_path)}"
-            ) from None
+        sock = socket_trust.connect(socket_path, timeout)
+    except OSError as exc:
+        raise DaemonNotRunningError(
+            f"no coordinatord daemon answers at {socket_path} ({exc.strerror or exc})\n"
+            f"start it with: {serve_command(socket_path)}"
+        ) from None
+    try:
         sock.sendall(control_request(command, args))
         with sock.makefile("rb") as reader:
             line = reader.readline()

@@ -22,11 +22,14 @@ def build_commands(
     started_at: float,
     service: dict[str, Any],
     shutdown: anyio.Event,
+    socket_folder: dict[str, Any] | None = None,
 ) -> ControlCommands:
     """``connections``: the open connections (for ``status``, ``projects_list`` and
     ``overview``); ``service``: how systemd runs the daemon; ``shutdown``: set by the
-    ``shutdown`` command."""
-    status = DaemonStatus(app, connections, jobs, started_at=started_at, service=service)
+    ``shutdown`` command; ``socket_folder``: why the socket is where it is (for ``status``)."""
+    status = DaemonStatus(
+        app, connections, jobs, started_at=started_at, service=service, socket_folder=socket_folder
+    )
     return ControlCommands(
         {
             **status.control_handlers(),

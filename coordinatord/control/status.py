@@ -39,10 +39,14 @@ class DaemonStatus:
         jobs: Jobs,
         started_at: float,
         service: dict[str, Any] | None = None,
+        socket_folder: dict[str, Any] | None = None,
     ) -> None:
         """``service``: how systemd runs the daemon (``unit``, ``socket_activated``,
-        ``watchdog_s``), shown as ``daemon.systemd``."""
+        ``watchdog_s``), shown as ``daemon.systemd``; ``socket_folder``: why the socket is in
+        the folder it is in, as the daemon started (``note``: :func:`coordinatord.paths.socket_note`;
+        ``fallback``: whether it is the default's fallback)."""
         self._service = service or {}
+        self._socket_folder = socket_folder or {}
         self._app = app
         self._connections = connections
         self._jobs = jobs
@@ -75,6 +79,7 @@ class DaemonStatus:
                 "started_at": self._started_at,
                 "uptime_s": round(time.time() - self._started_at, 1),
                 "socket": str(app.settings.socket),
+                "socket_folder": self._socket_folder,
                 "config_file": None if app.settings.config_file is None else str(app.settings.config_file),
                 "daemon_id": self._jobs.daemon_id,
                 "systemd": self._service,

@@ -23,8 +23,9 @@ import anyio
 import anyio.abc
 import structlog
 
-from coordinatord.errors import AlreadyRunningError, DaemonError
-from coordinatord.paths import default_socket_path
+from coordinatord import private_folder, socket_trust
+from coordinatord.errors import AlreadyRunningError, DaemonError, UnsafeFolderError
+from coordinatord.paths import default_socket, default_socket_path
 
 log = structlog.get_logger("coordinatord.server")
 
@@ -50,13 +51,12 @@ class SocketClaim:
         if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
             raise DaemonError(
                 f"socket path {self.path} is longer than {MAX_UNIX_PATH} bytes, the limit of a Unix "
-                "socket path; choose a shorter --socket"
+                f"socket path{_fallback_reason(self.path)}; choose a shorter --socket"
             )
-        parent = self.path.parent
-        if not parent.exists():
-            # Only a directory we create is ours to lock down; /tmp or $HOME are not.
-            parent.mkdir(parents=True, mode=0o700)
-            os.chmod(parent, 0o700)
+        try:
+            private_folder.ensure(self.path.parent)
+        except UnsafeFolderError as exc:
+            raise UnsafeFolderError(unsafe_socket_folder(self.path, str(exc))) from None
         self._lock = hold_lock(
             self.lock_path,
             lambda owner: (
@@ -74,20 +74,20 @@ class SocketClaim:
             return
         if not stat.S_ISSOCK(mode):
             raise DaemonError(f"{self.path} exists and is not a socket; remove it or choose another --socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(str(self.path))
+            # Blocking, as a full backlog must not pass for a dead socket. A server of another uid
+            # is refused (ForeignServerError) without a byte sent.
+            probe = socket_trust.connect(self.path, None)
         except OSError:
             log.info("stale_socket_removed", socket=str(self.path))
             self.path.unlink(missing_ok=True)
-        else:
-            raise AlreadyRunningError(
-                f"something is already listening on {self.path}: a coordinatord daemon whose lock is "
-                f"elsewhere, or systemd's coordinatord.socket, which starts the daemon of its unit on "
-                f"the first connection; {reach_or_stop(self.path)}, or choose another --socket"
-            )
-        finally:
-            probe.close()
+            return
+        probe.close()
+        raise AlreadyRunningError(
+            f"something is already listening on {self.path}: a coordinatord daemon whose lock is "
+            f"elsewhere, or systemd's coordinatord.socket, which starts the daemon of its unit on "
+            f"the first connection; {reach_or_stop(self.path)}, or choose another --socket"
+        )
 
     def release(self) -> None:
         """After a clean stop: the socket file (unless systemd's) and the lock file are removed."""
@@ -96,6 +96,31 @@ class SocketClaim:
         if self._lock is not None:
             self._lock.release(remove=True)
             self._lock = None
+
+
+def unsafe_socket_folder(socket_path: Path, finding: str) -> str:
+    """The refusal of a socket folder that is not private: what it is, which socket it is
+    (the default, its fallback, or given), and the fix."""
+    default = default_socket()
+    folder = socket_path.parent
+    if socket_path == default.path:
+        which = "the default socket's folder" + (
+            "" if default.unsafe is None else f" (its private fallback, because {default.unsafe})"
+        )
+    else:
+        which = "the socket's folder (given by --socket, COORDINATORD_SOCKET or the config file's socket)"
+    return (
+        f"refusing {which}: {finding}; another user could put a socket of their own in place of "
+        f"this daemon's. Fix: {private_folder.remedy(folder)}; or give a socket in a private folder "
+        "of your own: mkdir -m 700 DIR, then --socket DIR/coordinatord.sock"
+    )
+
+
+def _fallback_reason(socket_path: Path) -> str:
+    default = default_socket()
+    if socket_path != default.path or default.unsafe is None:
+        return ""
+    return f" (it is the default's private fallback, because {default.unsafe})"
 
 
 def reach_or_stop(socket_path: Path) -> str:

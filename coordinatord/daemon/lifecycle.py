@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
-from coordinatord import __version__, logs, systemd
+from coordinatord import __version__, logs, paths, private_folder, systemd
 from coordinatord.app import App
 from coordinatord.clock import BackendClock
 from coordinatord.control.handlers import build_commands
@@ -40,6 +40,7 @@ from coordinatord.errors import (
     BackendError,
     ConfigError,
     CoordinatordError,
+    UnsafeFolderError,
 )
 from coordinatord.jobs import Jobs
 from coordinatord.jobs.schedule import register_all
@@ -62,6 +63,9 @@ def run_daemon(settings: Settings) -> int:
     try:
         _prepare_state_dir(settings.state_dir)
         logs.configure(settings.logging, settings.log_file)
+    except UnsafeFolderError as exc:
+        print(f"coordinatord: {exc}", flush=True)  # no log yet: it would go in that folder
+        return EXIT_INVALID_SETTINGS
     except OSError as exc:
         print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
         return EXIT_FAILURE
@@ -107,8 +111,16 @@ def _coordinatord_error(raised: BaseException) -> CoordinatordError | None:
 
 
 def _prepare_state_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create the state dir (0700), or check that the one there is private to us: it holds the
+    AOF with every value, the log and the daemon's lock."""
+    try:
+        private_folder.ensure(path)
+    except UnsafeFolderError as exc:
+        raise UnsafeFolderError(
+            f"refusing the state dir: {exc}; it holds the embedded Valkey's data and the log, which "
+            f"another user could read or replace. Fix: {private_folder.remedy(path)}; or give "
+            "another one (--state-dir, COORDINATORD_STATE_DIR or the config file's state_dir)"
+        ) from None
 
 
 async def serve(settings: Settings, *, stop: anyio.Event | None = None) -> None:
@@ -146,6 +158,10 @@ async def _serve(
 ) -> None:
     watchdog_s = systemd.watchdog_interval_s()
     claim = SocketClaim(settings.socket, inherited=_inherited_socket(settings))
+    # Before the claim creates the usual folder, which would change the answer.
+    default = paths.default_socket()
+    socket_folder = paths.socket_note(settings.socket, default)
+    fallback = socket_folder if settings.socket == default.path and default.unsafe else None
     claim.acquire()
     state_lock = None
     try:
@@ -187,6 +203,7 @@ async def _serve(
                 started_at=started_at,
                 service=service,
                 shutdown=shutdown,
+                socket_folder={"note": socket_folder, "fallback": fallback is not None},
             )
             connections = ConnectionServer(app, build_server(app), in_flight, open_connections, control)
             background.start_soon(app.activity.run)
@@ -202,6 +219,7 @@ async def _serve(
                     version=__version__,
                     pid=os.getpid(),
                     socket=str(settings.socket),
+                    socket_folder=socket_folder,
                     socket_activated=claim.inherited is not None,
                     watchdog_s=watchdog_s,
                     backend=store.name,
@@ -210,7 +228,7 @@ async def _serve(
                 if not logs.console_enabled():
                     # The log line above went to the file only: say it once where people look
                     # (a terminal started with console logging off, the journal, autostart.log).
-                    _print_ready(ready_line(str(settings.socket), store.name, os.getpid()))
+                    _print_ready(ready_line(str(settings.socket), store.name, os.getpid(), fallback))
                 serving = f"serving on {settings.socket}, backend {store.name}"
                 systemd.notify("READY=1\n" + systemd.status(serving))
                 if watchdog_s is not None:
@@ -299,10 +317,12 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, 
     return reason
 
 
-def ready_line(socket_path: str, backend: str, pid: int) -> str:
+def ready_line(socket_path: str, backend: str, pid: int, fallback: str | None = None) -> str:
     """What ``serve`` prints on stderr once the socket accepts (the backend's name has its
-    password masked, as in every message)."""
-    return f"coordinatord {__version__} ready: socket {socket_path}, backend {backend}, pid {pid}"
+    password masked, as in every message). ``fallback``: why the socket is in the default's
+    fallback folder, the one case where it is not where a person would look."""
+    why = f" ({fallback})" if fallback else ""
+    return f"coordinatord {__version__} ready: socket {socket_path}{why}, backend {backend}, pid {pid}"
 
 
 def _print_ready(line: str) -> None:

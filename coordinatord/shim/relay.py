@@ -33,6 +33,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from coordinatord import socket_trust
+from coordinatord.errors import ForeignServerError
 from coordinatord.request_id import HEAD_BYTES, RequestId, read_id
 from coordinatord.shim import lines
 from coordinatord.shim.autostart import FAILED, OTHERS_STARTING, STARTING, Starter
@@ -283,12 +285,12 @@ class Relay:
     # --- the daemon's side -------------------------------------------------------------------
 
     def _connect(self, now: float) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(1.0)
         try:
-            sock.connect(str(self._config.socket))
+            sock = socket_trust.connect(self._config.socket, 1.0)
+        except ForeignServerError as exc:
+            self._foreign_server(now, str(exc))
+            return
         except OSError:
-            sock.close()
             self._connect_failed(now)
             return
         sock.setblocking(False)
@@ -322,6 +324,19 @@ class Relay:
         self._retry_at = now + self._retry_delay
         if waiting:
             self._maybe_autostart(now)
+
+    def _foreign_server(self, now: float, message: str) -> None:
+        """Another uid serves the socket: it was sent nothing. No daemon is started (ours
+        could not take the path), what waits fails now with the reason, and the shim keeps
+        looking, as after a failed connect, in case that server goes away."""
+        if message != self._said_failure:
+            self._said_failure = message
+            self._say(message)
+        self._fail_waiting(message)
+        if self._outage_since is None:
+            self._outage_since = now
+        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_S)
+        self._retry_at = now + self._retry_delay
 
     def _maybe_autostart(self, now: float) -> None:
         starter = self._starter

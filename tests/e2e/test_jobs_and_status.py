@@ -237,7 +237,7 @@ async def test_two_daemons_on_one_backend_take_turns_by_lease(workdir: Path) -> 
         env = {"REDIS_URL": valkey.url, **NO_SCHEDULE}
         first, second = DaemonProcess(workdir / "a", env=env), DaemonProcess(workdir / "b", env=env)
         for daemon in (first, second):
-            daemon.root.mkdir()
+            daemon.root.mkdir(mode=0o700)
             daemon.start()
         try:
             names = [job["name"] for job in control.request(first.socket_path, "status")["jobs"]]
@@ -260,8 +260,8 @@ async def test_a_daemon_without_a_schedule_gives_its_leases_back_when_it_stops(w
     with valkey_server() as valkey:
         env = {"REDIS_URL": valkey.url, **NO_SCHEDULE}
         first, second = DaemonProcess(workdir / "a", env=env), DaemonProcess(workdir / "b", env=env)
-        first.root.mkdir()
-        second.root.mkdir()
+        first.root.mkdir(mode=0o700)
+        second.root.mkdir(mode=0o700)
         first.start()
         try:
             assert (await run_job(first, SWEEP))["last_outcome"] == "ok"
@@ -288,7 +288,7 @@ async def test_two_scheduled_daemons_run_each_tick_once(workdir: Path) -> None:
         }
         daemons = [DaemonProcess(workdir / name, env=env) for name in ("a", "b")]
         for daemon in daemons:
-            daemon.root.mkdir()
+            daemon.root.mkdir(mode=0o700)
             daemon.start()
         try:
 

@@ -148,7 +148,34 @@ def test_no_arrow_points_up(layer: str) -> None:
 def test_the_control_client_imports_only_the_standard_library_and_its_helpers() -> None:
     """``coordinatord status`` must start fast: the client's side of the channel."""
     allowed = {"coordinatord.control.client", "coordinatord.control.wire", "coordinatord.errors"}
-    allowed |= {"coordinatord.paths", "coordinatord.preamble"}
+    allowed |= {"coordinatord.paths", "coordinatord.preamble", "coordinatord.socket_trust"}
     for module in ("coordinatord.control", "coordinatord.control.client", "coordinatord.control.wire"):
         ours = internal(GRAPH[module])
         assert ours <= allowed, (module, ours - allowed)
+
+
+def test_the_socket_trust_modules_import_only_the_standard_library_and_errors() -> None:
+    """The shim and the git hook connect through socket_trust and find the default socket through
+    private_folder: both import nothing of ours but each other and the error hierarchy, and nothing
+    from outside the standard library."""
+    ours = {"coordinatord.socket_trust", "coordinatord.private_folder", "coordinatord.errors"}
+    for module in ("coordinatord.socket_trust", "coordinatord.private_folder"):
+        assert internal(GRAPH[module]) <= ours, module
+        outside = {target.split(".")[0] for target in GRAPH[module] - set(MODULES)}
+        assert outside <= {"__future__", "os", "pwd", "socket", "stat", "struct", "pathlib"}, module
+
+
+def test_only_socket_trust_connects_to_a_unix_socket() -> None:
+    """Every client of the daemon's socket goes through socket_trust.connect, which checks the
+    server's uid before a byte is sent: no other module calls connect() or opens a Unix
+    connection itself."""
+    calls = sorted(
+        (module, node.lineno)
+        for module, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("connect", "connect_ex", "open_unix_connection", "connect_unix")
+        and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "socket_trust")
+    )
+    assert {module for module, _ in calls} == {"coordinatord.socket_trust"}, calls

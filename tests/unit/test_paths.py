@@ -13,16 +13,19 @@ from coordinatord import paths
 def test_socket_in_the_uids_runtime_dir_when_it_is_its_own(tmp_path: Path) -> None:
     """/run/user/<uid> owned by the uid holds the socket; a missing or foreign one does not."""
     uid = os.getuid()
-    (tmp_path / str(uid)).mkdir()
+    run_user, tmp = tmp_path / "run-user", tmp_path / "tmp"
+    run_user.mkdir()
+    (run_user / str(uid)).mkdir()
     assert (
-        paths.default_socket_path(uid, tmp_path) == tmp_path / str(uid) / "coordinatord" / "coordinatord.sock"
+        paths.default_socket_path(uid, run_user, tmp)
+        == run_user / str(uid) / "coordinatord" / "coordinatord.sock"
     )
-    assert paths.default_socket_path(uid + 1, tmp_path) == Path(
-        f"/tmp/coordinatord-{uid + 1}/coordinatord.sock"
+    assert (
+        paths.default_socket_path(uid + 1, run_user, tmp) == tmp / f"coordinatord-{uid + 1}/coordinatord.sock"
     )
-    (tmp_path / str(uid + 2)).mkdir()  # exists, but belongs to us, not to uid + 2
-    assert paths.default_socket_path(uid + 2, tmp_path) == Path(
-        f"/tmp/coordinatord-{uid + 2}/coordinatord.sock"
+    (run_user / str(uid + 2)).mkdir()  # exists, but belongs to us, not to uid + 2
+    assert (
+        paths.default_socket_path(uid + 2, run_user, tmp) == tmp / f"coordinatord-{uid + 2}/coordinatord.sock"
     )
 
 
