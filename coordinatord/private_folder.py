@@ -6,10 +6,12 @@ default socket, so the same rule picks the folder on both sides of the socket.
 
 The rule, for the folder itself (its own inode, never a symbolic link's target): it is a
 directory, owned by the uid, and neither group nor others hold its write bit (they could add,
-rename or remove entries in it: put their own socket where ours was) or its search bit (they
-could reach an entry by its name: the socket before its mode is set, the lock files). The read
-bit alone lets them list names and open nothing, so it is allowed. ``0700`` and ``0740`` pass;
-``0750``, ``0770``, ``0777``, ``1777`` (``/tmp`` itself) do not.
+rename or remove entries in it: put their own socket where ours was). Read and search bits are
+allowed: they let others list the names and reach an entry, and every entry guards itself (the
+socket is ``0600``, so nobody else may connect; the lock files are ``0600``), while ``0755`` is
+what ``mkdir`` gives under the usual umask, so ``--socket ~/x.sock`` in a ``0755`` home keeps
+working. ``0700``, ``0750`` and ``0755`` pass; ``0770``, ``0777``, ``1777`` (``/tmp`` itself)
+do not.
 
 For every folder above it (the real path, symbolic links resolved): owned by root or by the uid,
 and not writable by others unless its sticky bit is set (in ``/tmp``, mode ``1777``, nobody
@@ -31,8 +33,8 @@ from pathlib import Path
 
 from coordinatord.errors import UnsafeFolderError
 
-OPEN_BITS = stat.S_IWGRP | stat.S_IXGRP | stat.S_IWOTH | stat.S_IXOTH
-"""The bits of a private folder that group and others must not hold (``0o033``)."""
+OPEN_BITS = stat.S_IWGRP | stat.S_IWOTH
+"""The bits of a private folder that group and others must not hold (``0o022``)."""
 PRIVATE_MODE = 0o700
 
 
@@ -61,7 +63,7 @@ def folder_problem(info: os.stat_result, uid: int) -> str | None:
     if info.st_uid != uid:
         return f"not yours: {describe(info)}"
     if mode & OPEN_BITS:
-        return f"open to {_whom(mode)}: {describe(info)}"
+        return f"writable by {_whom(mode)}: {describe(info)}"
     return None
 
 
@@ -76,8 +78,8 @@ def ancestor_problem(info: os.stat_result, uid: int) -> str | None:
 
 
 def _whom(mode: int) -> str:
-    group = "group" if mode & (stat.S_IWGRP | stat.S_IXGRP) else ""
-    others = "others" if mode & (stat.S_IWOTH | stat.S_IXOTH) else ""
+    group = "group" if mode & stat.S_IWGRP else ""
+    others = "others" if mode & stat.S_IWOTH else ""
     return " and ".join(part for part in (group, others) if part)
 
 

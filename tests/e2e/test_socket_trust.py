@@ -2,7 +2,7 @@
 uid 65534 (nobody, started with setpriv) squats the socket folder and listens there, answering every
 connection with forged replies at once and counting the bytes it receives.
 
-The daemon refuses a folder it does not own or that others can write or enter (an explicit socket:
+The daemon refuses a folder it does not own or that others can write (an explicit socket:
 a clear error; the default: the private fallback in the home directory, which ``serve``, ``status``
 and ``doctor`` name); and every client (the shim, ``status``, ``stop``, ``doctor``, the git hook)
 refuses a server of another uid before sending it a byte. The machine's own default folders are
@@ -318,7 +318,9 @@ def test_a_folder_others_could_write_is_refused_for_the_socket_and_the_state(mac
         env=env,
     )
     assert in_open.returncode == 2, in_open.stdout
-    assert f"{open_folder} is open to group and others: owned by root (uid 0), mode 0777" in in_open.stdout
+    assert (
+        f"{open_folder} is writable by group and others: owned by root (uid 0), mode 0777" in in_open.stdout
+    )
     assert f"then chmod 700 {open_folder}" in in_open.stdout
     (open_folder / "mine").mkdir(mode=0o700)
     below = run(
@@ -338,7 +340,7 @@ def test_a_folder_others_could_write_is_refused_for_the_socket_and_the_state(mac
         env=env,
     )
     assert state.returncode == 2, state.stdout
-    assert f"refusing the state dir: {open_folder} is open to group and others" in state.stdout
+    assert f"refusing the state dir: {open_folder} is writable by group and others" in state.stdout
     assert stat_mode(open_folder) == 0o777
     assert not (open_folder / "c.sock").exists() and not (open_folder / "coordinatord.log").exists()
 
