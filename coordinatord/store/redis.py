@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
 from coordinatord.errors import BackendError
+from coordinatord.keyspace import write_record_ttl_s
 from coordinatord.settings import BackendSettings, sentinel_address
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
@@ -104,7 +105,7 @@ def build_sentinel_client(settings: BackendSettings) -> tuple[Redis, Sentinel]:
     sentinel_kwargs: dict[str, Any] = dict(common)
     if settings.sentinel_password.get_secret_value():
         sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis-py
         [sentinel_address(entry) for entry in settings.sentinels], sentinel_kwargs=sentinel_kwargs, **master
     )
     # The client owns its pool (aclose() closes the master's connections); the sentinels'
@@ -227,7 +228,8 @@ class RedisStore(StoreCommands):
 
         return await self._call(run)
 
-    def script(self, source: str) -> EvalScript:
+    def script(self, source: str, *, exactly_once: bool = True) -> EvalScript:
         """A Lua script (:class:`~coordinatord.store.scripts.EvalScript`), on a direct connection
-        like any single command."""
-        return EvalScript(source, self._single, self._call)
+        like any single command; exactly-once unless told it need not be."""
+        ttl = write_record_ttl_s(self._timeout_s) if exactly_once else None
+        return EvalScript(source, self._single, self._call, ttl)
