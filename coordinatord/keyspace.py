@@ -11,6 +11,7 @@ Pure logic, no I/O: tested without a server.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -344,7 +345,8 @@ def task_claims_key(agent: str) -> str:
 # _seq:fencing would hand out fencing numbers again; so the raw tools may only read them.
 
 COUNTER_PREFIX = "_seq:"
-INTERNAL_PREFIXES = ("_idx:", COUNTER_PREFIX)
+WRITE_RECORD_PREFIX = "_once:"
+INTERNAL_PREFIXES = ("_idx:", COUNTER_PREFIX, WRITE_RECORD_PREFIX)
 INTERNAL_KEYS = frozenset({ACTIVITY_STREAM})
 
 
@@ -364,7 +366,7 @@ def check_not_internal(user_key: str, argument: str = "key") -> str:
     if is_internal_key(user_key):
         raise InvalidArgumentError(
             f"argument {argument!r} names {user_key[:80]!r}, one of coordinatord's own index keys "
-            "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may "
+            "(_idx:*, _seq:*, _once:*, _activity), managed by the coordination tools; the raw tools may "
             "read it but not write, expire or delete it"
         )
     return user_key
@@ -415,3 +417,48 @@ def message_thread_key(thread_id: str) -> str:
 def message_acks_key(message_id: str) -> str:
     """Set: the agents that acknowledged a message sent with ack_required."""
     return f"{MESSAGE_ACKS_PREFIX}{message_id}"
+
+
+# --- Exactly-once writes (store/once.py) -------------------------------------------------------
+# A script that changes state records its reply under the id of the call that sent it, beside
+# the keys it wrote (the same hash tag, so the same Cluster slot and the same script call), for
+# long enough that every resend of that call by the daemon finds it: a resend after a lost reply
+# gets the first reply instead of applying the write again.
+
+WRITE_RECORD_TTL_S = 120
+"""The least time a write record lives (seconds). The daemon resends a command only inside one
+bounded call (``backend.timeout_s``, at most 300 s), so the window is the longer of this and
+twice that bound (:func:`write_record_ttl_s`)."""
+
+
+def write_record_ttl_s(timeout_s: float) -> int:
+    """How long a write record lives with ``backend.timeout_s`` = ``timeout_s``: past the last
+    moment a resend of its call can reach the server, with room to spare."""
+    return max(WRITE_RECORD_TTL_S, math.ceil(2 * timeout_s))
+
+
+def hash_tag(key: str) -> str | None:
+    """The key's Redis Cluster hash tag (the text inside its first ``{...}``), or ``None`` when it
+    has none (then the whole key decides its slot)."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+def write_record_key(first_key: str, write_id: str) -> str:
+    """String: the reply a script gave to the write ``write_id``, in the hash tag of the script's
+    first key (``coord:{<project>}:_once:<write id>`` for every project key), so in its slot."""
+    tag = hash_tag(first_key)
+    if tag is None:
+        raise ValueError(
+            f"an exactly-once script's first key must carry a hash tag (a project key); got {first_key!r}"
+        )
+    return f"{ROOT}:{{{tag}}}:{WRITE_RECORD_PREFIX}{write_id}"
+
+
+def is_write_record(user_key: str) -> bool:
+    """Whether a key (without the namespace prefix) is a write record: transport state of the
+    daemon, not the project's (hidden from ``redis_keys``, not migrated)."""
+    return user_key.startswith(WRITE_RECORD_PREFIX)

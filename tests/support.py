@@ -87,6 +87,7 @@ class ValkeyProcess:
     persist: bool = False
     password: str = ""  # requirepass: the server answers NOAUTH until it is given
     tcp_port: int = 0  # also listen on 127.0.0.1:<tcp_port> (0: Unix socket only)
+    fsync_always: bool = False  # appendfsync always: a write is on disk before its reply is sent
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _drainer: threading.Thread | None = field(default=None, init=False)
 
@@ -118,6 +119,8 @@ class ValkeyProcess:
             args[1:3] = ["--port", str(self.tcp_port), "--bind", "127.0.0.1"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.fsync_always:
+            args += ["--appendfsync", "always"]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert self.process.stdout is not None
         for raw in self.process.stdout:
@@ -161,9 +164,13 @@ def free_tcp_port() -> int:
 
 
 @contextlib.contextmanager
-def valkey_server(persist: bool = False, password: str = "", tcp_port: int = 0) -> Iterator[ValkeyProcess]:
+def valkey_server(
+    persist: bool = False, password: str = "", tcp_port: int = 0, fsync_always: bool = False
+) -> Iterator[ValkeyProcess]:
     directory = short_tmpdir("vk-")
-    server = ValkeyProcess(directory, persist=persist, password=password, tcp_port=tcp_port)
+    server = ValkeyProcess(
+        directory, persist=persist, password=password, tcp_port=tcp_port, fsync_always=fsync_always
+    )
     server.start()
     try:
         yield server

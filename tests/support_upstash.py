@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -31,6 +32,7 @@ from anyio.streams.tls import TLSListener
 from tests.support import ValkeyProcess
 
 MAX_HEAD = 64 * 1024
+WRITE_ID = re.compile(rb"_once:([0-9a-f]+-[0-9a-f]+\.[0-9]+)")
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 
 
@@ -50,6 +52,10 @@ class FakeUpstash:
         self._tls = tls
         self.port = 0
         self.stall = False
+        self.losing = False
+        """Armed: a request carrying a write id (an exactly-once script) not seen before is run,
+        and its connection closed without an answer, as a network losing the reply does."""
+        self.lost: set[str] = set()
         self.paths: list[str] = []  # the path of every authorised request, in order
         self.sync_tokens_seen: list[str] = []  # the upstash-sync-token header of every request
         self._tokens = itertools.count(1)
@@ -90,9 +96,21 @@ class FakeUpstash:
                     if self.stall:
                         await anyio.sleep_forever()
                     status, reply = await self._answer(method, path, headers, body, valkey, reader)
+                    if self._lose(body, status):
+                        return  # applied, and the reply never sent: the client sees a dropped connection
                     await client.send(self._response(status, reply, headers))
                     if headers.get("connection", "").lower() == "close":
                         return
+
+    def _lose(self, body: bytes, status: int) -> bool:
+        found = WRITE_ID.search(body)
+        if not self.losing or found is None or status != 200:  # a NOSCRIPT refusal is not the write
+            return False
+        write_id = found.group(1).decode()
+        if write_id in self.lost:
+            return False
+        self.lost.add(write_id)
+        return True
 
     async def _answer(
         self,

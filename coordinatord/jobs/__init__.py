@@ -160,8 +160,10 @@ class Jobs:
         self.in_flight = in_flight
         self._jobs: dict[str, _Job] = {}
         self._scheduler: AsyncIOScheduler | None = None
-        self._lease = app.store.script(lua("leader_lease"))
-        self._resign = app.store.script(lua("leader_resign"))
+        # Idempotent by nature, and outside any project's hash tag: taking or renewing a lease
+        # this daemon holds again renews it and answers 1 again; resigning twice deletes nothing.
+        self._lease = app.store.script(lua("leader_lease"), exactly_once=False)
+        self._resign = app.store.script(lua("leader_resign"), exactly_once=False)
         self.daemon_id = app.daemon_id
 
     def add(self, name: str, interval_s: float, func: JobFunc, *, per_host: bool = False) -> None:

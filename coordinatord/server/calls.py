@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from coordinatord import call_ids
 from coordinatord.app import App
 from coordinatord.context import CallContext, Peer
 from coordinatord.errors import BackendError, ToolError
@@ -51,8 +52,11 @@ async def invoke(
     call = CallContext(app, peer, agent)
     started = time.perf_counter()
     outcome = "ok"
+    call_id: str | None = None
     try:
-        with collect_notes() as secret_notes:
+        # The call's id: each exactly-once script it runs takes the next write id of it, so a
+        # resend of that script (by the store, after a lost reply) is recognised and applied once.
+        with collect_notes() as secret_notes, call_ids.tool_call() as call_id:
             reply = await spec.handler(call, spec.parse_arguments(arguments))
         if secret_notes:
             # secrets.policy = "warn": the write went through; the caller is told after its reply.
@@ -83,6 +87,7 @@ async def invoke(
         key=call.log_key,
         duration_ms=duration_ms,
         outcome=outcome,
+        call_id=call_id,
     )
     if scope.namespace is None:
         return reply  # a call that needs no project (redis_ping) on an unscoped connection

@@ -186,7 +186,7 @@ class FileService:
         self._reserve = store.script(_RESERVE)
         self._release = store.script(_RELEASE)
         self._renew = store.script(_RENEW)
-        self._lapsed = store.script(_LAPSED)
+        self._lapsed = store.script(_LAPSED, exactly_once=False)  # reads only
         self._release_gone = store.script(_RELEASE_GONE)
 
     @property

@@ -7,8 +7,9 @@ keys (``keyspace.is_internal_key``) can be read here but not written, expired or
 
 from __future__ import annotations
 
-from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy, check_not_internal
+from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy, check_not_internal, is_write_record
 from coordinatord.services.secret_guard import SecretGuard
+from coordinatord.services.shared import lua
 from coordinatord.store import Store
 
 
@@ -26,6 +27,7 @@ class KvService:
         self._rules = rules
         self._ttl = ttl
         self._keys_result_max = keys_result_max
+        self._delete = store.script(lua("kv_delete"))
 
     @property
     def keys_result_max(self) -> int:
@@ -40,6 +42,7 @@ class KvService:
         self._rules.check_value(value)
         value = self._guard.text(value, "value")  # raw text: offsets are the argument's own
         seconds = self._ttl.ttl_for(key) if ttl_s is None else self._ttl.check_requested(ttl_s)
+        # SET of a value: a resend after a lost reply writes the same value and TTL again.
         await self._store.set(ns.key(key), value, seconds)
         return seconds
 
@@ -48,7 +51,11 @@ class KvService:
         # Every key is checked before any is deleted: a refused call deletes nothing.
         for index, key in enumerate(keys):
             check_not_internal(key, f"keys[{index}]")
-        return await self._store.delete(ns.keys(keys))
+        if not keys:
+            return 0
+        # A script, not DEL: exactly-once, so a resend after a lost reply still answers the
+        # count the first application deleted (SET and EXPIRE answer alike when resent).
+        return int(await self._delete(ns.keys(keys), []))
 
     async def exists(self, ns: Namespace, keys: list[str]) -> int:
         return await self._store.exists(ns.keys(self._rules.check_keys(keys)))
@@ -65,7 +72,10 @@ class KvService:
         self._rules.check_key(pattern, "pattern")
         found, truncated = await self._store.scan(ns.pattern(pattern), self._keys_result_max)
         # Defence in depth: whatever SCAN returned, only this namespace's keys leave.
-        keys = sorted(k for k in (ns.local_key(full) for full in found) if k is not None)
+        # Write records (_once:*) are the daemon's transport state, not the project's: not listed.
+        keys = sorted(
+            k for k in (ns.local_key(full) for full in found) if k is not None and not is_write_record(k)
+        )
         return keys, truncated
 
     async def ping(self) -> bool:

@@ -316,10 +316,11 @@ class LockService:
         self._acquire = store.script(_ACQUIRE)
         self._release = store.script(_RELEASE)
         self._renew = store.script(_RENEW)
-        self._list = store.script(_LIST)
+        # Reads, and drops index entries long past their lease: dropping them again drops nothing.
+        self._list = store.script(_LIST, exactly_once=False)
         self._reap = store.script(_REAP)
         self._release_gone = store.script(_RELEASE_GONE)
-        self._summary = store.script(_SUMMARY)
+        self._summary = store.script(_SUMMARY, exactly_once=False)  # reads only
         self._wakeups = _Wakeups()
 
     @property
@@ -443,7 +444,7 @@ class LockService:
     async def forget_gone(self, ns: Namespace, agents: Collection[str]) -> None:
         """The locks of these gone agents have all been walked: take them off the gone index."""
         names = sorted(agents)
-        batch = Batch()
+        batch = Batch()  # ZREM: idempotent, so a resend of the pipeline changes nothing
         for i in range(0, len(names), 1_000):
             batch.zrem(ns.key(AGENTS_GONE), names[i : i + 1_000])
         await self._store.run(batch)

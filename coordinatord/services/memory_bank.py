@@ -637,6 +637,9 @@ class MemoryBankService:
             for name in set(stored["files"] if stored else []) | set(stored["hashes"] if stored else [])
             if isinstance(name, str) and name not in present and self.sources.could_name(name)
         )
+        # Idempotent, so a resend of the pipeline after a lost reply (redis-py retries it whole)
+        # changes nothing: SET of a value, EXPIRE and DEL leave the same state when applied
+        # twice, and the EXPIREs' replies (read below) are the same too while the key lives.
         writes = Batch()
         for f in changed:
             writes.set(file_keys[f.name], encode_entry(f), ttl)

@@ -272,7 +272,7 @@ class MessageService:
         self._guard = guard or SecretGuard()
         self._settings = settings
         self._send = store.script(_SEND)
-        self._inbox = store.script(_INBOX)
+        self._inbox = store.script(_INBOX, exactly_once=False)  # reads only
         self._mark = store.script(_MARK)
 
     @property

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinatord.keyspace import Namespace, is_counter_key
+from coordinatord.keyspace import Namespace, is_counter_key, is_write_record
 from coordinatord.services.shared import lua
 from coordinatord.store import Store
 
@@ -99,6 +99,8 @@ class NamespaceMigration:
                 local = old.local_key(full)
                 if local is None or full in seen:  # SCAN may return a key twice
                     continue
+                if is_write_record(local):
+                    continue  # another call's write record: transport state, useless elsewhere
                 seen.add(full)
                 await self._copy_key(full, new.key(local), is_counter_key(local), counts)
             if cursor == "0":

@@ -78,7 +78,9 @@ class PresenceLeases:
         self._settings = settings
         self._daemon_id = daemon_id
         self._host = host
-        self._write_script = store.script(lua("presence_write"))
+        # Idempotent by nature: adding a record again only moves its expiry to the server's now +
+        # TTL, removing it again removes nothing; the reply (the server's time) is not used.
+        self._write_script = store.script(lua("presence_write"), exactly_once=False)
         self._wake: anyio.Event | None = None
         self.renewals = 0  # completed renewal ticks, for status and tests
 

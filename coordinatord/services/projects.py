@@ -114,6 +114,7 @@ class ProjectRegistry:
         record = json.dumps(
             {"project": project_id, "root": root, "host": self.host, "last_seen": round(self._clock(), 3)}
         )
+        # Idempotent (HSET of a value, EXPIRE; their replies unused): a resend changes nothing.
         batch = Batch()
         batch.hset(PROJECTS_KEY, project_host_field(project_id, self.host), record)
         batch.expire(PROJECTS_KEY, REMEMBER_S)
@@ -191,7 +192,12 @@ class ProjectRegistry:
         """
         raw = await self._store.hgetall(PROJECTS_KEY)
         fields = [field for field, value in raw.items() if (_record(field, value) or ("",))[0] == project_id]
-        return bool(await self._store.hdel(PROJECTS_KEY, fields))
+        if not fields:
+            return False
+        # Whether it was there is what the read found: HDEL's count would be 0 for a resend of
+        # the HDEL after a lost reply.
+        await self._store.hdel(PROJECTS_KEY, fields)
+        return True
 
     async def purge(self, project_id: str, batch: int = PURGE_BATCH) -> int:
         """Delete every key of a project's namespace; returns how many were deleted.
@@ -206,7 +212,8 @@ class ProjectRegistry:
         while True:
             cursor, keys = await self._store.scan_page(cursor, pattern, batch)
             if keys:
-                # A key SCAN returns twice is deleted (and counted) once: UNLINK counts what it removed.
+                # A key SCAN returns twice is deleted (and counted) once: UNLINK counts what it removed
+                # (a resend of an UNLINK whose reply was lost counts 0: the total may then be low).
                 deleted += await self._store.unlink(sorted(set(keys)))
             if cursor == "0":
                 return deleted

@@ -153,9 +153,9 @@ class RateLimitService:
         self._store = store
         self._settings = settings
         self._hit = store.script(_HIT)
-        self._status = store.script(_STATUS)
+        self._status = store.script(_STATUS, exactly_once=False)  # reads only
         self._reset = store.script(_RESET)
-        self._usage = store.script(_USAGE)
+        self._usage = store.script(_USAGE, exactly_once=False)  # reads only
         # project id → (service, window_s) → limit, both the most recently used last.
         self._limits: OrderedDict[str, OrderedDict[tuple[str, int], int]] = OrderedDict()
 

@@ -258,7 +258,7 @@ class SessionService:
         self._settings = settings
         self._clock = clock
         self._max_ttl = settings.max_ttl_s
-        self._read = store.script(lua("session_read"))
+        self._read = store.script(lua("session_read"), exactly_once=False)  # reads only
         self._save = store.script(lua("session_save"))
         self._append = store.script(lua("session_append"))
         self._end = store.script(lua("session_end"))

@@ -217,7 +217,8 @@ class TaskService:
         self._write_script = store.script(_WRITE)
         self._claim_script = store.script(_CLAIM)
         self._unclaim_script = store.script(_UNCLAIM)
-        self._ready_script = store.script(_READY)
+        # Reads, and drops entries that are no longer ready: dropping them again drops nothing.
+        self._ready_script = store.script(_READY, exactly_once=False)
         self._release_gone_script = store.script(_RELEASE_GONE)
         self._known: OrderedDict[str, str] = OrderedDict()
 

@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
 from coordinatord.errors import BackendError
+from coordinatord.keyspace import write_record_ttl_s
 from coordinatord.settings import BackendSettings
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
@@ -248,10 +249,12 @@ class ClusterStore(StoreCommands):
         later = masters.index(node_name) + 1
         return (f"{masters[later]}@0" if later < len(masters) else "0"), keys
 
-    def script(self, source: str) -> EvalScript:
+    def script(self, source: str, *, exactly_once: bool = True) -> EvalScript:
         """A Lua script (:class:`~coordinatord.store.scripts.EvalScript`), sent to the master of
-        its keys' slot."""
-        return EvalScript(source, self._single, self._call)
+        its keys' slot (its write record's too: the same hash tag); exactly-once unless told it
+        need not be."""
+        ttl = write_record_ttl_s(self._timeout_s) if exactly_once else None
+        return EvalScript(source, self._single, self._call, ttl)
 
     async def _single(self, command: Sequence[Arg]) -> Any:
         return await self._client.execute_command(*command)

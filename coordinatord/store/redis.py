@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from coordinatord import backend_url
 from coordinatord.errors import BackendError
+from coordinatord.keyspace import write_record_ttl_s
 from coordinatord.settings import BackendSettings, sentinel_address
 from coordinatord.store import failures
 from coordinatord.store.bounded import bounded_call
@@ -227,7 +228,8 @@ class RedisStore(StoreCommands):
 
         return await self._call(run)
 
-    def script(self, source: str) -> EvalScript:
+    def script(self, source: str, *, exactly_once: bool = True) -> EvalScript:
         """A Lua script (:class:`~coordinatord.store.scripts.EvalScript`), on a direct connection
-        like any single command."""
-        return EvalScript(source, self._single, self._call)
+        like any single command; exactly-once unless told it need not be."""
+        ttl = write_record_ttl_s(self._timeout_s) if exactly_once else None
+        return EvalScript(source, self._single, self._call, ttl)

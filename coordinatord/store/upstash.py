@@ -16,7 +16,8 @@ backends apart. Bodies are decoded as UTF-8 with replacement, as RedisStore deco
 Bounds: every call, retries and backoff included, ends within ``backend.timeout_s`` with
 :class:`BackendUnavailableError` or :class:`BackendError`, as with RedisStore. Connection
 failures, timeouts and HTTP 502/503/504 are retried with the configured exponential backoff;
-like redis-py's retry this may resend a command whose reply was lost.
+like redis-py's retry this may resend a command whose reply was lost, which is why every script
+that changes state is exactly-once (:mod:`coordinatord.store.once`).
 
 Read-your-writes: an Upstash global database may answer a read from a replica. Each reply's
 ``Upstash-Sync-Token`` goes back with the next request, as Upstash's own SDKs do, so a read sees
@@ -44,9 +45,11 @@ import httpx2
 
 from coordinatord import __version__
 from coordinatord.errors import BackendError, BackendUnavailableError, ConfigError
+from coordinatord.keyspace import write_record_ttl_s
 from coordinatord.settings import BackendSettings
 from coordinatord.store.bounded import bounded_call
 from coordinatord.store.interface import Arg, Command, Parse, StoreCommands
+from coordinatord.store.once import exactly_once_source, with_write_record
 
 T = TypeVar("T")
 # Idle keep-alive connections are kept this long: a TLS handshake to Upstash costs a round trip or
@@ -241,20 +244,25 @@ class UpstashStore(StoreCommands):
     async def _many(self, commands: Sequence[Command]) -> list[Any]:
         return await self._call(lambda: self._pipeline(commands))
 
-    def script(self, source: str) -> UpstashScript:
-        """A Lua script, run by EVALSHA (sent with its source once the server does not know it)."""
-        return UpstashScript(self, source)
+    def script(self, source: str, *, exactly_once: bool = True) -> UpstashScript:
+        """A Lua script, run by EVALSHA (sent with its source once the server does not know it);
+        exactly-once unless told it need not be (:mod:`coordinatord.store.once`): this store
+        resends a request whose HTTP reply was lost."""
+        return UpstashScript(self, source, write_record_ttl_s(self._timeout_s) if exactly_once else None)
 
 
 class UpstashScript:
     """A Lua script bound to an Upstash store; calls are bounded and mapped like every other call."""
 
-    def __init__(self, store: UpstashStore, source: str) -> None:
+    def __init__(self, store: UpstashStore, source: str, record_ttl_s: int | None = None) -> None:
         self._store = store
-        self._source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self._source = source if record_ttl_s is None else exactly_once_source(source)
+        self._record_ttl_s = record_ttl_s
+        self.sha = hashlib.sha1(self._source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        if self._record_ttl_s is not None:
+            keys, args = with_write_record(keys, args, self._record_ttl_s)
         return await self._store._call(lambda: self._run(keys, args))
 
     async def _run(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:

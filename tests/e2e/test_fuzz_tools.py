@@ -51,8 +51,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     tool["name"]: tool["inputSchema"] for tool in build_registry().listing(selection(["full"]))
 }
 # Keys that any connection or call writes whatever its outcome: the activity log, presence,
-# the known-projects hash and the jobs' leader leases.
-BOOKKEEPING = ("_activity", "_idx:presence", "coord:projects", "coord:leader:")
+# the known-projects hash, the jobs' leader leases, and the write records of the activity flushes.
+BOOKKEEPING = ("_activity", "_idx:presence", "_once:", "coord:projects", "coord:leader:")
 
 # --- values ----------------------------------------------------------------------------------
 

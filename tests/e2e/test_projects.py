@@ -29,7 +29,7 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
 from coordinatord import paths
-from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, project_id_for
+from coordinatord.keyspace import ACTIVITY_STREAM, Namespace, is_write_record, project_id_for
 from coordinatord.preamble import Preamble
 from coordinatord.settings import BackendSettings
 from coordinatord.store import RedisStore, Store
@@ -280,10 +280,12 @@ async def test_a_raw_client_without_preamble_stays_in_the_default_project(daemon
 # --- coordinatord projects list | forget ------------------------------------------------------
 
 
-async def keys_of(store: Store, project_id: str) -> list[str]:
-    found, truncated = await store.scan(Namespace(project_id).pattern("*"), 10_000)
+async def keys_of(store: Store, project_id: str, records: bool = False) -> list[str]:
+    """The project's keys; with ``records``, the daemon's write records (_once:*) too."""
+    ns = Namespace(project_id)
+    found, truncated = await store.scan(ns.pattern("*"), 10_000)
     assert not truncated
-    return sorted(found)
+    return sorted(key for key in found if records or not is_write_record(ns.local_key(key) or ""))
 
 
 async def used_project(daemon: DaemonProcess, backend: Store, root: Path, keys: int) -> str:
@@ -364,14 +366,15 @@ async def test_projects_list_shows_each_project_and_forget_drops_it(
 
     before = await keys_of(backend, purged)
     assert len(before) == 6  # five keys and the activity stream
+    everything = len(await keys_of(backend, purged, records=True))  # the write records too
     done = await cli(daemon, "projects", "forget", purged, "--purge", "--json")
     assert done.returncode == 0, done.stderr
     reply = json.loads(done.stdout)
-    assert (reply["project_id"], reply["purged"], reply["keys_deleted"]) == (purged, True, 6)
-    assert await keys_of(backend, purged) == []
+    assert (reply["project_id"], reply["purged"], reply["keys_deleted"]) == (purged, True, everything)
+    assert await keys_of(backend, purged, records=True) == []
     left = {p["project_id"] for p in await listed(daemon)}
     assert kept not in left and purged not in left
-    await daemon.wait_for_log("project_forgotten", project=purged, keys_deleted=6)
+    await daemon.wait_for_log("project_forgotten", project=purged, keys_deleted=everything)
 
 
 async def test_forget_refuses_config_connected_and_unknown_projects(

@@ -144,7 +144,7 @@ async def test_raw_tools_read_but_never_change_the_services_own_keys(
         assert refused.is_error
         assert text_of(refused) == (
             "redis_del: argument 'keys[1]' names '_idx:locks', one of coordinatord's own index keys "
-            "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may read "
+            "(_idx:*, _seq:*, _once:*, _activity), managed by the coordination tools; the raw tools may read "
             "it but not write, expire or delete it"
         )
         for tool, args in (

@@ -131,5 +131,25 @@ async def test_a_refused_command_is_a_backend_error_naming_the_backend(store: St
 
 async def test_a_script_reply_is_raw_resp2(store: Store) -> None:
     """A Lua table is a list, false is nil, numbers are integers: the same on every backend."""
-    script = store.script("return {1, 'a', {2, ARGV[1]}, false, 3.9}")
+    script = store.script("return {1, 'a', {2, ARGV[1]}, false, 3.9}", exactly_once=False)  # keyless
     assert await script([], ["ü"]) == [1, "a", [2, "ü"], None, 3]
+
+
+async def test_an_exactly_once_script_applies_each_write_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On every backend (Upstash's Lua and a Cluster's slots included): a script invocation sent
+    again under the same write id (what a resend after a lost reply is) gets the first reply and
+    applies nothing; the next invocation, a new write id, applies again."""
+    from coordinatord.store import once
+
+    ns = fresh_namespace()
+    script = store.script("return {redis.call('INCR', KEYS[1]), 'a', {2, ARGV[1]}, false, 3.9, {ok = 'OK'}}")
+    first = await script([ns.key("n")], ["ü"])
+    assert first == [1, "a", [2, "ü"], None, 3, "OK"]
+    assert await script([ns.key("n")], ["ü"]) == [2, "a", [2, "ü"], None, 3, "OK"]
+    monkeypatch.setattr(once, "next_write_id", lambda: "resent-write.1")
+    resent = [await script([ns.key("n")], ["ü"]) for _ in range(3)]
+    assert resent == [[3, "a", [2, "ü"], None, 3, "OK"]] * 3
+    assert await store.get(ns.key("n")) == "3"
+    assert 0 < await store.ttl(ns.key("_once:resent-write.1")) <= 120

@@ -156,7 +156,7 @@ def test_internal_keys_are_refused_naming_argument_and_key() -> None:
         check_not_internal("_seq:fencing", "keys[2]")
     assert str(caught.value) == (
         "argument 'keys[2]' names '_seq:fencing', one of coordinatord's own index keys "
-        "(_idx:*, _seq:*, _activity), managed by the coordination tools; the raw tools may read it "
+        "(_idx:*, _seq:*, _once:*, _activity), managed by the coordination tools; the raw tools may read it "
         "but not write, expire or delete it"
     )
     with pytest.raises(InvalidArgumentError, match=r"names '_idx:x{75}', one of"):
