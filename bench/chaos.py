@@ -388,7 +388,9 @@ def outage_windows(writers: list[Writer], events: list[tuple[float, str]], origi
             ):
                 window.reasons.append(reason.split(": ", 1)[-1])
             continue
-        cause = next((what for at, what in reversed(events) if at <= started), "none")
+        cause = next(
+            (what for at, what in reversed(events) if at <= ended), "none"
+        )  # a call may start before the kill that fails it
         windows.append(Outage(cause, started - origin, ended - origin, 1, [reason.split(": ", 1)[-1]]))
     return windows
 
