@@ -7,12 +7,18 @@ or the path, and a hint when an old path-hash namespace's root has another id no
 job's last run, outcome, counts and next run. Exit code 0 when the
 daemon answers (even if its backend does not: the report says so), 1 when no daemon answers.
 
+When nothing answers on the socket, the daemon's locks say whether one runs all the same
+(:mod:`coordinatord.daemon_locks`: ``<socket>.lock``, or the state dir's ``daemon.lock`` naming
+this socket): its socket file was removed or replaced, or it is still starting. The report then
+names its pid, what is at the socket path, what happens next and how to stop it (exit code 1).
+
 On a terminal the report is coloured: green for what is healthy, red for what is not, yellow
 for warnings (an incomplete project list, a pid a shim's preamble got wrong, a job another daemon
 runs); never when stdout is not a terminal, with ``--no-color`` or with ``NO_COLOR`` set
 (https://no-color.org). ``--json`` is never coloured.
 
-Standard library plus :mod:`coordinatord.control` and :mod:`coordinatord.paths` only: no
+Standard library plus :mod:`coordinatord.control`, :mod:`coordinatord.paths` and
+:mod:`coordinatord.daemon_locks` only: no
 pydantic, no redis, no rich (plain ANSI codes), so the command answers in the time a Python
 start takes.
 """
@@ -25,9 +31,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from coordinatord import control, paths
+from coordinatord import control, daemon_locks, paths
 from coordinatord.errors import DaemonError
 
 TIMEOUT_S = 15.0
@@ -39,6 +46,11 @@ def main(args: argparse.Namespace) -> int:
     socket_path = paths.shim_socket_path(args.socket)
     try:
         result = control.request(socket_path, "status", timeout=TIMEOUT_S)
+    except control.DaemonNotRunningError as exc:
+        holder = daemon_locks.daemon_holding(socket_path, paths.shim_state_dir())
+        if holder is not None:
+            return _unreachable(args, socket_path, holder)
+        return _down(args, str(socket_path), str(exc))
     except DaemonError as exc:
         return _down(args, str(socket_path), str(exc))
     if args.json:
@@ -62,6 +74,24 @@ def wants_colour(args: argparse.Namespace, out: Any) -> bool:
 def _down(args: argparse.Namespace, socket_path: str, message: str) -> int:
     if args.json:
         print(json.dumps({"running": False, "socket": socket_path, "error": message}, indent=2))
+    print(f"coordinatord: {message}", file=sys.stderr)
+    return 1
+
+
+def _unreachable(args: argparse.Namespace, socket_path: Path, holder: daemon_locks.Holder) -> int:
+    """A daemon holds the socket's lock, but nothing answers on the socket."""
+    message = daemon_locks.unreachable(holder, socket_path)
+    if args.json:
+        report = {
+            "running": True,
+            "answering": False,
+            "pid": holder.verified_pid() or holder.pid,
+            "socket": str(socket_path),
+            "socket_file": daemon_locks.socket_state(socket_path),
+            "lock": str(holder.lock),
+            "error": message,
+        }
+        print(json.dumps(report, indent=2))
     print(f"coordinatord: {message}", file=sys.stderr)
     return 1
 
