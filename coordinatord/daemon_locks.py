@@ -166,6 +166,7 @@ def unreachable(holder: Holder, socket_path: Path) -> str:
     return (
         f"the coordinatord daemon ({who}) runs, but its socket {socket_path} {there}: it is still "
         "starting, or the socket was removed or replaced under it, in which case it binds a new one "
-        "within server.socket_check_s (2 s), or stops by itself if it cannot, and the next shim starts "
-        f"one; if it does neither, `coordinatord stop{socket_flag(socket_path)}` stops it"
+        "within server.socket_check_s (2 s by default), or stops by itself if it cannot, and the "
+        f"next shim starts one; if it does neither, `coordinatord stop{socket_flag(socket_path)}` "
+        "stops it"
     )
