@@ -241,3 +241,28 @@ def shim_socket_path(
         if isinstance(value, str) and value:
             return Path(value)
     return default_socket_path()
+
+
+def shim_state_dir(
+    environ: Mapping[str, str] | None = None, config_file: str | None = None, home: Path | None = None
+) -> Path:
+    """The state dir a shim hands to the daemon it starts, found as the daemon finds its own:
+    ``$COORDINATORD_STATE_DIR``, the ``state_dir`` of the config file, the default. Where the
+    daemon's lock (``daemon.lock``, naming its socket) is when its socket is gone."""
+    env = os.environ if environ is None else environ
+    if env.get(STATE_DIR_ENV):
+        return Path(env[STATE_DIR_ENV]).expanduser()
+    config = find_config_file(config_file, env, home)
+    if config is not None:
+        try:
+            value = read_config_file(config).get("state_dir")
+        except ConfigError:
+            value = None
+        if isinstance(value, str) and value:
+            return Path(value).expanduser()
+    return default_state_dir() if home is None else home / ".local" / "state" / "coordinatord"
+
+
+def socket_flag(socket_path: Path) -> str:
+    """`` --socket PATH`` for a command about ``socket_path``, or nothing for the default one."""
+    return "" if socket_path == default_socket_path() else f" --socket {socket_path}"

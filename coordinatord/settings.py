@@ -298,6 +298,12 @@ class ServerSettings(_Section):
         description="requests of one connection handled at once; its next lines wait unread until one ends",
     )
     fast_path: bool = Field(default=True, description="answer tools/call without the SDK once initialised")
+    socket_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="how often the daemon checks that its socket file is the one it bound (else binds anew)",
+    )
 
 
 class ShimSettings(_Section):

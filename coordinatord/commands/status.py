@@ -8,6 +8,11 @@ namespace's root has another id now), and each job's last run, outcome, counts a
 Exit code 0 when the daemon answers (even if its backend does not: the report says so), 1 when
 no daemon answers.
 
+When nothing answers on the socket, the daemon's locks say whether one runs all the same
+(:mod:`coordinatord.daemon_locks`: ``<socket>.lock``, or the state dir's ``daemon.lock`` naming
+this socket): its socket file was removed or replaced, or it is still starting. The report then
+names its pid, what is at the socket path, what happens next and how to stop it (exit code 1).
+
 On a terminal the report is coloured: green for what is healthy, red for what is not, yellow
 for warnings (an incomplete project list, a pid a shim's preamble got wrong, a job another daemon
 runs, a clock further from the backend's than ``daemon.max_clock_skew_s``); never when stdout
@@ -15,7 +20,7 @@ is not a terminal, with ``--no-color`` or with ``NO_COLOR`` set (https://no-colo
 ``--json`` is never coloured.
 
 Standard library plus :mod:`coordinatord.control`, :mod:`coordinatord.paths` and
-:mod:`coordinatord.words` only: no
+:mod:`coordinatord.words` and :mod:`coordinatord.daemon_locks` only: no
 pydantic, no redis, no rich (plain ANSI codes), so the command answers in the time a Python
 start takes.
 """
@@ -31,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from coordinatord import control, paths
+from coordinatord import control, daemon_locks, paths
 from coordinatord.errors import DaemonError
 from coordinatord.words import duration, skew_words
 
@@ -44,6 +49,11 @@ def main(args: argparse.Namespace) -> int:
     socket_path = paths.shim_socket_path(args.socket)
     try:
         result = control.request(socket_path, "status", timeout=TIMEOUT_S)
+    except control.DaemonNotRunningError as exc:
+        holder = daemon_locks.daemon_holding(socket_path, paths.shim_state_dir())
+        if holder is not None:
+            return _unreachable(args, socket_path, holder)
+        return _down(args, socket_path, str(exc))
     except DaemonError as exc:
         return _down(args, socket_path, str(exc))
     if args.json:
@@ -72,6 +82,24 @@ def _down(args: argparse.Namespace, socket_path: Path, message: str) -> int:
         print(json.dumps(shown, indent=2))
     if socket_path == default.path and default.unsafe is not None:
         message += f"\n(the socket is in {note})"
+    print(f"coordinatord: {message}", file=sys.stderr)
+    return 1
+
+
+def _unreachable(args: argparse.Namespace, socket_path: Path, holder: daemon_locks.Holder) -> int:
+    """A daemon holds the socket's lock, but nothing answers on the socket."""
+    message = daemon_locks.unreachable(holder, socket_path)
+    if args.json:
+        report = {
+            "running": True,
+            "answering": False,
+            "pid": holder.verified_pid() or holder.pid,
+            "socket": str(socket_path),
+            "socket_file": daemon_locks.socket_state(socket_path),
+            "lock": str(holder.lock),
+            "error": message,
+        }
+        print(json.dumps(report, indent=2))
     print(f"coordinatord: {message}", file=sys.stderr)
     return 1
 

@@ -6,7 +6,10 @@ Under the systemd units (``coordinatord service install``) both are stopped with
 systemd listening, and the next shim's connection would start the daemon again (which is what
 ``systemctl --user restart coordinatord.service`` is for). Otherwise the daemon is asked over
 its socket (control command ``shutdown``) and stops as on SIGTERM: calls in flight finish
-first (``server.drain_timeout_s``).
+first (``server.drain_timeout_s``). When nothing answers on the socket but a daemon holds its
+lock (the socket file was removed or replaced, or the daemon is still starting), that daemon is
+found from the lock (:mod:`coordinatord.daemon_locks`), checked to be the process holding it,
+and sent SIGTERM.
 
 Exit status: 0 stopped, 1 none was running, 3 it did not stop (the message says why).
 """
@@ -16,11 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import sys
 import time
 from pathlib import Path
 
-from coordinatord import control, paths, systemd
+from coordinatord import control, daemon_locks, paths, systemd
 from coordinatord.errors import DaemonError
 
 DEFAULT_TIMEOUT_S = 40.0
@@ -51,6 +55,9 @@ def stop(socket_path: Path, timeout: float, run: systemd.Runner = systemd.run_co
     try:
         reply = control.request(socket_path, "shutdown", timeout=min(timeout, 15.0))
     except control.DaemonNotRunningError:
+        holder = daemon_locks.daemon_holding(socket_path, paths.shim_state_dir())
+        if holder is not None:
+            return _stop_holder(socket_path, holder, timeout)
         _warn(f"no coordinatord daemon answers at {socket_path}: none is running, nothing to stop")
         return EXIT_NONE_RUNNING
     except DaemonError as exc:
@@ -71,6 +78,38 @@ def stop(socket_path: Path, timeout: float, run: systemd.Runner = systemd.run_co
             f"it ran under systemd's {systemd.SERVICE}, which systemctl could not reach to stop; "
             f"{systemd.SOCKET} may still listen and start it again on the next connection"
         )
+    return EXIT_STOPPED
+
+
+def _stop_holder(socket_path: Path, holder: daemon_locks.Holder, timeout: float) -> int:
+    """SIGTERM the daemon that holds the socket's lock but does not answer on the socket, once
+    it is sure that the pid written in the lock is the process holding it."""
+    pid = holder.verified_pid()
+    if pid is None:
+        _warn(
+            f"{holder.lock} is held, but not by pid {holder.owner.pid} written in it, so nothing was "
+            f"stopped; `fuser -v {holder.lock}` names the process holding it"
+        )
+        return EXIT_NOT_STOPPED
+    started = time.monotonic()
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it ended between the look and the signal
+    except PermissionError:
+        _warn(f"not allowed to signal pid {pid}, which holds {holder.lock}")
+        return EXIT_NOT_STOPPED
+    if not _wait_gone(pid, timeout):
+        _warn(
+            f"the daemon (pid {pid}) holding {holder.lock} is still stopping after {timeout:g} s (one "
+            f"still starting stops once its backend answered); `kill -KILL {pid}` ends it now"
+        )
+        return EXIT_NOT_STOPPED
+    took = time.monotonic() - started
+    _say(
+        f"stopped the coordinatord daemon (pid {pid}), whose socket {socket_path} did not answer "
+        f"({daemon_locks.socket_state(socket_path)}), in {took:.1f} s"
+    )
     return EXIT_STOPPED
 
 

@@ -14,8 +14,8 @@ import fcntl
 import os
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +24,7 @@ import anyio.abc
 import structlog
 
 from coordinatord import private_folder, socket_trust
+from coordinatord.daemon_locks import LockOwner, socket_lock_path
 from coordinatord.errors import AlreadyRunningError, DaemonError, UnsafeFolderError
 from coordinatord.paths import default_socket, default_socket_path
 
@@ -43,9 +44,11 @@ class SocketClaim:
 
     def __init__(self, path: Path, inherited: socket.socket | None = None) -> None:
         self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_path = socket_lock_path(path)
         self.inherited = inherited
         self._lock: HeldLock | None = None
+        self.bound: FileId | None = None
+        """The socket file this daemon bound at ``path`` (device and inode), once it has."""
 
     def acquire(self) -> None:
         if len(os.fsencode(self.path)) > MAX_UNIX_PATH:
@@ -89,9 +92,35 @@ class SocketClaim:
             f"the first connection; {reach_or_stop(self.path)}, or choose another --socket"
         )
 
+    def note_bound(self) -> None:
+        """Remember which file the socket just bound at ``path`` is, so that its removal or
+        replacement can be noticed (:mod:`coordinatord.daemon.socket_watch`) and so that
+        :meth:`release` removes only that file."""
+        self.bound = file_id(self.path)
+
+    def lock_is_held_here(self) -> bool:
+        """Whether the file at :attr:`lock_path` is still the one this daemon holds the lock
+        on (not removed, alone or with its folder, nor replaced)."""
+        return self._lock is not None and self._lock.is_at_path()
+
+    def relock(self) -> None:
+        """Hold the lock on the file now at :attr:`lock_path` (made anew if it is gone), then
+        let go of the old one, which nobody else can reach any more. Raises
+        :class:`AlreadyRunningError` when another process holds the new one: another daemon
+        has taken the path over."""
+        fresh = hold_lock(
+            self.lock_path,
+            lambda owner: f"another process (pid {owner.pid}) holds {self.lock_path} now",
+        )
+        if self._lock is not None:
+            self._lock.release()
+        self._lock = fresh
+
     def release(self) -> None:
-        """After a clean stop: the socket file (unless systemd's) and the lock file are removed."""
-        if self.inherited is None:
+        """After a clean stop: the socket file (unless systemd's) and the lock file are removed,
+        the socket file only if it is the one this daemon bound (a daemon that failed to start
+        bound none, and the file there may be another's)."""
+        if self.inherited is None and self.bound is not None and file_id(self.path) == self.bound:
             self.path.unlink(missing_ok=True)
         if self._lock is not None:
             self._lock.release(remove=True)
@@ -123,18 +152,24 @@ def _fallback_reason(socket_path: Path) -> str:
     return f" (it is the default's private fallback, because {default.unsafe})"
 
 
+FileId = tuple[int, int]
+"""A file's (st_dev, st_ino): what a path leads to, whatever its name."""
+
+
+def file_id(path: Path) -> FileId | None:
+    """The (device, inode) of what ``path`` names itself (symlinks not followed), None when
+    there is nothing there."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
 def reach_or_stop(socket_path: Path) -> str:
     """The next steps when another daemon serves ``socket_path``."""
     flag = "" if socket_path == default_socket_path() else f" --socket {socket_path}"
     return f"reach it with `coordinatord status{flag}`, stop it with `coordinatord stop{flag}`"
-
-
-@dataclass(frozen=True)
-class LockOwner:
-    """What the holder of a lock wrote in it: its pid and, if it gave one, its socket."""
-
-    pid: str
-    socket: str | None
 
 
 class HeldLock:
@@ -157,8 +192,25 @@ class HeldLock:
         self._handle.close()
         self._handle = None
 
+    def is_at_path(self) -> bool:
+        """Whether :attr:`path` still leads to the file this lock is held on."""
+        if self._handle is None:
+            return False
+        try:
+            here = os.stat(self.path)
+        except OSError:
+            return False
+        held = os.fstat(self._handle.fileno())
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
     def close(self) -> None:
         self.release()
+
+
+LOCK_PATIENCE_S = 0.2
+"""How long a lock found taken is tried again before it counts as another daemon's: ``status``,
+``stop`` and the shim look whether a lock is held by taking it for an instant
+(:mod:`coordinatord.daemon_locks`), which must not make a daemon starting then give up."""
 
 
 def hold_lock(path: Path, conflict: Callable[[LockOwner], str], socket_path: Path | None = None) -> HeldLock:
@@ -168,18 +220,18 @@ def hold_lock(path: Path, conflict: Callable[[LockOwner], str], socket_path: Pat
     it can never go stale. A lock file removed by its last holder (:meth:`HeldLock.release`)
     between our open and our lock is noticed, and a new one taken.
     """
+    give_up = time.monotonic() + LOCK_PATIENCE_S
     while True:
         lock_file = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held for the daemon's life
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.seek(0)
-            lines = lock_file.read().splitlines()
+            owner = LockOwner.parse(lock_file.read())
             lock_file.close()
-            owner = LockOwner(
-                pid=(lines[0].strip() if lines else "") or "unknown",
-                socket=lines[1].strip() if len(lines) > 1 and lines[1].strip() else None,
-            )
+            if time.monotonic() < give_up:
+                time.sleep(0.02)  # before the event loop runs: nothing else waits on this thread
+                continue
             raise AlreadyRunningError(conflict(owner)) from None
         try:
             same = os.stat(path).st_ino == os.fstat(lock_file.fileno()).st_ino
@@ -205,6 +257,7 @@ async def listening(claim: SocketClaim) -> AsyncIterator[anyio.abc.SocketListene
         listener: anyio.abc.SocketListener = await anyio.abc.SocketListener.from_socket(claim.inherited)
     else:
         listener = await anyio.create_unix_listener(claim.path, mode=0o600)
+        claim.note_bound()
     try:
         yield listener
     finally:

@@ -4,6 +4,11 @@ Components start in order as nested context managers and stop in reverse; SIGTER
 the ``shutdown`` control command, ``coordinatord stop``) stop accepting connections, let
 in-flight calls finish (bounded by ``server.drain_timeout_s``) and exit 0.
 
+While it serves, it keeps its socket path its own (:mod:`coordinatord.daemon.socket_watch`): a
+socket file removed or replaced under it is bound again within ``server.socket_check_s``, or,
+when that cannot be done, the daemon stops cleanly (reason ``socket_lost``) so that the next shim
+starts one.
+
 Under systemd (see :mod:`coordinatord.systemd`) the daemon serves the socket systemd passed
 when socket-activated, says ``READY=1``, ``STOPPING=1`` and ``STATUS=`` lines, and sends
 ``WATCHDOG=1`` while its event loop and its backend answer. Exit statuses: 0 after a clean stop,
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import structlog
 
 from coordinatord import __version__, logs, paths, private_folder, systemd
@@ -31,6 +37,8 @@ from coordinatord.app import App
 from coordinatord.clock import BackendClock
 from coordinatord.control.handlers import build_commands
 from coordinatord.daemon.claim import SocketClaim, hold_lock, listening, reach_or_stop
+from coordinatord.daemon.socket_watch import ServedSocket
+from coordinatord.daemon_locks import state_lock_path
 from coordinatord.errors import (
     EXIT_ALREADY_RUNNING,
     EXIT_FAILURE,
@@ -167,13 +175,17 @@ async def _serve(
     try:
         # Two daemons on one state dir would run two servers on one AOF file.
         state_lock = hold_lock(
-            settings.state_dir / "daemon.lock",
+            state_lock_path(settings.state_dir),
             lambda owner: (
                 f"another coordinatord daemon (pid {owner.pid}) uses the state dir "
                 f"{settings.state_dir}"
                 + (f", serving on {owner.socket}" if owner.socket else "")
                 + "; "
-                + (reach_or_stop(Path(owner.socket)) if owner.socket else "stop it with `kill -TERM <pid>`")
+                + (
+                    reach_or_stop(Path(owner.socket))
+                    if owner.socket
+                    else f"stop it with `kill -TERM {owner.pid}`"
+                )
                 + ", or give this one another --state-dir"
             ),
             socket_path=settings.socket,
@@ -213,7 +225,14 @@ async def _serve(
             if settings.jobs.enabled:
                 background.start_soon(jobs.run)
             async with listening(claim) as listener, anyio.create_task_group() as conn_tg:
-                conn_tg.start_soon(connections.accept_forever, listener, conn_tg)
+
+                async def accept(on: anyio.abc.SocketListener) -> None:
+                    await connections.accept_forever(on, conn_tg)
+
+                served = ServedSocket(claim, listener, accept, conn_tg)
+                conn_tg.start_soon(accept, listener)
+                if claim.inherited is None:  # systemd's socket file is systemd's to keep
+                    conn_tg.start_soon(served.watch, settings.server.socket_check_s)
                 log.info(
                     "daemon_ready",
                     version=__version__,
@@ -234,11 +253,11 @@ async def _serve(
                 if watchdog_s is not None:
                     background.start_soon(_watchdog, store, watchdog_s)
                 _freeze_startup_heap()
-                reason = await _wait_for_stop(signals, stop, shutdown)
+                reason = await _wait_for_stop(signals, stop, shutdown, served.lost)
                 stopping = f"stopping ({reason}), {in_flight.count} calls in flight"
                 systemd.notify("STOPPING=1\n" + systemd.status(stopping))
                 log.info("daemon_stopping", reason=reason, in_flight=in_flight.count)
-                await listener.aclose()
+                await served.aclose()
                 with anyio.move_on_after(settings.server.drain_timeout_s) as drain:
                     await in_flight.wait_idle()
                 if drain.cancelled_caught:
@@ -292,7 +311,9 @@ async def _watchdog(store: Store, interval_s: float) -> None:
         await anyio.sleep(max(0.0, period - (time.monotonic() - tick)))
 
 
-async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, shutdown: anyio.Event) -> str:
+async def _wait_for_stop(
+    signals: AsyncIterator[int], stop: anyio.Event | None, shutdown: anyio.Event, socket_lost: anyio.Event
+) -> str:
     reason = "stop_requested"
     async with anyio.create_task_group() as tg:
 
@@ -300,6 +321,12 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, 
             nonlocal reason
             await shutdown.wait()
             reason = "shutdown_command"
+            tg.cancel_scope.cancel()
+
+        async def on_socket_lost() -> None:
+            nonlocal reason
+            await socket_lost.wait()
+            reason = "socket_lost"  # gone, and it could not be bound again (logged)
             tg.cancel_scope.cancel()
 
         async def on_signal() -> None:
@@ -311,6 +338,7 @@ async def _wait_for_stop(signals: AsyncIterator[int], stop: anyio.Event | None, 
 
         tg.start_soon(on_signal)
         tg.start_soon(on_shutdown)
+        tg.start_soon(on_socket_lost)
         if stop is not None:
             await stop.wait()
             tg.cancel_scope.cancel()

@@ -9,9 +9,12 @@ nothing but the calls that were running:
 - when the connection drops, every request in flight gets a JSON-RPC error under its own id
   (:data:`RESTARTED`), except the few that change nothing (``initialize``, listings, ``ping``),
   which are sent again;
-- the shim reconnects with backoff (the first retry within 50 ms, then doubling up to 1 s, every
-  50 ms while a daemon is being started), sends the preamble, replays the ``initialize`` under an
-  id of its own, swallows that reply, replays ``notifications/initialized``, and goes on;
+- the shim reconnects with capped exponential backoff with jitter (:func:`backoff_s`: the first
+  retry within 50 ms, then doubling up to 2 s; up to 0.25 s while the first start of an outage is
+  under way), sends the preamble, replays the ``initialize`` under an id of its own, swallows that
+  reply, replays ``notifications/initialized``, and goes on. The backoff starts again from 50 ms
+  only once a daemon has answered on a connection: one that accepts and dies, or a daemon killed
+  while it starts, again and again, gets no more than about one attempt a second from each shim;
 - requests that arrive while no daemon answers wait up to ``shim.wait_for_daemon_s``, then fail
   under their id with the reason; when one waits and auto-start is on, the shim starts a daemon
   (:mod:`coordinatord.shim.autostart`);
@@ -37,7 +40,7 @@ from coordinatord import socket_trust
 from coordinatord.errors import ForeignServerError
 from coordinatord.request_id import HEAD_BYTES, RequestId, read_id
 from coordinatord.shim import lines
-from coordinatord.shim.autostart import FAILED, OTHERS_STARTING, STARTING, Starter
+from coordinatord.shim.autostart import FAILED, HELD, OTHERS_STARTING, STARTING, Starter
 from coordinatord.shim.config import ShimConfig
 
 CHUNK = 64 * 1024
@@ -58,11 +61,29 @@ RESENDABLE = frozenset(
 """Requests that change nothing: sent again after a reconnect instead of failing."""
 
 FIRST_RETRY_S = 0.05
-MAX_RETRY_S = 1.0
-MAX_RETRY_WAITING_S = 0.25
-"""The backoff's cap while a request waits: a connect attempt costs microseconds, a late
-reconnect costs the waiting call up to the whole gap."""
+MAX_RETRY_S = 2.0
+MAX_RETRY_FIRST_START_S = 0.25
+"""The backoff's cap while the first start of an outage is under way (or a daemon that holds the
+socket's lock is binding it anew): a daemon usually answers 1-2 s after its start, and a late
+connect costs the waiting call up to the whole gap. Once a start has failed (the daemon was
+killed, or died), the cap is :data:`MAX_RETRY_S`."""
+NEW_CALL_GAP_S = 0.25
+"""A request arriving while none waits tries a connect at once, unless the last try was more
+recent than this: the editor's pace never makes attempts more frequent than that."""
 REPLAY_PREFIX = "coordinatord-shim-replay-"
+
+
+def backoff_s(step: int, cap: float, jitter: float) -> float:
+    """The wait before the next connect attempt after ``step`` attempts without a daemon that
+    answered: 50 ms doubling per step up to ``cap``, of which a random half (``jitter`` in
+    [0, 1)) is taken off, so that shims that lost one daemon together do not knock together."""
+    full = min(cap, FIRST_RETRY_S * 2.0 ** min(step, 20))
+    return full * (0.5 + jitter / 2)
+
+
+def _jitter() -> float:
+    """A number in [0, 1): from os.urandom, since importing random costs the shim's start."""
+    return int.from_bytes(os.urandom(2), "big") / 65536
 
 
 class _Waiting:
@@ -108,7 +129,10 @@ class Relay:
         self._replay_id: str | None = None
         self._replays = 0
         self._retry_at = 0.0
-        self._retry_delay = FIRST_RETRY_S
+        self._backoff_step = 0  # connect attempts since a daemon last answered on a connection
+        self._answered = False  # the daemon has written something on the current connection
+        self._attempts = 0  # connect attempts in the current outage (said when it ends)
+        self._last_attempt = float("-inf")
         self._outage_since: float | None = None
         self._said_waiting = False
         self._said_expired: str | None = None
@@ -236,9 +260,16 @@ class Relay:
 
     def _wait(self, line: bytes, request_id: RequestId | None, method: str | None) -> None:
         now = self._clock()
+        first = not any(w.request_id is not None for w in self._waiting)
         self._waiting.append(_Waiting(line, request_id, method, now + self._config.wait_for_daemon_s))
-        if self._sock is None and request_id is not None:
-            self._connect(now)  # at once: the daemon may be back (else this may start one)
+        if self._sock is None and request_id is not None and first:
+            # The daemon may be back (else this may start one): try now, or as soon as the
+            # editor's pace allows; requests that join a wait leave it to the backoff.
+            if now - self._last_attempt >= NEW_CALL_GAP_S:
+                self._connect(now)
+            else:  # the last try, a moment ago, found none
+                self._maybe_autostart(now)
+                self._retry_at = min(self._retry_at, self._last_attempt + NEW_CALL_GAP_S)
 
     def _drop_waiting(self, request_id: RequestId) -> bool:
         for waiting in self._waiting:
@@ -285,6 +316,8 @@ class Relay:
     # --- the daemon's side -------------------------------------------------------------------
 
     def _connect(self, now: float) -> None:
+        self._attempts += 1
+        self._last_attempt = now
         try:
             sock = socket_trust.connect(self._config.socket, 1.0)
         except ForeignServerError as exc:
@@ -297,15 +330,22 @@ class Relay:
         self._sock = sock
         self._half_closed = False
         self._refused = None
+        self._answered = False
         self._from_daemon.clear()
         self._out = bytearray(self._preamble)
+        starts = 0
         if self._starter is not None:
+            starts = self._starter.starts
             self._starter.connected()
-        self._retry_delay = FIRST_RETRY_S
         if self._outage_since is not None:
             took = now - self._outage_since
-            self._say(f"connected to the daemon at {self._config.socket} after {took:.1f} s")
+            started = f", {starts} daemon start(s)" if starts else ""
+            self._say(
+                f"connected to the daemon at {self._config.socket} after {took:.1f} s "
+                f"({self._attempts} connection attempt(s){started})"
+            )
             self._outage_since = None
+        self._attempts = 0
         self._said_waiting = False
         self._said_expired = None
         if self._initialize is not None:
@@ -317,13 +357,24 @@ class Relay:
     def _connect_failed(self, now: float) -> None:
         if self._outage_since is None:
             self._outage_since = now
-        starting = self._starter is not None and self._starter.state in (STARTING, OTHERS_STARTING)
-        waiting = any(w.request_id is not None for w in self._waiting)
-        cap = MAX_RETRY_WAITING_S if waiting else MAX_RETRY_S
-        self._retry_delay = FIRST_RETRY_S if starting else min(self._retry_delay * 2, cap)
-        self._retry_at = now + self._retry_delay
-        if waiting:
+        if self._starter is not None:
+            self._starter.connect_failed()
+        if any(w.request_id is not None for w in self._waiting):
             self._maybe_autostart(now)
+        self._schedule_retry(now)
+
+    def _schedule_retry(self, now: float, at_least: float = 0.0) -> None:
+        """The next connect attempt, after the backoff's next step."""
+        starter = self._starter
+        first_start = (
+            starter is not None
+            and starter.state in (STARTING, OTHERS_STARTING, HELD)
+            and starter.failed_starts == 0
+        )
+        cap = MAX_RETRY_FIRST_START_S if first_start else MAX_RETRY_S
+        delay = backoff_s(self._backoff_step, cap, _jitter())
+        self._backoff_step += 1
+        self._retry_at = now + max(delay, at_least)
 
     def _foreign_server(self, now: float, message: str) -> None:
         """Another uid serves the socket: it was sent nothing. No daemon is started (ours
@@ -335,8 +386,7 @@ class Relay:
         self._fail_waiting(message)
         if self._outage_since is None:
             self._outage_since = now
-        self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_S)
-        self._retry_at = now + self._retry_delay
+        self._schedule_retry(now)
 
     def _maybe_autostart(self, now: float) -> None:
         starter = self._starter
@@ -355,8 +405,9 @@ class Relay:
             self._say(
                 f"no daemon answers at {self._config.socket}; starting {how} (see {starter.starting_hint()})"
             )
-        self._retry_delay = FIRST_RETRY_S
-        self._retry_at = min(self._retry_at, now + FIRST_RETRY_S)
+        elif starter.state == HELD and not self._said_waiting:
+            self._said_waiting = True
+            self._say(f"waiting: {self._no_daemon_message(waited=False)}")
 
     def _after_failed_start(self, now: float) -> None:
         """A start failed: requests fail now, with its reason, rather than after the full wait.
@@ -364,7 +415,8 @@ class Relay:
         starter = self._starter
         if starter is None or starter.state != FAILED or not self._waiting:
             return
-        self._connect(now)
+        if now >= self._retry_at:
+            self._connect(now)
         if self._sock is None:
             if starter.failure != self._said_failure:
                 self._said_failure = starter.failure
@@ -433,6 +485,9 @@ class Relay:
                 return
 
     def _take_from_daemon(self, data: bytes) -> None:
+        if not self._answered:
+            self._answered = True
+            self._backoff_step = 0  # a daemon that answers: the next outage starts afresh
         buffer = self._from_daemon
         buffer += data
         end = buffer.rfind(b"\n")
@@ -506,8 +561,7 @@ class Relay:
             calls = f"; {len(failed)} call(s) in flight got an error" if failed else ""
             self._say(f"lost the daemon at {self._config.socket}{calls}; reconnecting")
         self._outage_since = now
-        self._retry_delay = FIRST_RETRY_S
-        self._retry_at = now + (FIRST_RETRY_S if refused is None else MAX_RETRY_S)
+        self._schedule_retry(now, at_least=0.0 if refused is None else MAX_RETRY_S)
 
     def _close_socket(self) -> None:
         if self._sock is not None:
@@ -562,8 +616,16 @@ class Relay:
         wait = f" within {config.wait_for_daemon_s:g} s" if waited else ""
         if starter is None:
             return f"{where}{wait} (auto-start is off); start it with: {config.serve_command()}"
+        if starter.state == HELD and starter.holder is not None:
+            from coordinatord import daemon_locks
+
+            return f"{where}{wait}: {daemon_locks.unreachable(starter.holder, config.socket)}"
+        before = f" (the start before: {starter.failure})" if starter.failure else ""
         if starter.state in (STARTING, OTHERS_STARTING):
-            return f"{where}: a daemon is starting but did not answer{wait}; see {starter.starting_hint()}"
+            hint = starter.starting_hint()
+            return f"{where}: a daemon is starting but did not answer{wait}{before}; see {hint}"
+        if starter.failure:
+            return f"{where}{wait}: {starter.failure}; the shim starts another while calls wait"
         return f"{where}{wait}; start it with: {config.serve_command()}"
 
     # --- small things ------------------------------------------------------------------------
