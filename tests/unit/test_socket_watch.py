@@ -57,11 +57,13 @@ def test_a_folder_made_open_by_someone_else_is_refused(parent: Path) -> None:
     folder = parent / "run"
     folder.mkdir()
     folder.chmod(0o777)
-    with pytest.raises(DaemonError, match=r"run was made again by someone else .*mode 777"):
+    with pytest.raises(
+        DaemonError, match=r"no longer this daemon's .*run is writable by group and others.*mode 0777"
+    ):
         make_private_folder(folder)
     folder.rmdir()
     folder.write_text("")
-    with pytest.raises(DaemonError, match="made again by someone else"):
+    with pytest.raises(DaemonError, match=r"no longer this daemon's .*run is not a folder"):
         make_private_folder(folder)
 
 
