@@ -76,7 +76,7 @@ def identifiers_us(guard: SecretGuard, tool: str, arguments: dict[str, Any], log
     agent = "kilocode-main"
 
     def work() -> None:
-        texts = spec.identifier_texts(arguments)
+        texts = spec.identifier_texts(arguments) if guard.policy != "off" else []
         guard.check_agent(agent)
         guard.identifiers(texts)
         if log_key is not None and not any(log_key == text for _, text in texts):

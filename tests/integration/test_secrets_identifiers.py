@@ -6,7 +6,7 @@ secrets.policy, with the log as the daemon's processors leave it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ async def call(app: App, peer: Peer, tool: str, arguments: dict[str, Any], agent
     return reply
 
 
-def logged(events: list[dict[str, Any]]) -> str:
+def logged(events: Sequence[Mapping[str, Any]]) -> str:
     """The captured events as the daemon's log file would hold them (JSON)."""
     return "\n".join(json.dumps(event, default=str) for event in events)
 
