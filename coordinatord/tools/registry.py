@@ -274,9 +274,9 @@ class ToolSpec(Generic[A]):
 
     def identifier_texts(self, arguments: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         """``(argument, text)`` for each string given in an identifier argument (a list's items
-                as ``name[i]``), read from the raw arguments: before they are checked, so that no check's
-                error can echo a secret. A string is taken wherever it is given (a list's place too); other
-        values are the check's to refuse."""
+        as ``name[i]``), read from the raw arguments: before they are checked, so that no check's
+        error can echo a secret. A string is taken wherever it is given (a list's place too);
+        other values are the check's to refuse."""
         if not arguments:
             return []
         texts: list[tuple[str, str]] = []
