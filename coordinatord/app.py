@@ -64,7 +64,8 @@ class App:
         limits = settings.limits
         rules = KeyRules(limits.max_key_bytes, limits.max_value_bytes, limits.max_keys_per_call)
         ttl = TtlPolicy(settings.ttl.default_s, settings.ttl.max_s, settings.ttl.prefixes)
-        guard = SecretGuard(settings.secrets)  # one detector, compiled once, for every write path
+        # One detector, compiled once, for every write path and every call's identifiers.
+        guard = self.secret_guard = SecretGuard(settings.secrets)
         self.services = Services(
             kv=KvService(store, rules, ttl, limits.keys_result_max, guard),
             sessions=SessionService(store, settings.sessions, clock, host=self.host, guard=guard),

@@ -26,6 +26,7 @@ from typing import IO, Any, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from coordinatord.log_scrub import scrub_event
 from coordinatord.settings import LoggingSettings
 
 _console_enabled = False
@@ -121,6 +122,7 @@ def configure(settings: LoggingSettings, log_file: Path | None, *, console: Text
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _format_exc_info,
+            scrub_event,  # a warned secret in an identifier never reaches the file (log_scrub.py)
             _as_kwargs if show_console else _render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

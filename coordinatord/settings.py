@@ -570,7 +570,8 @@ class SecretSettings(_Section):
     policy: SecretPolicy = Field(
         default="refuse",
         description="refuse: error, nothing written; redact: stored as [REDACTED:<kind>]; "
-        "warn: stored, a warning in the reply and the log; off: not scanned",
+        "warn: stored, a warning in the reply and the log; off: not scanned. A secret in an "
+        "identifier (key, id, name, path) is refused under refuse and redact, logged redacted under warn",
     )
     allow: tuple[str, ...] = Field(
         default=(), description="regular expressions; a found secret whose text matches one is let through"

@@ -4,6 +4,13 @@ Shared by the SDK's ``tools/call`` handler and the server's fast path, so both g
 results, the same errors and the same log event. On a connection whose shim named no project
 (:class:`coordinatord.scope.ProjectScope`), every tool that needs one is refused here, before
 it runs. No MCP here.
+
+Secrets: the agent name and every identifier argument (:attr:`ToolSpec.identifiers`) are
+scanned first, on the raw arguments, before anything is checked, logged or recorded; a refusal
+(``secrets.policy`` refuse or redact) is logged and recorded without them, and under warn the
+call runs inside :func:`coordinatord.log_scrub.scrubbing`. The log key a handler sets is shown
+redacted too (it can hold content, such as a message's subject). See
+:mod:`coordinatord.services.secret_guard`.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import structlog
 from coordinatord import call_ids
 from coordinatord.app import App
 from coordinatord.context import CallContext, Peer
-from coordinatord.errors import BackendError, ToolError
+from coordinatord.errors import BackendError, SecretFoundError, ToolError
+from coordinatord.log_scrub import scrubbing
 from coordinatord.services.secret_guard import collect_notes
 from coordinatord.tools.files import lapse_note
-from coordinatord.tools.registry import ToolReply
+from coordinatord.tools.registry import ToolReply, ToolSpec
 
 log = structlog.get_logger("coordinatord.calls")
 
@@ -32,6 +40,52 @@ async def invoke(
     spec = app.registry.get(name, peer.groups)
     if spec is None:
         return None
+    guard = app.secret_guard
+    identifiers = spec.identifier_texts(arguments) if guard.policy != "off" else []
+    try:
+        guard.check_agent(agent)
+        warning = guard.identifiers(identifiers)
+    except SecretFoundError as exc:
+        return _refused_for_secret(app, peer, guard.shown(agent), name, exc)
+    if warning is None:
+        return await _run(app, peer, agent, spec, arguments, identifiers)
+    # secrets.policy = "warn": the call runs with its identifiers as given; its log lines and
+    # activity events show them redacted, and the reply ends with the warning.
+    with scrubbing(warning.secrets):
+        reply = await _run(app, peer, agent, spec, arguments, identifiers)
+    return replace(reply, texts=(*reply.texts, warning.note))
+
+
+def _refused_for_secret(
+    app: App, peer: Peer, shown_agent: str, name: str, exc: SecretFoundError
+) -> ToolReply:
+    """A call refused for a secret in its agent name or an identifier: logged and recorded with
+    neither its key nor its arguments (the refusal's text names the argument and kind only)."""
+    scope = peer.scope
+    log.info(
+        "tool_call",
+        agent=shown_agent,
+        project=scope.project_id,
+        tool=name,
+        key=None,
+        duration_ms=0.0,
+        outcome="refused",
+        reason="secret",
+    )
+    if scope.namespace is not None:
+        app.activity.record(scope.namespace, kind="tool", name=name, agent=shown_agent, outcome="refused")
+    return ToolReply(texts=(f"{name}: {exc}",), is_error=True)
+
+
+async def _run(
+    app: App,
+    peer: Peer,
+    agent: str,
+    spec: ToolSpec[Any],
+    arguments: dict[str, Any] | None,
+    identifiers: list[tuple[str, str]],
+) -> ToolReply:
+    name = spec.name
     scope = peer.scope
     refusal = scope.refusal(spec.needs_project)
     if refusal is not None:
@@ -79,12 +133,15 @@ async def invoke(
         if note is not None:
             reply = replace(reply, texts=(*reply.texts, note))
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    key = call.log_key
+    if key is not None and not any(key == text for _, text in identifiers):
+        key = app.secret_guard.shown(key)  # not an identifier scanned above: content, maybe
     log.info(
         "tool_call",
         agent=agent,
         project=scope.project_id,
         tool=name,
-        key=call.log_key,
+        key=key,
         duration_ms=duration_ms,
         outcome=outcome,
         call_id=call_id,
@@ -96,7 +153,7 @@ async def invoke(
         kind="tool",
         name=name,
         agent=agent,
-        key=call.log_key,
+        key=key,
         outcome=outcome,
         duration_ms=duration_ms,
     )

@@ -47,7 +47,7 @@ from coordinatord.app import App
 from coordinatord.context import Peer
 from coordinatord.control.registry import ControlCommands
 from coordinatord.control.wire import parse_control
-from coordinatord.errors import CoordinatordError
+from coordinatord.errors import CoordinatordError, SecretFoundError
 from coordinatord.scope import ProjectScope
 from coordinatord.server import framing
 from coordinatord.server.connections import OpenConnections
@@ -166,6 +166,14 @@ class ConnectionServer:
                 identity = preamble.parse(opening.value)
             except ValueError as exc:
                 await sender.send(framing.refusal(f"bad coordinatord preamble: {exc}", retry=False))
+                return
+        if identity is not None:
+            try:
+                # Before connection_opened logs and records the name (secret_guard.py).
+                self._app.secret_guard.check_agent(identity.agent)
+            except SecretFoundError as exc:
+                log.warning("connection_refused_secret_agent", conn=conn_id)
+                await sender.send(framing.refusal(str(exc), retry=False))
                 return
         groups = self._app.default_groups
         if identity is not None and identity.tools is not None:

@@ -39,6 +39,7 @@ import anyio
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinatord import log_scrub
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import BackendError, BackendUnavailableError
 from coordinatord.keyspace import ACTIVITY_STREAM, Namespace
@@ -176,6 +177,11 @@ class ActivityLog:
         eight every event has (:data:`EXTRA_FIELDS`)."""
         if len(self._pending) == self._max_buffered:
             self._dropped += 1  # the deque's maxlen pushes the oldest out
+        if log_scrub.active():
+            # A call whose identifier holds a secret went ahead (secrets.policy = "warn"): the
+            # stream shows it redacted, like the daemon's log.
+            agent, key = agent and log_scrub.scrub(agent), key and log_scrub.scrub(key)
+            extra = {name: log_scrub.scrub(value) for name, value in extra.items()} if extra else extra
         values = [
             f"{self._clock():.3f}",
             agent or "",

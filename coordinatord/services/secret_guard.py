@@ -13,6 +13,22 @@ refusal leaves the store untouched. The detector itself is :mod:`coordinatord.se
 
 Session archives are redacted whatever the policy unless ``secrets.archive = "keep"``
 (:meth:`SecretGuard.for_archive`).
+
+Identifiers (keys, ids, names, paths, filters: every argument a tool does not declare content)
+are checked by :meth:`SecretGuard.identifiers` before a call runs or is logged, and a redacted
+name would address something else, so:
+
+- ``refuse`` and ``redact``: the call is refused (:class:`~coordinatord.errors.SecretFoundError`
+  naming the argument and the kind); nothing runs, nothing is logged or recorded but the
+  refusal.
+- ``warn``: the call runs with the identifier as given (so it is stored as given); the reply
+  gets the warning, and the daemon's log and the activity stream show it redacted
+  (:mod:`coordinatord.log_scrub`).
+- ``off``: nothing is scanned.
+
+The connection's agent name (the shim's ``--agent``, or an MCP client's name) is part of
+every log line and activity event of its connection, so it is refused under every policy but
+``off`` (:meth:`SecretGuard.check_agent`).
 """
 
 from __future__ import annotations
@@ -21,17 +37,19 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from coordinatord.errors import SecretFoundError
-from coordinatord.secrets_scan import Finding, SecretScanner, redact
+from coordinatord.secrets_scan import MARKER, Finding, SecretScanner, redact
 from coordinatord.settings import SecretSettings
 
 log = structlog.get_logger("coordinatord.secrets")
 
 MAX_LISTED = 10  # findings a refusal or warning names; the count says how many more
+AGENT_FIELD = "agent name"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _notes: ContextVar[list[str] | None] = ContextVar("coordinatord_secret_notes", default=None)
 
@@ -48,6 +66,16 @@ def collect_notes() -> Iterator[list[str]]:
 
 
 Hit = tuple[str, Finding]  # (field, finding)
+
+
+@dataclass(frozen=True)
+class IdentifierWarning:
+    """A call's identifiers hold secrets and ``secrets.policy = "warn"``: ``secrets`` maps each
+    secret's text to its marker (for :func:`coordinatord.log_scrub.scrubbing`); ``note`` is the
+    warning for its reply, which names arguments and kinds, never the text."""
+
+    secrets: dict[str, str]
+    note: str
 
 
 class SecretGuard:
@@ -88,6 +116,62 @@ class SecretGuard:
         self._report(hits)
         return _redacted(self._scanner, value, "") if self.policy == "redact" else value
 
+    def identifiers(self, texts: Sequence[tuple[str, str]]) -> IdentifierWarning | None:
+        """Check a call's identifiers, ``(argument, text)`` pairs: raises under refuse and
+        redact; under warn, what the call must keep out of its log and add to its reply;
+        ``None`` when they hold no secret (or the policy is off)."""
+        if self.policy == "off" or not texts:
+            return None
+        hits: list[Hit] = []
+        secrets: dict[str, str] = {}
+        for field, text in texts:
+            for finding in self._scanner.scan(text):
+                hits.append((field, finding))
+                secrets[text[finding.start : finding.end]] = MARKER.format(kind=finding.kind)
+        if not hits:
+            return None
+        listed, fields = _listed(hits)
+        if self.policy == "warn":
+            log.warning("secret_in_identifier", findings=fields[:MAX_LISTED], policy="warn")
+            note = (
+                f"warning: an identifier holds a secret ({listed}); the call went ahead with it as given "
+                '(secrets.policy = "warn"), so a name holding it may be stored; the daemon\'s log and the '
+                "activity stream show it redacted. Rename it if it should not be shared"
+            )
+            return IdentifierWarning(secrets, note)
+        log.info("secret_refused", findings=fields[:MAX_LISTED], identifier=True)
+        raise SecretFoundError(
+            f"refused: an identifier holds a secret ({listed}); nothing was done. Identifiers (keys, "
+            "ids, names, paths) are never stored redacted, since that would name something else: "
+            "use a name without the credential; if this is not a secret, add a pattern for it to "
+            "secrets.allow",
+            tuple(fields),
+        )
+
+    def check_agent(self, agent: str | None) -> None:
+        """Refuse an agent name holding a secret, under every policy but ``off``: it would be in
+        every log line and activity event of its connection."""
+        if self.policy == "off" or not agent:
+            return
+        found = self._scanner.scan(agent)
+        if not found:
+            return
+        listed, fields = _listed([(AGENT_FIELD, f) for f in found])
+        log.info("secret_refused", findings=fields[:MAX_LISTED], identifier=True)
+        raise SecretFoundError(
+            f"refused: the agent name holds a secret ({listed}); nothing was done. Name the agent "
+            "plainly (the shim's --agent, or the MCP client's name)",
+            tuple(fields),
+        )
+
+    def shown(self, text: str) -> str:
+        """``text`` as the log and the activity stream may show it: each secret redacted, under
+        every policy but ``off`` (a log key can hold a value: message_send's subject)."""
+        if self.policy == "off":
+            return text
+        found = self._scanner.scan(text)
+        return redact(text, found) if found else text
+
     def for_archive(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """A session archive's data as its file may hold it: redacted unless archive = "keep"."""
         if self._keep_archives:
@@ -102,10 +186,7 @@ class SecretGuard:
 
     def _report(self, hits: list[Hit]) -> None:
         """Raise (refuse), or log the hits (and, for warn, note them for the reply)."""
-        listed = "; ".join(f"{f.kind} in {field!r} at character {f.start}" for field, f in hits[:MAX_LISTED])
-        if len(hits) > MAX_LISTED:
-            listed += f"; and {len(hits) - MAX_LISTED} more"
-        fields = [(f.kind, field, f.start) for field, f in hits]
+        listed, fields = _listed(hits)
         if self.policy == "refuse":
             log.info("secret_refused", findings=fields[:MAX_LISTED])
             raise SecretFoundError(
@@ -124,6 +205,15 @@ class SecretGuard:
                 )
         else:
             log.info("secret_redacted", findings=fields[:MAX_LISTED])
+
+
+def _listed(hits: list[Hit]) -> tuple[str, list[tuple[str, str, int]]]:
+    """The hits as a refusal or warning words them (the first :data:`MAX_LISTED`), and as
+    ``(kind, field, offset)`` triples: never a secret's text."""
+    listed = "; ".join(f"{f.kind} in {field!r} at character {f.start}" for field, f in hits[:MAX_LISTED])
+    if len(hits) > MAX_LISTED:
+        listed += f"; and {len(hits) - MAX_LISTED} more"
+    return listed, [(f.kind, field, f.start) for field, f in hits]
 
 
 def _child(path: str, key: str) -> str:

@@ -4,7 +4,7 @@ no tool here takes an agent name, so no agent can speak for another.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -17,11 +17,16 @@ GROUP = "agents"
 
 # Sizes and item counts are settings (agents.*), so the service checks them.
 class AgentRegisterArgs(ToolArgs):
+    content: ClassVar[frozenset[str]] = frozenset({"capabilities", "mode"})  # AgentService scans them
+
     capabilities: list[str] | None = Field(None, description='e.g. ["python", "review"]')
     mode: str | None = Field(None, description="Editor mode, e.g. code")
 
 
 class AgentHeartbeatArgs(ToolArgs):
+    # What the agent says it works on: status text, shown to others, scanned by AgentService.
+    content: ClassVar[frozenset[str]] = frozenset({"current_task", "files_open"})
+
     current_task: str | None = Field(None, description='Task id or phrase; "" clears, omitted keeps')
     files_open: list[str] | None = Field(None, description="[] clears")
 

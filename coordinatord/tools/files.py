@@ -4,7 +4,7 @@ the lapse note a holder gets in its next reply once one of its reservations has 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,8 @@ Id = Annotated[str, Field(description="From files_reserve")]
 
 
 class FilesReserveArgs(ToolArgs):
+    content: ClassVar[frozenset[str]] = frozenset({"reason"})  # FileService.reserve scans it
+
     paths: Paths
     mode: Literal["exclusive", "shared"] = Field(
         "exclusive", description="shared: other shared holders may too"

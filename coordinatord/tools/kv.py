@@ -5,7 +5,7 @@ agent prompts rely on (``../shared/seed/redis-integration.md``): keep them exact
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -26,6 +26,8 @@ class RedisGetArgs(ToolArgs):
 
 
 class RedisSetArgs(ToolArgs):
+    content: ClassVar[frozenset[str]] = frozenset({"value"})  # KvService.set scans it
+
     key: Key
     value: str = Field(description="Usually JSON text")
     ttl: Integer | None = Field(None, description="Seconds; default by key prefix")

@@ -27,6 +27,7 @@ _SENDER = "messages are always sent as this connection's agent (its --agent name
 class MessageSendArgs(ToolArgs):
     # An agent must not send as another: a sender argument gets a refusal that says why.
     refused: ClassVar[Mapping[str, str]] = {"from": _SENDER, "sender": _SENDER, "agent": _SENDER}
+    content: ClassVar[frozenset[str]] = frozenset({"subject", "body"})  # MessageService.send scans them
 
     to: str | list[str] = Field(description='Agent name(s), or "*" for all')
     subject: str = Field(description="One line")

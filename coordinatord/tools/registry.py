@@ -81,10 +81,19 @@ class ToolArgs(BaseModel):
     Strict: no coercion, unknown arguments refused; frozen: a handler cannot change its input.
     ``refused`` names unknown arguments worth a reason of their own when refused (e.g. a
     sender: the caller is always the connection's agent).
+
+    Secrets: every string argument is an *identifier* (a key, an id, a name, a path, a filter,
+    a choice) that :func:`coordinatord.server.calls.invoke` scans before the call runs or is
+    logged (:attr:`ToolSpec.identifiers`), unless ``content`` names it: content is what an agent
+    stores (a value, a message, a context), scanned by the service that writes it, where
+    ``secrets.policy = "redact"`` can store it redacted. So a new argument is covered unless it
+    is declared content, and declaring it content means its service must scan it (the
+    integration test ``test_secrets_identifiers`` checks each declared one through the daemon).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     refused: ClassVar[Mapping[str, str]] = {}
+    content: ClassVar[frozenset[str]] = frozenset()
 
 
 class NoArgs(ToolArgs):
@@ -100,6 +109,12 @@ class _Param:
     schema: dict[str, Any]
     required: bool
     choices: tuple[str, ...]
+
+
+_TEXT_KINDS: frozenset[ParamKind] = frozenset(
+    {"string", "string_array", "string_or_integer", "string_or_string_array"}
+)
+"""The kinds that can carry text an agent typed: an identifier unless declared content."""
 
 
 def _is_integer(metadata: Iterable[object]) -> bool:
@@ -169,7 +184,13 @@ def _params_of(model: type[ToolArgs]) -> tuple[_Param, ...]:
             schema["minimum"] = minimum
         if not required and info.default is not None:
             schema["default"] = info.default
+        if kind == "object" and name not in model.content:
+            # An object is stored, not named: only its service can scan (and redact) it.
+            raise TypeError(f"{model.__name__}.{name}: an object argument must be declared content")
         params.append(_Param(name, kind, schema, required, choices))
+    unknown = model.content - model.model_fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__}.content names no argument(s) {sorted(unknown)}")
     return tuple(params)
 
 
@@ -240,9 +261,32 @@ class ToolSpec(Generic[A]):
     """False only for tools that touch no project's keys (``redis_ping``): they also work on a
     connection whose shim named no project."""
     _params: Mapping[str, _Param] = field(init=False, repr=False, compare=False)
+    identifiers: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The arguments scanned for secrets before the call runs: every text argument that the
+    model does not declare content (see :class:`ToolArgs`)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_params", {p.name: p for p in _params_of(self.args)})
+        params = _params_of(self.args)
+        object.__setattr__(self, "_params", {p.name: p for p in params})
+        content = self.args.content
+        identifiers = tuple(p.name for p in params if p.kind in _TEXT_KINDS and p.name not in content)
+        object.__setattr__(self, "identifiers", identifiers)
+
+    def identifier_texts(self, arguments: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+        """``(argument, text)`` for each string given in an identifier argument (a list's items
+        as ``name[i]``), read from the raw arguments: before they are checked, so that no check's
+        error can echo a secret. A string is taken wherever it is given (a list's place too);
+        other values are the check's to refuse."""
+        if not arguments:
+            return []
+        texts: list[tuple[str, str]] = []
+        for name in self.identifiers:
+            value = arguments.get(name)
+            if isinstance(value, str):
+                texts.append((name, value))
+            elif isinstance(value, list):
+                texts += [(f"{name}[{i}]", item) for i, item in enumerate(value) if isinstance(item, str)]
+        return texts
 
     def definition(self, output_schema: bool = True) -> dict[str, Any]:
         """The tool as ``tools/list`` shows it (with its compacted output schema, if it has one

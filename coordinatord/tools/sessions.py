@@ -5,7 +5,7 @@ archive it to the project folder and bring it back. The logic is in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -28,6 +28,8 @@ SessionId = Annotated[str, Field(description="e.g. session-2026-02-13-001")]
 
 
 class SessionSaveArgs(ToolArgs):
+    content: ClassVar[frozenset[str]] = frozenset({"context"})  # SessionService.save scans it
+
     session_id: SessionId
     context: dict[str, Any] = Field(description="Fields to merge; null removes one")
     # At least 1 is static (the model's); at most sessions.max_ttl_s is the service's.
@@ -45,6 +47,8 @@ class SessionIdArgs(ToolArgs):
 
 
 class SessionAppendArgs(ToolArgs):
+    content: ClassVar[frozenset[str]] = frozenset({"message"})  # SessionService.append scans it
+
     session_id: SessionId
     role: Role = Field(description="")
     message: str = Field(description="What was said, or a summary")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -17,6 +17,10 @@ TaskId = Annotated[str, Field(description="e.g. implement-redis-docs")]
 
 
 class TaskCreateArgs(ToolArgs):
+    # Step names are stored text (TaskService.create scans them); labels are names a filter
+    # addresses (task_ready's label), so they stay identifiers.
+    content: ClassVar[frozenset[str]] = frozenset({"steps"})
+
     task_id: TaskId
     # Non-empty, unique, at most tasks.max_steps: the service's rules (one is settings-bound).
     steps: list[str] = Field(description="Unique step names, in order")

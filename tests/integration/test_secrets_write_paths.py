@@ -13,7 +13,6 @@ import pytest
 from coordinatord.errors import SecretFoundError, ToolError
 from coordinatord.keyspace import KeyRules, Namespace, TtlPolicy
 from coordinatord.presence import Presence
-from coordinatord.secrets_scan import SecretScanner
 from coordinatord.services.agents import AgentService
 from coordinatord.services.files import FileService
 from coordinatord.services.kv import KvService
@@ -33,6 +32,7 @@ from coordinatord.settings import (
     TaskSettings,
 )
 from coordinatord.store import RedisStore, Store
+from tests.secret_checks import aof_bytes, dump_namespace, secret_parts
 from tests.secret_corpus import NEAR_MISSES, SECRETS
 from tests.support import FakeClock, fresh_namespace, valkey_server
 
@@ -82,39 +82,8 @@ LIMITED = {
 }
 
 
-def secret_parts(text: str) -> list[str]:
-    """The secret substrings of a corpus entry (not the name before a keyword's value)."""
-    return [text[f.start : f.end] for f in SecretScanner().scan(text)]
-
-
 def read_text(path: str | Path) -> str:
     return Path(path).read_text(encoding="utf-8")
-
-
-def aof_bytes(directory: Path) -> bytes:
-    """The append-only file(s) in a Valkey data dir (appendonlydir/ on Valkey 7+)."""
-    files = [p for p in directory.rglob("*") if p.is_file() and "aof" in p.name]
-    assert files, "no AOF written"
-    return b"".join(p.read_bytes() for p in files)
-
-
-async def dump_namespace(store: Store, ns: Namespace) -> str:
-    """Everything stored under the namespace, as one text: every key's contents by type."""
-    keys, _ = await store.scan(ns.pattern("*"), 100_000)
-    parts: list[str] = []
-    for key in keys:
-        kind = await store.execute("TYPE", key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        command = {
-            "string": ("GET", key),
-            "list": ("LRANGE", key, 0, -1),
-            "hash": ("HGETALL", key),
-            "zset": ("ZRANGE", key, 0, -1),
-            "set": ("SMEMBERS", key),
-            "stream": ("XRANGE", key, "-", "+"),
-        }[kind]
-        parts.append(key + "=" + repr(await store.execute(*command)))
-    return "\n".join(parts)
 
 
 async def test_refuse_every_secret_on_every_path_and_write_nothing(store: Store) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import Field
@@ -164,3 +164,53 @@ def test_every_tool_is_in_a_group_the_shim_knows() -> None:
     from coordinatord.tool_groups import GROUPS, OUTPUT_SCHEMAS
 
     assert REGISTRY.groups == frozenset((*GROUPS, OUTPUT_SCHEMAS))
+
+
+def test_every_text_argument_is_an_identifier_unless_declared_content() -> None:
+    """A model's string arguments (choices, lists, str | int included) are identifiers, scanned
+    before the call; only ``content`` opts one out (its service scans it), so a new argument is
+    covered by default. An object must be declared content, and content must name arguments."""
+
+    class Mixed(ToolArgs):
+        content: ClassVar[frozenset[str]] = frozenset({"body"})
+        name: str = Field(description="")
+        names: list[str] = Field(description="")
+        step: str | int = Field(description="")
+        to: str | list[str] = Field(description="")
+        mode: Literal["a", "b"] = Field("a", description="")
+        count: Integer = Field(1, description="")
+        flag: bool = Field(False, description="")
+        body: str = Field(description="")
+
+    class Stored(ToolArgs):
+        context: dict[str, Any] = Field(description="")
+
+    class Misnamed(ToolArgs):
+        content: ClassVar[frozenset[str]] = frozenset({"vale"})
+        value: str = Field(description="")
+
+    mixed = ToolSpec("t", "kv", "d", Mixed, _nothing)
+    assert mixed.identifiers == ("name", "names", "step", "to", "mode")
+    with pytest.raises(TypeError, match="an object argument must be declared content"):
+        ToolSpec("t", "kv", "d", Stored, _nothing)
+    with pytest.raises(TypeError, match=r"Misnamed.content names no argument\(s\) \['vale'\]"):
+        ToolSpec("t", "kv", "d", Misnamed, _nothing)
+    assert spec("redis_set").identifiers == ("key",) and spec("redis_del").identifiers == ("keys",)
+
+
+def test_identifier_texts_are_read_from_the_raw_arguments() -> None:
+    """Before any check: strings and list items (by index) of identifier arguments; content,
+    non-strings and unknown arguments are not among them."""
+
+    class Named(ToolArgs):
+        content: ClassVar[frozenset[str]] = frozenset({"body"})
+        key: str = Field(description="")
+        keys: list[str] = Field(description="")
+        body: str = Field(description="")
+
+    named = ToolSpec("t", "kv", "d", Named, _nothing)
+    raw = {"key": "a", "keys": ["b", 3, "c"], "body": "not an identifier", "zzz": "unknown"}
+    assert named.identifier_texts(raw) == [("key", "a"), ("keys[0]", "b"), ("keys[2]", "c")]
+    # A wrong type is the check's to refuse; a string is scanned wherever it is given.
+    assert named.identifier_texts({"key": 5, "keys": "b"}) == [("keys", "b")]
+    assert named.identifier_texts(None) == []

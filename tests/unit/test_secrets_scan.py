@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from coordinatord import log_scrub
 from coordinatord.errors import SecretFoundError
+from coordinatord.log_scrub import scrub_event, scrubbing
 from coordinatord.secrets_scan import SecretScanner, redact
 from coordinatord.services.secret_guard import SecretGuard, collect_notes
 from coordinatord.settings import SecretSettings
@@ -112,3 +114,56 @@ def test_shim_does_not_import_the_detector() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_identifiers_refused_under_refuse_and_redact_naming_argument_and_kind() -> None:
+    """A secret in an identifier is refused under refuse and redact alike (a redacted name
+    would address something else); the error names argument, kind and offset, never the text."""
+    token = SECRETS[10][1]
+    for policy in ("refuse", "redact"):
+        guard = SecretGuard(SecretSettings(policy=policy))
+        assert guard.identifiers([("key", "agent:context:s1"), ("keys[0]", "plain")]) is None
+        with pytest.raises(SecretFoundError) as caught:
+            guard.identifiers([("key", "ok"), ("keys[1]", f"cache:{token}")])
+        message = str(caught.value)
+        expected = "refused: an identifier holds a secret (github_token in 'keys[1]' at character 6)"
+        assert message.startswith(expected)
+        assert token not in message and caught.value.findings == (("github_token", "keys[1]", 6),)
+
+
+def test_identifiers_under_warn_give_the_secrets_to_scrub_and_a_note() -> None:
+    """warn: no error; each secret's text with its marker (for the log), and a note naming
+    argument and kind. off: nothing is scanned."""
+    token = SECRETS[10][1]
+    warning = SecretGuard(SecretSettings(policy="warn")).identifiers([("task_id", f"t-{token}")])
+    assert warning is not None and warning.secrets == {token: "[REDACTED:github_token]"}
+    assert "github_token in 'task_id' at character 2" in warning.note and token not in warning.note
+    assert SecretGuard(SecretSettings(policy="off")).identifiers([("task_id", token)]) is None
+
+
+def test_agent_names_are_refused_under_every_policy_but_off() -> None:
+    """The agent name is in every log line of its connection: a secret there is refused even
+    under warn; shown() gives the form the log may hold."""
+    token = SECRETS[10][1]
+    for policy in ("refuse", "redact", "warn"):
+        guard = SecretGuard(SecretSettings(policy=policy))
+        guard.check_agent("kilocode-main")
+        with pytest.raises(SecretFoundError, match="the agent name holds a secret"):
+            guard.check_agent(f"bot-{token}")
+        assert guard.shown(f"bot {token}") == "bot [REDACTED:github_token]"
+    off = SecretGuard(SecretSettings(policy="off"))
+    off.check_agent(token)
+    assert off.shown(token) == token
+
+
+def test_scrubbing_applies_only_inside_its_block() -> None:
+    """log_scrub: a secret is replaced in scrubbed text and log events while the block runs,
+    longest first; outside it (and for an empty mapping) nothing changes."""
+    token = SECRETS[10][1]
+    event = {"event": "tool_call", "key": f"cache:{token}", "duration_ms": 1.0}
+    with scrubbing({}):
+        assert not log_scrub.active()
+    with scrubbing({token[:10]: "[short]", token: "[REDACTED:github_token]"}):
+        assert log_scrub.scrub(f"a {token} b") == "a [REDACTED:github_token] b"
+        assert scrub_event(None, "info", dict(event))["key"] == "cache:[REDACTED:github_token]"
+    assert log_scrub.scrub(token) == token and scrub_event(None, "info", dict(event)) == event
