@@ -36,7 +36,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from coordinatord import safe_read
+from coordinatord import heap, safe_read
 from coordinatord.errors import FileRefusedError
 from coordinatord.settings import ProjectFileSettings
 
@@ -60,6 +60,7 @@ class _Borrow:
         self._lock = threading.Lock()
         self.state: _State = "pending"
         self.thread: int | None = None
+        self.bytes_read = 0
 
     def work(self, func: Callable[[*Ts], T], *args: *Ts) -> T | None:
         """In the worker thread."""
@@ -68,9 +69,11 @@ class _Borrow:
                 return None  # nobody waits for it any more, and its token is back
             self.state = "running"
             self.thread = threading.get_ident()
+        before = safe_read.bytes_read()
         try:
             return func(*args)
         finally:
+            self.bytes_read = safe_read.bytes_read() - before
             with self._lock:
                 abandoned = self._is("abandoned")
                 self.state = "done"
@@ -133,6 +136,9 @@ class ProjectReads:
                 borrow.settle()
         if scope.cancelled_caught:
             raise self._timed_out(key, borrow if acquired else None)
+        if borrow.bytes_read >= heap.TRIM_AFTER_BYTES:
+            # What the function read and dropped (an archive it only looked into): see heap.
+            await anyio.to_thread.run_sync(heap.give_back_freed_memory)
         return result  # type: ignore[return-value]  # work() returns None only once cancelled
 
     def _give_back(self, key: str, limiter: anyio.CapacityLimiter, borrow: _Borrow) -> None:

@@ -43,6 +43,9 @@ _KINDS = (
 CHUNK_BYTES = 1 << 20
 """Reads after the first (a file that grew past its ``fstat`` size) go in steps of this size."""
 
+_counted = threading.local()
+"""Bytes this thread has read (:func:`bytes_read`)."""
+
 _reading: dict[int, str] = {}
 """Thread id → the path that thread is reading now (a plain dict: each thread writes its own
 key, and the GIL makes each write atomic)."""
@@ -54,6 +57,12 @@ def kind_of(mode: int) -> str:
         if test(mode):
             return name
     return f"not a regular file (mode {stat.S_IFMT(mode):#o})"
+
+
+def bytes_read() -> int:
+    """How many bytes the calling thread has read with this module, ever (compare two readings)."""
+    total: int = getattr(_counted, "total", 0)
+    return total
 
 
 def reading_in(thread_id: int) -> str | None:
@@ -168,6 +177,7 @@ def _read_capped(fd: int, size: int, max_bytes: int, setting: str, shown: str) -
             f"grew past {_size(max_bytes)} while it was read",
             f"the limit is {setting}; stop whatever writes it, or raise the limit",
         )
+    _counted.total = bytes_read() + total
     # Two parts: the whole file, then the empty read at its end (no copy needed).
     return first if len(parts) <= 2 else b"".join(parts)
 

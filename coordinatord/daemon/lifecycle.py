@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import structlog
 
-from coordinatord import __version__, logs, systemd
+from coordinatord import __version__, heap, logs, systemd
 from coordinatord.app import App
 from coordinatord.control.handlers import build_commands
 from coordinatord.daemon.claim import SocketClaim, hold_lock, listening, reach_or_stop
@@ -64,6 +64,7 @@ def run_daemon(settings: Settings) -> int:
     except OSError as exc:
         print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
         return EXIT_FAILURE
+    heap.fix_thresholds()  # before the daemon allocates much: see coordinatord.heap
     try:
         anyio.run(serve, settings)
         # Stopping is under way: a second SIGTERM (systemd, an impatient Ctrl-C) must not turn

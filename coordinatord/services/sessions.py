@@ -72,6 +72,7 @@ import anyio
 import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
+from coordinatord import heap
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import (
     ArchiveError,
@@ -464,9 +465,7 @@ class SessionService:
     ) -> EndResult:
         """Archive the session to the project folder, then remove it from the store."""
         keys = self._keys(ns, session_id)
-        path = await self.reads.run(
-            project_root, archive_path, project_root, self._settings.archive_dir, session_id
-        )
+        path = await self._archive_path(project_root, session_id)
         archived: EndResult | None = None
         for _ in range(END_ATTEMPTS):
             snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
@@ -496,10 +495,18 @@ class SessionService:
         self, ns: Namespace, session_id: str, project_root: str | None, force: bool = False
     ) -> RestoreResult:
         """Load an archive back: context, version, history and TTL; a live session only with ``force``."""
+        result, carried = await self._restore_archive(ns, session_id, project_root, force)
+        if carried >= heap.TRIM_AFTER_BYTES:
+            # The archive, its turns and the command that carried them are garbage only now.
+            await anyio.to_thread.run_sync(heap.give_back_freed_memory)
+        return result
+
+    async def _restore_archive(
+        self, ns: Namespace, session_id: str, project_root: str | None, force: bool
+    ) -> tuple[RestoreResult, int]:
+        """The restore, and how many bytes of session it carried (its turns and context)."""
         keys = self._keys(ns, session_id)
-        path = await self.reads.run(
-            project_root, archive_path, project_root, self._settings.archive_dir, session_id
-        )
+        path = await self._archive_path(project_root, session_id)
         data = await self.reads.run(project_root, read_archive, path, self._settings.max_archive_bytes)
         if data["session_id"] != session_id:
             raise ArchiveError(
@@ -522,13 +529,14 @@ class SessionService:
                 f"session {session_id!r} is live in this project; restoring {path} would replace it — "
                 "pass force=true to replace it with the archive, or session_end it first"
             )
-        return RestoreResult(
+        restored = RestoreResult(
             session_id=session_id,
             version=doc.version,
             history_length=length,
             restored_from=str(path),
             expires_in=ttl,
         )
+        return restored, len(text) + sum(map(len, turns))
 
     # -- archiving without deleting (the scheduled archiver, `coordinatord archive`) --
 
@@ -653,9 +661,7 @@ class SessionService:
         file, or none (:class:`ArchiveError`).
         """
         keys = self._keys(ns, session_id)
-        path = await self.reads.run(
-            project_root, archive_path, project_root, self._settings.archive_dir, session_id
-        )
+        path = await self._archive_path(project_root, session_id)
         snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
         if not snap.exists:
             raise self._not_found(session_id)
