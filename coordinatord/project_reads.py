@@ -155,15 +155,18 @@ class ProjectReads:
 
     def _timed_out(self, key: str, borrow: _Borrow | None) -> FileRefusedError:
         limit = f"project_files.read_timeout_s = {self._timeout_s:g} s"
-        later = "the read goes on in the background and this project's next reads wait for it"
         fix = (
-            "a file on a filesystem that does not answer (a network or FUSE mount?): fix it or "
-            f"move the file away; {later}"
+            "a file on a filesystem that does not answer (a network or FUSE mount?): fix the mount "
+            f"or move the file away (or, for a very large project, raise {limit}); the read goes on "
+            "in the background and this project's next reads wait for it"
         )
         if borrow is not None:
             path = safe_read.reading_in(borrow.thread) if borrow.thread is not None else None
+            # The bound is the call's: the file named is the one being read when it ran out.
             return FileRefusedError(
-                path or f"a file of {key or 'the default project'}", f"did not answer within {limit}", fix
+                path or f"a file of {key or 'the default project'}",
+                f"was still being read when the call's {limit} ran out",
+                fix,
             )
         stuck = sorted(
             filter(None, (safe_read.reading_in(b.thread) for b in self._running.get(key, ()) if b.thread))

@@ -134,12 +134,15 @@ class ConnectionServer:
         """The connection's scope. Its root is resolved, and the repository's files read, among
         that project's reads (bounded in time, never the threads other projects need); a root
         whose files do not answer in time is served with no project, saying which file."""
-        root = identity.project if identity is not None else None
+        if identity is None:
+            return ProjectScope.default()  # a raw MCP client: nothing to read
+        # Without a project, the message names the canonical cwd: resolved on disk too.
+        root = identity.project if identity.project is not None else identity.cwd
         try:
             return await self._app.project_reads.run(root, ProjectScope.of, identity)
         except FileRefusedError as exc:
             log.warning("project_files_refused", root=root, error=str(exc))
-            return ProjectScope.unreadable(exc, identity.cwd if identity is not None else None)
+            return ProjectScope.unreadable(exc, identity.cwd)
 
     async def _announce(self, peer: Peer) -> None:
         """Remember the project for the jobs; a backend that is down only delays that."""
