@@ -2,26 +2,26 @@
 
 A large read (a session archive of tens of MiB) allocates as much again in strings and objects,
 and freeing them does not by itself shrink the process: glibc's malloc keeps freed memory to
-reuse it. Two of its habits, measured here with a 60 MiB archive restored through a real daemon
-(VmRSS, tests/e2e/test_hostile_project_files.py):
+reuse it. Measured with a 60 MiB archive restored through a real daemon (VmRSS; the test is
+tests/e2e/test_hostile_project_files.py):
 
-- the *dynamic mmap threshold*: freeing a large mapped block raises the threshold (up to
-  32 MiB) and the trim threshold with it (to twice that), so later blocks of that size come
-  from an arena instead of mappings of their own, and up to 64 MiB of freed memory at the top
-  of an arena is kept. The archive is parsed in a worker thread, whose arena's top
-  ``malloc_trim`` does not shrink (it trims only the main arena's top);
-- free chunks inside the arenas, which ``malloc_trim(0)`` returns page by page.
+- as it was: the daemon stayed 70 MB larger for good (91 -> 161 MB);
+- ``malloc_trim(0)`` after the restore: still 32 MB larger. The archive is parsed in a worker
+  thread, whose allocations come from that thread's own arena, and ``malloc_trim`` returns the
+  free pages inside every arena but shrinks only the *main* arena's top, where the freed
+  archive ended up in the thread's (kept because freeing a large block had raised malloc's
+  trim threshold to up to 64 MiB);
+- one arena for every thread (``M_ARENA_MAX`` = 1, set at start: :func:`use_one_arena`) and
+  ``malloc_trim(0)`` after large reads (:func:`give_back_freed_memory`): back to where it was
+  (within 0.5 MB).
 
-Without either fix the daemon stayed 70 MB larger for good (VmRSS 91 -> 161 MB); with
-``malloc_trim`` alone 32 MB larger; with fixed thresholds alone 6.6 MB.
+Fixing malloc's trim and mmap thresholds instead (which also ends the dynamic threshold) gave
+the same, but maps and unmaps every block over 128 KiB each time: allocating and freeing 1 MiB
+took twice as long (about 260 -> 530 us), which a daemon serving 1 MiB values would pay on each.
+One arena costs next to nothing here: Python threads allocate holding the GIL, so they hardly
+ever contend for it.
 
-So the daemon fixes the thresholds at start (:func:`fix_thresholds`: ``M_TRIM_THRESHOLD`` and
-``M_MMAP_THRESHOLD`` at glibc's own defaults, which also turns the dynamic adjustment off, as
-its manual says), and calls :func:`give_back_freed_memory` after reads of at least
-:data:`TRIM_AFTER_BYTES`. With both it is back within 0.1 MB of where it was. The cost: blocks over
-128 KiB are always mapped and unmapped (a few microseconds each), which the daemon's workload
-(small JSON documents) rarely makes. Elsewhere than glibc (musl, macOS) neither exists and
-both do nothing.
+Elsewhere than glibc (musl, macOS) neither call exists and both do nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +33,7 @@ from typing import Any
 
 TRIM_AFTER_BYTES = 8 * 1024 * 1024
 """A read of at least this many bytes is followed by :func:`give_back_freed_memory`."""
-THRESHOLD_BYTES = 128 * 1024
-"""glibc's default mmap and trim thresholds, fixed at that."""
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 @functools.cache
@@ -49,14 +46,11 @@ def _libc() -> Any | None:
     return libc
 
 
-def fix_thresholds() -> bool:
-    """Fix malloc's trim and mmap thresholds (see the module); whether it could."""
+def use_one_arena() -> bool:
+    """Let every thread allocate from malloc's main arena (see the module); whether it could.
+    Call it before any worker thread starts."""
     libc = _libc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD_BYTES)) and bool(
-        libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)
-    )
+    return libc is not None and bool(libc.mallopt(M_ARENA_MAX, 1))
 
 
 def give_back_freed_memory() -> bool:

@@ -64,7 +64,7 @@ def run_daemon(settings: Settings) -> int:
     except OSError as exc:
         print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
         return EXIT_FAILURE
-    heap.fix_thresholds()  # before the daemon allocates much: see coordinatord.heap
+    heap.use_one_arena()  # before any worker thread: see coordinatord.heap
     try:
         anyio.run(serve, settings)
         # Stopping is under way: a second SIGTERM (systemd, an impatient Ctrl-C) must not turn
