@@ -17,6 +17,7 @@ from coordinatord.context import Peer, Services
 from coordinatord.errors import ConfigError
 from coordinatord.keyspace import KeyRules, TtlPolicy
 from coordinatord.presence import Presence
+from coordinatord.project_reads import ProjectReads
 from coordinatord.services.activity import CONNECTION_KIND, ActivityLog, connection_facts
 from coordinatord.services.agents import SWEEP_INDEX_GRACE_S, AgentService
 from coordinatord.services.files import FileService
@@ -66,9 +67,13 @@ class App:
         ttl = TtlPolicy(settings.ttl.default_s, settings.ttl.max_s, settings.ttl.prefixes)
         # One detector, compiled once, for every write path and every call's identifiers.
         guard = self.secret_guard = SecretGuard(settings.secrets)
+        # One runner for every read of a project's files: one per-project bound for them all.
+        self.project_reads = ProjectReads(settings.project_files)
         self.services = Services(
             kv=KvService(store, rules, ttl, limits.keys_result_max, guard),
-            sessions=SessionService(store, settings.sessions, clock, host=self.host, guard=guard),
+            sessions=SessionService(
+                store, settings.sessions, clock, host=self.host, guard=guard, reads=self.project_reads
+            ),
             tasks=TaskService(
                 store,
                 settings.tasks,
@@ -81,11 +86,13 @@ class App:
             locks=LockService(store, settings.locks, clock),
             files=FileService(store, settings.files, guard),
             ratelimits=RateLimitService(store, settings.ratelimits),
-            memory_bank=MemoryBankService(store, settings.memory_bank, clock),
+            memory_bank=MemoryBankService(store, settings.memory_bank, clock, reads=self.project_reads),
             messages=MessageService(store, settings.messages, guard),
         )
         self.activity = ActivityLog(store, settings.activity, clock)
-        self.projects = ProjectRegistry(store, settings.projects, clock, host=self.host)
+        self.projects = ProjectRegistry(
+            store, settings.projects, clock, host=self.host, reads=self.project_reads
+        )
         self.registry = registry
         unknown = set(settings.tools.groups) - self.registry.groups - set(PROFILES)
         if unknown:

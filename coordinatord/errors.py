@@ -4,8 +4,9 @@
 
     CoordinatordError                 anything this package raises on purpose
     ├── ConfigError                   a setting is invalid (names setting, value and source)
-    │   ├── ProjectFileError          a repository's .coordinatord.toml is wrong (names the file
-    │   │                             and the rule)
+    │   ├── ProjectFileError          a file the project id comes from (.coordinatord.toml,
+    │   │                             git's config) is wrong or unsafe to read (names the file
+    │   │                             and the rule or the fix)
     │   └── UnsafeFolderError         the socket's folder or the state dir is not private to us
     │                                 (names the folder, its owner, its mode and the fix)
     ├── DaemonError                   the daemon cannot start or serve
@@ -21,6 +22,10 @@
         ├── NotFoundError             the session, task, lock… named does not exist
         ├── NoProjectError            the connection's shim named no project (the fix is named)
         ├── ArchiveError              a session archive file cannot be written or read
+        ├── FileRefusedError          a project or archive file was not read: not a regular
+        │   │                         file, a symlink loop, or too slow (names the file, what
+        │   │                         it is, and the fix)
+        │   └── FileTooLargeError     … larger than its kind's cap (also a LimitExceededError)
         ├── SecretFoundError          a write holds a secret and secrets.policy = "refuse"
         │                             (names the kind and where, never the value)
         └── ConflictError             the state changed under the call (e.g. a held lock, a
@@ -53,8 +58,10 @@ class ConfigError(CoordinatordError):
 
 
 class ProjectFileError(ConfigError):
-    """A repository's ``.coordinatord.toml`` cannot be read or breaks the project id rule. The
-    project it would name has no id until the file is fixed; the message names the file."""
+    """A repository's ``.coordinatord.toml`` cannot be read or breaks the project id rule, or a
+    file the id is read from (``.git``, git's config files) is not safe to read (a FIFO, a
+    device, a symlink loop, too large). The project it would name has no id until the file is
+    fixed; the message names the file."""
 
 
 class UnsafeFolderError(ConfigError):
@@ -128,6 +135,23 @@ class ConflictError(ToolError):
 
 class ArchiveError(ToolError):
     """A session archive could not be written or read; the message names the path and reason."""
+
+
+class FileRefusedError(ToolError):
+    """A file from a project or an archive was not read (:mod:`coordinatord.safe_read`): it is
+    a FIFO, a device, a socket, a directory or a symlink loop, it is larger than its cap, or it
+    did not answer in time. Callers that have an error of their own for the file (an archive, a
+    ``.coordinatord.toml``) wrap it; the message names the file, what it is and the fix."""
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"{path} {problem}; {fix}")
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+
+
+class FileTooLargeError(FileRefusedError, LimitExceededError):
+    """The file is larger than its kind's cap (the message names the setting or rule)."""
 
 
 class SecretFoundError(ToolError):

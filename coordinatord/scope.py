@@ -137,8 +137,14 @@ class ProjectScope:
             # Served, but with no project: falling back to the origin or path id would quietly
             # split this clone from the others (the file exists to make them agree), and refusing
             # the connection would leave the editor with no tool to say why.
-            return cls(None, missing=f"this editor's shim has no project: {exc}; {PROJECT_FILE_FIX}", cwd=cwd)
+            return cls.unreadable(exc, cwd)
         return cls(ref.namespace, ref.root, cwd=cwd, id_source=ref.source)
+
+    @classmethod
+    def unreadable(cls, problem: Exception, cwd: str | None = None) -> ProjectScope:
+        """A root whose id cannot be read (a wrong ``.coordinatord.toml``, a file that is not safe
+        to read or did not answer in time): served with no project, saying why."""
+        return cls(None, missing=f"this editor's shim has no project: {problem}; {PROJECT_FILE_FIX}", cwd=cwd)
 
     @classmethod
     def unscoped(cls, cwd: str | None) -> ProjectScope:

@@ -365,6 +365,12 @@ class SessionSettings(_Section):
     max_message_bytes: int = Field(default=64 * 1024, ge=16, le=64 * 1024 * 1024)
     max_context_bytes: int = Field(default=1024 * 1024, ge=16, le=512 * 1024 * 1024)
     archive_dir: str = Field(default=".kilocode/sessions", description="relative to the project root")
+    max_archive_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="largest session archive read back (session_restore, archiving, `sessions list`)",
+    )
     archive_gitignore: bool = Field(
         default=True, description="a new archive folder gets a .gitignore of '*' (archives stay out of git)"
     )
@@ -377,6 +383,25 @@ class SessionSettings(_Section):
                 "raise sessions.max_ttl_s or lower sessions.ttl_s"
             )
         return self
+
+
+class ProjectFileSettings(_Section):
+    """How the daemon reads a project's files (its id, knowledge files, session archives);
+    what each kind may weigh is set with the kind (``memory_bank.max_file_bytes``,
+    ``sessions.max_archive_bytes``)."""
+
+    read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="longest a call waits for a project's files to be read before it is refused",
+    )
+    reads_per_project: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="worker threads one project's file reads may hold at once (one that hangs keeps its own)",
+    )
 
 
 class TaskSettings(_Section):
@@ -615,6 +640,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     tools: ToolSettings = ToolSettings()
     sessions: SessionSettings = SessionSettings()
+    project_files: ProjectFileSettings = ProjectFileSettings()
     tasks: TaskSettings = TaskSettings()
     agents: AgentSettings = AgentSettings()
     presence: PresenceSettings = PresenceSettings()

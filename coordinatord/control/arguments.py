@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import anyio
-
 from coordinatord.errors import InvalidArgumentError, NotFoundError
 from coordinatord.scope import project_ref
 from coordinatord.services.projects import KnownProject, ProjectRegistry
@@ -22,7 +20,7 @@ async def project_argument(registry: ProjectRegistry, value: Any) -> KnownProjec
     if found is not None:
         return found
     if os.path.isabs(value):
-        ref = await anyio.to_thread.run_sync(project_ref, value)  # any spelling: one project
+        ref = await registry.reads.run(value, project_ref, value)  # any spelling: one project
         return KnownProject(
             project_id=ref.project_id, root=ref.root, host=registry.host, last_seen=None, source="command"
         )

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
-
 from coordinatord.app import App
 from coordinatord.control.registry import ControlHandler
-from coordinatord.errors import InvalidArgumentError
+from coordinatord.errors import FileRefusedError, InvalidArgumentError
 from coordinatord.scope import ProjectScope
 
 MAX_STAGED = 100_000
@@ -31,7 +29,10 @@ def handlers(app: App) -> dict[str, ControlHandler]:
         if agent is not None and not isinstance(agent, str):
             raise InvalidArgumentError("files_guard: 'agent' must be a name or null")
         # Blocking: reads the repository's config to find its project id, as a shim's does.
-        scope = await anyio.to_thread.run_sync(ProjectScope.of_root, root)
+        try:
+            scope = await app.project_reads.run(root, ProjectScope.of_root, root)
+        except FileRefusedError as exc:  # its files did not answer in time
+            scope = ProjectScope.unreadable(exc)
         if scope.namespace is None:
             return {"project": None, "problem": scope.missing, "blocking": []}
         blocking = await app.services.files.blocking_commit(scope.namespace, paths, agent or None)

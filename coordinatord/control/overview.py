@@ -94,7 +94,7 @@ class OverviewControl:
             reply["error"] = str(exc)
             reply["now"] = app.clock()
             return reply
-        notes = await anyio.to_thread.run_sync(id_notes, chosen, app.projects.host)
+        notes = await id_notes(app.project_reads, chosen, app.projects.host)
         documents = [_empty(project, note) for project, note in zip(chosen, notes, strict=True)]
         reply["projects"] = documents
         with anyio.move_on_after(BUDGET_S) as scope:

@@ -85,7 +85,7 @@ class ProjectControl:
         host = registry.host
         # One trip to a worker thread for every folder check, not one per project.
         local = await anyio.to_thread.run_sync(lambda: [project.is_local(host) for project in known])
-        notes = await anyio.to_thread.run_sync(id_notes, known, host)
+        notes = await id_notes(self._app.project_reads, known, host)
         connected = self._connected()
         return {
             "host": host,
@@ -161,7 +161,7 @@ class ProjectControl:
         force, keep = _flag(args, "force"), _flag(args, "keep")
         old = check_project_id(old_value, "old")
         if new_value.startswith("/"):
-            new = (await anyio.to_thread.run_sync(project_ref, new_value)).project_id
+            new = (await self._app.project_reads.run(new_value, project_ref, new_value)).project_id
         else:
             new = check_project_id(new_value, "new")
         if old == new:

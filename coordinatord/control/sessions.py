@@ -103,8 +103,9 @@ class SessionControl:
             "archived_truncated": False,
         }
         if await self._is_local(project):
-            directory = await anyio.to_thread.run_sync(sessions.archive_directory, project.root)
-            archived, truncated = await anyio.to_thread.run_sync(list_archives, directory)
+            reads, max_bytes = sessions.reads, self._app.settings.sessions.max_archive_bytes
+            directory = await reads.run(project.root, sessions.archive_directory, project.root)
+            archived, truncated = await reads.run(project.root, list_archives, directory, max_bytes)
             reply.update(archive_dir=str(directory), archived=archived, archived_truncated=truncated)
         return reply
 
@@ -137,7 +138,7 @@ class SessionControl:
         return await anyio.to_thread.run_sync(project.is_local, self._app.projects.host)
 
 
-def list_archives(directory: Path) -> tuple[list[dict[str, Any]], bool]:
+def list_archives(directory: Path, max_bytes: int) -> tuple[list[dict[str, Any]], bool]:
     """The session archives in ``directory``, most recently written first. Blocking."""
     try:
         entries = [
@@ -151,7 +152,7 @@ def list_archives(directory: Path) -> tuple[list[dict[str, Any]], bool]:
     listed: list[dict[str, Any]] = []
     for _, path in entries[:ARCHIVES_LISTED]:
         try:
-            data = read_archive(path)
+            data = read_archive(path, max_bytes)
         except (ArchiveError, NotFoundError) as exc:
             listed.append({"session_id": path.stem, "path": str(path), "error": str(exc)})
             continue

@@ -21,8 +21,9 @@ import anyio
 from coordinatord import __version__
 from coordinatord.app import App
 from coordinatord.control.registry import Connections, ControlHandler
-from coordinatord.errors import BackendError, InvalidArgumentError
+from coordinatord.errors import BackendError, FileRefusedError, InvalidArgumentError
 from coordinatord.jobs import Jobs
+from coordinatord.project_reads import ProjectReads
 from coordinatord.scope import IdNote, id_note
 from coordinatord.services.projects import KnownProject
 
@@ -104,7 +105,7 @@ class DaemonStatus:
                 known = await self._app.projects.known()
                 total = len(known)
                 chosen = sorted(known, key=_recent_first)[:MAX_PROJECTS]
-                notes = await anyio.to_thread.run_sync(id_notes, chosen, self._app.projects.host)
+                notes = await id_notes(self._app.project_reads, chosen, self._app.projects.host)
                 for project, note in zip(chosen, notes, strict=True):
                     shown.append(await self._project(project, note))
             except BackendError as exc:
@@ -144,10 +145,21 @@ def clock_state(app: App) -> dict[str, Any] | None:
     return None if app.backend_clock is None else app.backend_clock.state().as_dict()
 
 
-def id_notes(projects: list[KnownProject], host: str) -> list[IdNote]:
-    """Where each project's id came from, its root resolved again when it is on this host.
-    Blocking: one worker thread for all of them."""
-    return [id_note(p.project_id, p.root, p.is_local(host)) for p in projects]
+async def id_notes(reads: ProjectReads, projects: list[KnownProject], host: str) -> list[IdNote]:
+    """Where each project's id came from, its root resolved again when it is on this host: each
+    among its own project's reads (bounded in time), so that one project's files that do not
+    answer cost only its own note."""
+    notes: list[IdNote] = []
+    for project in projects:
+        try:
+            notes.append(await reads.run(project.root, _id_note, project, host))
+        except FileRefusedError as exc:
+            notes.append(IdNote(None, problem=str(exc)))
+    return notes
+
+
+def _id_note(project: KnownProject, host: str) -> IdNote:
+    return id_note(project.project_id, project.root, project.is_local(host))
 
 
 def _recent_first(project: KnownProject) -> float:

@@ -32,7 +32,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from coordinatord import __version__, logs, paths, private_folder, systemd
+from coordinatord import __version__, heap, logs, paths, private_folder, systemd
 from coordinatord.app import App
 from coordinatord.clock import BackendClock
 from coordinatord.control.handlers import build_commands
@@ -77,6 +77,7 @@ def run_daemon(settings: Settings) -> int:
     except OSError as exc:
         print(f"coordinatord: cannot prepare state dir {settings.state_dir}: {exc}", flush=True)
         return EXIT_FAILURE
+    heap.use_one_arena()  # before any worker thread: see coordinatord.heap
     try:
         anyio.run(serve, settings)
         # Stopping is under way: a second SIGTERM (systemd, an impatient Ctrl-C) must not turn

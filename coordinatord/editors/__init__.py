@@ -22,10 +22,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from coordinatord import paths
+from coordinatord import paths, safe_read
 from coordinatord.editors import jsonc
 from coordinatord.editors.targets import ANTIGRAVITY_PATHS, BY_NAME, TARGETS, Target, choose
-from coordinatord.errors import ConfigError
+from coordinatord.errors import ConfigError, FileRefusedError
 
 # No typing at run time: see TYPE_CHECKING in coordinatord/cli.py.
 TYPE_CHECKING = False
@@ -239,16 +239,28 @@ def _crlf(text: str) -> str:
     return text.replace("\n", "\r\n")
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""An editor's config larger than this is not one to edit."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    return safe_read.read_bytes(path, MAX_CONFIG_BYTES, setting="16 MiB for an editor's config")
+
+
 def format_of(target: Target) -> _Format:
     return _Format(target.syntax)
 
 
 def read_text(path: Path) -> str | None:
-    """The file's text, None when it does not exist."""
+    """The file's text, None when it does not exist. A project's config may be anything its
+    repository holds: read with :mod:`coordinatord.safe_read` (a FIFO or a device is refused,
+    never waited on)."""
     try:
-        data = path.read_bytes()
+        data = _read_bytes(path)
     except FileNotFoundError:
         return None
+    except FileRefusedError as exc:
+        raise EditorConfigError(f"{exc}; nothing was written") from None
     except OSError as exc:
         raise EditorConfigError(f"{path} cannot be read: {exc.strerror}") from None
     try:
@@ -435,8 +447,8 @@ def _found_in(target: Target, scope: str, path: Path, home: Path) -> list[FoundC
         servers = format_of(target).servers(text, path, target.container) or {}
     except EditorConfigError as exc:
         try:
-            raw = path.read_bytes()
-        except OSError:
+            raw = _read_bytes(path)
+        except (OSError, FileRefusedError):
             raw = b""
         if b"coordinatord" not in raw:
             return []

@@ -26,6 +26,11 @@ naming the file and the rule: it is never skipped in favour of the next source, 
 exists to make every clone agree, and falling back would silently split this clone off into a
 namespace of its own.
 
+Every file is read with :mod:`coordinatord.safe_read`: one that is there but is not a regular
+file (a FIFO, a device, a symlink loop) or is too large is a :class:`ProjectFileError` naming
+it, never a hang and never a silent fall-back. The caps are fixed, not settings: every daemon,
+command and machine must read the same id from the same files.
+
 Blocking (a few ``stat`` and small reads): call it in a worker thread from async code.
 """
 
@@ -36,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from coordinatord import paths
-from coordinatord.errors import ProjectFileError
+from coordinatord import paths, safe_read
+from coordinatord.errors import FileRefusedError, ProjectFileError
 from coordinatord.identity import gitconfig
 from coordinatord.identity.rules import RULE, normalise_remote, project_id_problem, subproject_id
 from coordinatord.keyspace import project_id_for
@@ -117,15 +122,16 @@ def find_repository(start: Path) -> tuple[Path, Path] | None:
 def read_project_file(directory: Path) -> str | None:
     """``project.id`` of ``directory``'s ``.coordinatord.toml``: ``None`` when there is no file,
     or it has no ``[project]`` table or no ``id`` in it; :class:`ProjectFileError` when it is
-    there and wrong."""
+    there and wrong, or not a regular file of at most :data:`MAX_PROJECT_FILE_BYTES`."""
     path = directory / PROJECT_FILE
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_PROJECT_FILE_BYTES + 1)
+        data = safe_read.read_bytes(
+            path, MAX_PROJECT_FILE_BYTES, setting=f"{MAX_PROJECT_FILE_BYTES // 1024} KiB: it holds one id"
+        )
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise ProjectFileError(f"{path} is a directory; {PROJECT_FILE} must be a TOML file") from None
+    except FileRefusedError as exc:
+        raise ProjectFileError(f"{exc}; {PROJECT_FILE} must be a small TOML file") from None
     except OSError as exc:
         raise ProjectFileError(f"{path} cannot be read: {exc.strerror}; make it readable") from None
     return project_id_from_file(path, data)

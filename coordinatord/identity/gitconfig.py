@@ -18,7 +18,10 @@ microseconds. What is read:
 
 Not read: ``[include]``/``[includeIf]`` files, ``$GIT_DIR``/``$XDG_CONFIG_HOME`` (the daemon
 never reads the environment of whoever started it), remotes other than ``origin``. Files are
-read up to :data:`MAX_CONFIG_BYTES`; one that cannot be read counts as absent.
+read with :mod:`coordinatord.safe_read`: one that is missing or unreadable (permissions) counts
+as absent; one that is not a regular file (a FIFO, a device, a symlink loop) or is larger than
+:data:`MAX_CONFIG_BYTES` is a :class:`~coordinatord.errors.ProjectFileError` naming it (falling
+back to another id would silently split the project).
 
 :func:`parse` is pure and understands git's config syntax: ``[section]``, ``[section
 "subsection"]``, the old ``[section.subsection]``, case-insensitive section and key names,
@@ -31,6 +34,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from coordinatord import safe_read
+from coordinatord.errors import FileRefusedError, ProjectFileError
 
 MAX_CONFIG_BYTES = 1 << 20
 ORIGIN_URL = "remote.origin.url"
@@ -166,21 +172,25 @@ def _value(raw: str) -> str | None:
 
 
 def read_text(path: Path) -> str | None:
-    """A config file's text, or ``None`` when it is missing or cannot be read."""
+    """A config file's text, or ``None`` when it is missing or cannot be read;
+    :class:`ProjectFileError` when it is not a regular file or too large."""
     try:
-        with path.open("rb") as handle:
-            return handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")
+        data = safe_read.read_bytes(path, MAX_CONFIG_BYTES, setting="1 MiB for git's files")
+    except FileRefusedError as exc:
+        raise ProjectFileError(f"{exc}; the project's id is read from it") from None
     except OSError:
         return None
+    return data.decode("utf-8", "replace")
 
 
 def git_dir(top: Path) -> Path | None:
     """The git dir of the repository whose work tree is ``top``: ``top/.git``, or where the
-    ``gitdir:`` line of a ``.git`` file points (relative to ``top``). ``None``: not a repository."""
+    ``gitdir:`` line of a ``.git`` file points (relative to ``top``). ``None``: not a repository.
+    A ``.git`` that is neither a directory nor a regular file is refused by :func:`read_text`."""
     dot_git = top / ".git"
     if dot_git.is_dir():
         return dot_git
-    text = read_text(dot_git) if dot_git.is_file() else None
+    text = read_text(dot_git)
     if text is None:
         return None
     first = text.splitlines()[0] if text else ""

@@ -85,7 +85,7 @@ async def archive_project(
             continue
         ids = [candidate.session_id for candidate in batch]
         try:
-            states = await anyio.to_thread.run_sync(sessions.archived_states, project.root, ids)
+            states = await sessions.reads.run(project.root, sessions.archived_states, project.root, ids)
         except ToolError as exc:
             # The archive folder itself is unusable (outside the root, root gone): every due
             # session of this project fails alike, so say it once.

@@ -47,7 +47,7 @@ from coordinatord.app import App
 from coordinatord.context import Peer
 from coordinatord.control.registry import ControlCommands
 from coordinatord.control.wire import parse_control
-from coordinatord.errors import CoordinatordError, SecretFoundError
+from coordinatord.errors import CoordinatordError, FileRefusedError, SecretFoundError
 from coordinatord.scope import ProjectScope
 from coordinatord.server import framing
 from coordinatord.server.connections import OpenConnections
@@ -130,6 +130,20 @@ class ConnectionServer:
         finally:
             self._connections.closed()
 
+    async def _scope(self, identity: preamble.Preamble | None) -> ProjectScope:
+        """The connection's scope. Its root is resolved, and the repository's files read, among
+        that project's reads (bounded in time, never the threads other projects need); a root
+        whose files do not answer in time is served with no project, saying which file."""
+        if identity is None:
+            return ProjectScope.default()  # a raw MCP client: nothing to read
+        # Without a project, the message names the canonical cwd: resolved on disk too.
+        root = identity.project if identity.project is not None else identity.cwd
+        try:
+            return await self._app.project_reads.run(root, ProjectScope.of, identity)
+        except FileRefusedError as exc:
+            log.warning("project_files_refused", root=root, error=str(exc))
+            return ProjectScope.unreadable(exc, identity.cwd)
+
     async def _announce(self, peer: Peer) -> None:
         """Remember the project for the jobs; a backend that is down only delays that."""
         assert peer.project_root is not None
@@ -186,8 +200,7 @@ class ConnectionServer:
         peer = Peer(
             conn_id=conn_id,
             agent=identity.agent if identity else None,
-            # In a worker thread: canonicalising the root resolves it on disk.
-            scope=await anyio.to_thread.run_sync(ProjectScope.of, identity),
+            scope=await self._scope(identity),
             claimed_pid=identity.pid if identity else None,
             peer_pid=creds.pid if creds else None,
             peer_uid=creds.uid if creds else None,

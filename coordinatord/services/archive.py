@@ -46,11 +46,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from coordinatord.errors import ArchiveError, InvalidArgumentError, NotFoundError, OlderStateError
+from coordinatord import safe_read
+from coordinatord.errors import (
+    ArchiveError,
+    FileRefusedError,
+    InvalidArgumentError,
+    NotFoundError,
+    OlderStateError,
+)
 from coordinatord.keyspace import check_id
 from coordinatord.services.session_rules import SessionDocument, str_or_none
 
 FORMAT = "coordinatord.session/1"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""``sessions.max_archive_bytes``' default."""
 FORMAT_FAMILY = "coordinatord.session/"
 DIR_MODE = 0o700  # new archive directories: conversation text is private to the user
 GITIGNORE = (
@@ -80,9 +89,12 @@ def encode_archive(data: Mapping[str, Any]) -> bytes:
         return (json.dumps(data, ensure_ascii=True, indent=2, allow_nan=False) + "\n").encode("ascii")
 
 
-def write_archive(path: Path, data: Mapping[str, Any], *, gitignore: bool = True) -> None:
+def write_archive(
+    path: Path, data: Mapping[str, Any], *, gitignore: bool = True, max_bytes: int = DEFAULT_MAX_BYTES
+) -> None:
     """Write ``data`` to ``path`` atomically and durably, unless ``path`` holds a later state.
     When this creates the folder, it also writes the folder's ``.gitignore`` (``gitignore``).
+    ``max_bytes``: the largest existing file read to learn what it holds.
 
     Raises :class:`OlderStateError` when the existing file is later than ``data`` and
     :class:`ArchiveError` when the directory or file cannot be written (or the existing file
@@ -95,7 +107,7 @@ def write_archive(path: Path, data: Mapping[str, Any], *, gitignore: bool = True
     directory = path.parent
     _create_directory(directory, gitignore)
     with _locked_directory(directory) as dir_fd:
-        existing = _existing_state(path)
+        existing = _existing_state(path, max_bytes)
         new = archive_order(data)
         if existing is not None and existing > new:
             raise OlderStateError(
@@ -123,12 +135,18 @@ def _create_directory(directory: Path, gitignore: bool) -> None:
         ) from None
 
 
-def read_archive(path: Path) -> dict[str, Any]:
-    """The archive at ``path``, checked for the format this version understands."""
+def read_archive(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """The archive at ``path``, checked for the format this version understands. It must be a
+    regular file (not a symlink: archives are files this module writes) of at most
+    ``max_bytes`` (``sessions.max_archive_bytes``)."""
     try:
-        raw = path.read_bytes()
+        raw = safe_read.read_bytes(
+            path, max_bytes, setting=f"sessions.max_archive_bytes = {max_bytes}", follow_symlinks=False
+        )
     except FileNotFoundError:
         raise NotFoundError(f"no session archive at {path}") from None
+    except FileRefusedError as exc:
+        raise ArchiveError(f"session archive {exc}") from None
     except OSError as exc:
         raise ArchiveError(f"cannot read session archive {path}: {_reason(exc)}") from None
     try:
@@ -176,9 +194,9 @@ def validate_archive(data: Any, where: str) -> dict[str, Any]:
     return data
 
 
-def _existing_state(path: Path) -> tuple[int, int] | None:
+def _existing_state(path: Path, max_bytes: int) -> tuple[int, int] | None:
     try:
-        data = read_archive(path)
+        data = read_archive(path, max_bytes)
     except NotFoundError:
         return None
     except ArchiveError as exc:

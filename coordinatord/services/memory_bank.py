@@ -51,31 +51,34 @@ Confinement, the same for every source: a name must be one a source can give (a 
 name of letters, digits, ``.``, ``_``, ``-`` with the source's suffix; no ``..``, no NUL, no
 absolute path), the source's folder (a single file's parent folder) must resolve inside the
 project root, and the file must resolve to an entry directly inside that folder (a symlink to
-elsewhere is refused). It is then opened relative to the folder with ``O_NOFOLLOW`` (and
-``O_NONBLOCK``, so a FIFO cannot hang a worker), must be a regular file, and at most
-``memory_bank.max_file_bytes`` long. A source that escapes the root is skipped, not fatal.
+elsewhere is refused). It is then read relative to the folder, never through a symlink, by
+:mod:`coordinatord.safe_read`: it must be a regular file (a FIFO, a device, a socket is
+refused without being opened or read) of at most ``memory_bank.max_file_bytes``. The reads run
+among the project's own (:mod:`coordinatord.project_reads`), bounded in time. A source that
+escapes the root is skipped, not fatal.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from coordinatord import safe_read
 from coordinatord.clock import Clock, system_clock
-from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
+from coordinatord.errors import FileRefusedError, InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
+from coordinatord.project_reads import ProjectReads
 from coordinatord.services.shared import iso_timestamp
-from coordinatord.settings import MEMORY_BANK_SOURCES, MemoryBankSettings
+from coordinatord.settings import MEMORY_BANK_SOURCES, MemoryBankSettings, ProjectFileSettings
 from coordinatord.store import Batch, Reply, Store
 
 log = structlog.get_logger("coordinatord.memory_bank")
@@ -409,7 +412,11 @@ def read_entry(
         raise NotFoundError(
             f"memory-bank file {name!r} not found in {folder}; memory_bank_index lists the files"
         ) from None
-    except (OSError, RuntimeError) as exc:  # a symlink loop
+    except RuntimeError:  # a symlink loop (Python < 3.13; later ones raise ELOOP)
+        raise safe_read.symlink_loop(str(folder / entry)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise safe_read.symlink_loop(str(folder / entry)) from None
         raise InvalidArgumentError(f"memory-bank file {name!r} cannot be resolved: {exc}") from None
     if resolved.parent != folder:
         raise InvalidArgumentError(
@@ -417,9 +424,17 @@ def read_entry(
             f"{folder}; files outside it are never read"
         )
     try:
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = os.open(resolved.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+            # Relative to the folder it was confined to, never through a symlink.
+            data, info = safe_read.read_with_stat(
+                resolved.name,
+                max_bytes,
+                setting=f"memory_bank.max_file_bytes = {max_bytes}",
+                follow_symlinks=False,
+                dir_fd=dir_fd,
+                shown_as=str(resolved),
+            )
         finally:
             os.close(dir_fd)
     except FileNotFoundError:
@@ -428,23 +443,6 @@ def read_entry(
         raise InvalidArgumentError(
             f"memory-bank file {name!r} cannot be opened: {exc.strerror or exc}"
         ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidArgumentError(f"memory-bank file {name!r} is not a regular file")
-        if info.st_size > max_bytes:
-            raise LimitExceededError(
-                f"memory-bank file {name!r} is {info.st_size} bytes; the limit is "
-                f"memory_bank.max_file_bytes = {max_bytes}"
-            )
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise LimitExceededError(
-            f"memory-bank file {name!r} is over memory_bank.max_file_bytes = {max_bytes} bytes"
-        )
     return BankFile(
         name=name,
         content=data.decode("utf-8", errors="replace"),
@@ -484,7 +482,7 @@ def scan_folder(folder: Path, max_bytes: int, max_files: int, source: Source | N
             files.append(read_entry(folder, entry, name, max_bytes, source.spec))
         except NotFoundError:
             continue  # removed while we looked, or a dangling symlink
-        except (InvalidArgumentError, LimitExceededError) as exc:
+        except (InvalidArgumentError, LimitExceededError, FileRefusedError) as exc:
             skipped[name] = str(exc)
     return FolderScan(exists=True, files=files, skipped=skipped)
 
@@ -505,7 +503,7 @@ def scan_source(root: str, source: Source, max_bytes: int, max_files: int) -> Fo
         bank_file = read_entry(memory_bank_folder(root, folder), entry, source.path, max_bytes, source.spec)
     except NotFoundError:
         return FolderScan(exists=False, files=[], skipped={})
-    except (InvalidArgumentError, LimitExceededError) as exc:
+    except (InvalidArgumentError, LimitExceededError, FileRefusedError) as exc:
         return FolderScan(exists=True, files=[], skipped={source.path: str(exc)})
     return FolderScan(exists=True, files=[bank_file], skipped={})
 
@@ -541,8 +539,16 @@ def scan_sources(root: str, sources: Sources, max_bytes: int, max_files: int) ->
 
 
 class MemoryBankService:
-    def __init__(self, store: Store, settings: MemoryBankSettings, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: MemoryBankSettings,
+        clock: Clock = system_clock,
+        reads: ProjectReads | None = None,
+    ) -> None:
+        """``reads``: where the project's files are read (per project, bounded in time)."""
         self._store = store
+        self._reads = reads or ProjectReads(ProjectFileSettings())
         self._settings = settings
         self._clock = clock
         self.sources = Sources(settings.sources)
@@ -575,7 +581,7 @@ class MemoryBankService:
         cached = parse_entry(await self._store.get(key), name, self.sources.first.spec)
         if cached is not None:
             return cached
-        bank_file = await anyio.to_thread.run_sync(self.read, root, name)
+        bank_file = await self._reads.run(root, self.read, root, name)
         # NX: a refresh that wrote this entry meanwhile read the file no earlier than we did.
         await self._store.set(key, encode_entry(bank_file), self._settings.ttl_s, only_if_absent=True)
         return FileResult(
@@ -605,9 +611,9 @@ class MemoryBankService:
         """Bring the cache in line with the sources, writing only what changed."""
         root = _require_root(project_root)
         # The first source escaping the root is a configuration error, as it always was.
-        await anyio.to_thread.run_sync(self.folder, root)
-        scan = await anyio.to_thread.run_sync(
-            scan_sources, root, self.sources, self._settings.max_file_bytes, self._settings.max_files
+        await self._reads.run(root, self.folder, root)
+        scan = await self._reads.run(
+            root, scan_sources, root, self.sources, self._settings.max_file_bytes, self._settings.max_files
         )
         ttl = self._settings.ttl_s
         index_key = ns.key(MEMORY_BANK_INDEX)

@@ -20,15 +20,15 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 from pydantic import BaseModel, ConfigDict
 
 from coordinatord.clock import Clock, system_clock
 from coordinatord.identity.rules import check_project_id
 from coordinatord.keyspace import PROJECTS_KEY, Namespace, project_host_field
+from coordinatord.project_reads import ProjectReads
 from coordinatord.scope import ProjectRef, project_ref, project_refs
-from coordinatord.settings import ProjectEntry
+from coordinatord.settings import ProjectEntry, ProjectFileSettings
 from coordinatord.store import Batch, Store
 
 PURGE_BATCH = 500
@@ -93,8 +93,11 @@ class ProjectRegistry:
         configured: tuple[ProjectEntry, ...],
         clock: Clock = system_clock,
         host: str | None = None,
+        reads: ProjectReads | None = None,
     ) -> None:
+        """``reads``: where roots are resolved (their files read: per project, bounded in time)."""
         self._store = store
+        self.reads = reads or ProjectReads(ProjectFileSettings())
         # Through the one rule that makes a root an id (the entries are canonical already); an
         # entry whose .coordinatord.toml is wrong is left out (and logged), not the daemon down.
         refs, problems = project_refs([str(entry.root) for entry in configured])
@@ -178,7 +181,7 @@ class ProjectRegistry:
             if value == project.project_id or any(value == entry.root for entry in project.roots):
                 return project
         if value.startswith("/"):
-            ref = await anyio.to_thread.run_sync(project_ref, value)  # resolves it on disk
+            ref = await self.reads.run(value, project_ref, value)  # resolves it on disk
             for project in known:
                 if ref.project_id == project.project_id:
                     return project

@@ -73,6 +73,7 @@ import anyio
 import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
+from coordinatord import heap
 from coordinatord.clock import Clock, system_clock
 from coordinatord.errors import (
     ArchiveError,
@@ -89,6 +90,7 @@ from coordinatord.keyspace import (
     session_host_key,
     session_key,
 )
+from coordinatord.project_reads import ProjectReads
 from coordinatord.services.archive import (
     archive_data,
     archive_order,
@@ -107,7 +109,7 @@ from coordinatord.services.session_rules import (
     turn_record,
 )
 from coordinatord.services.shared import backoff, iso_timestamp, lua
-from coordinatord.settings import SessionSettings
+from coordinatord.settings import ProjectFileSettings, SessionSettings
 from coordinatord.store import Batch, Store
 
 SAVE_ATTEMPTS = 50  # compare-and-set rounds before a save gives up with ConflictError
@@ -248,11 +250,14 @@ class SessionService:
         clock: Clock = system_clock,
         host: str | None = None,
         guard: SecretGuard | None = None,
+        reads: ProjectReads | None = None,
     ) -> None:
         """``host``: this daemon's host id, recorded with every session it writes (the archiver
         writes a session's archive on the host that last wrote it); None records nothing.
-        ``guard``: secrets.policy for writes, and the redaction of archive files."""
+        ``guard``: secrets.policy for writes, and the redaction of archive files. ``reads``: where
+        the archive folder's reads and writes run (per project, bounded in time)."""
         self._store = store
+        self.reads = reads or ProjectReads(ProjectFileSettings())
         self._guard = guard or SecretGuard()
         self._host = host or ""
         self._settings = settings
@@ -268,6 +273,12 @@ class SessionService:
         self._archive_states: dict[Path, tuple[tuple[int, int, int], tuple[int, int]]] = {}
 
     # -- helpers --
+
+    async def _archive_path(self, project_root: str | None, session_id: str) -> Path:
+        """The session's archive file (resolving the folder touches the disk: among the project's reads)."""
+        return await self.reads.run(
+            project_root, archive_path, project_root, self._settings.archive_dir, session_id
+        )
 
     @staticmethod
     def _keys(ns: Namespace, session_id: str) -> list[str]:
@@ -455,9 +466,7 @@ class SessionService:
     ) -> EndResult:
         """Archive the session to the project folder, then remove it from the store."""
         keys = self._keys(ns, session_id)
-        path = await anyio.to_thread.run_sync(
-            archive_path, project_root, self._settings.archive_dir, session_id
-        )
+        path = await self._archive_path(project_root, session_id)
         archived: EndResult | None = None
         for _ in range(END_ATTEMPTS):
             snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
@@ -470,7 +479,7 @@ class SessionService:
             now, _, _ = self._now()
             history = [turn_record(t) for t in snap.turns]
             data = archive_data(doc, history, ns.project_id, now, agent, self._settings.ttl_s)
-            await anyio.to_thread.run_sync(self._write, path, data)
+            await self.reads.run(project_root, self._write, path, data)
             archived = EndResult(
                 session_id=session_id, archived_to=str(path), version=doc.version, history_length=len(history)
             )
@@ -487,11 +496,19 @@ class SessionService:
         self, ns: Namespace, session_id: str, project_root: str | None, force: bool = False
     ) -> RestoreResult:
         """Load an archive back: context, version, history and TTL; a live session only with ``force``."""
+        result, carried = await self._restore_archive(ns, session_id, project_root, force)
+        if carried >= heap.TRIM_AFTER_BYTES:
+            # The archive, its turns and the command that carried them are garbage only now.
+            await anyio.to_thread.run_sync(heap.give_back_freed_memory)
+        return result
+
+    async def _restore_archive(
+        self, ns: Namespace, session_id: str, project_root: str | None, force: bool
+    ) -> tuple[RestoreResult, int]:
+        """The restore, and how many bytes of session it carried (its turns and context)."""
         keys = self._keys(ns, session_id)
-        path = await anyio.to_thread.run_sync(
-            archive_path, project_root, self._settings.archive_dir, session_id
-        )
-        data = await anyio.to_thread.run_sync(read_archive, path)
+        path = await self._archive_path(project_root, session_id)
+        data = await self.reads.run(project_root, read_archive, path, self._settings.max_archive_bytes)
         if data["session_id"] != session_id:
             raise ArchiveError(
                 f"session archive {path} holds session {data['session_id']!r}, not {session_id!r}"
@@ -513,13 +530,14 @@ class SessionService:
                 f"session {session_id!r} is live in this project; restoring {path} would replace it — "
                 "pass force=true to replace it with the archive, or session_end it first"
             )
-        return RestoreResult(
+        restored = RestoreResult(
             session_id=session_id,
             version=doc.version,
             history_length=length,
             restored_from=str(path),
             expires_in=ttl,
         )
+        return restored, len(text) + sum(map(len, turns))
 
     # -- archiving without deleting (the scheduled archiver, `coordinatord archive`) --
 
@@ -611,7 +629,7 @@ class SessionService:
         if known is not None and known[0] == signature:
             return known[1]
         try:
-            state = archive_order(read_archive(path))
+            state = archive_order(read_archive(path, self._settings.max_archive_bytes))
         except (ArchiveError, NotFoundError):
             return None
         if len(self._archive_states) >= ARCHIVE_STATES_MAX:
@@ -644,9 +662,7 @@ class SessionService:
         file, or none (:class:`ArchiveError`).
         """
         keys = self._keys(ns, session_id)
-        path = await anyio.to_thread.run_sync(
-            archive_path, project_root, self._settings.archive_dir, session_id
-        )
+        path = await self._archive_path(project_root, session_id)
         snap = await self._snapshot(keys, with_doc=True, start="0", stop="-1")
         if not snap.exists:
             raise self._not_found(session_id)
@@ -654,7 +670,7 @@ class SessionService:
         history = [turn_record(t) for t in snap.turns]
         now, _, _ = self._now()
         data = archive_data(doc, history, ns.project_id, now, agent, self._settings.ttl_s)
-        written = await anyio.to_thread.run_sync(self._write_unless_same, path, data)
+        written = await self.reads.run(project_root, self._write_unless_same, path, data)
         return ArchiveResult(
             session_id=session_id,
             archived_to=str(path),
@@ -672,7 +688,12 @@ class SessionService:
     def _write(self, path: Path, data: Mapping[str, Any]) -> None:
         # One place for the folder's .gitignore setting: session_end and the archiver alike.
         # ... and one place for the archive's redaction (secrets.archive), for the same reason.
-        write_archive(path, self._guard.for_archive(data), gitignore=self._settings.archive_gitignore)
+        write_archive(
+            path,
+            self._guard.for_archive(data),
+            gitignore=self._settings.archive_gitignore,
+            max_bytes=self._settings.max_archive_bytes,
+        )
 
 
 def _valid_id(value: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
+from coordinatord.errors import FileRefusedError, InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.keyspace import MEMORY_BANK_INDEX, Namespace, memory_bank_key
 from coordinatord.services.memory_bank import MemoryBankService, sha256_hex
 from coordinatord.settings import MemoryBankSettings
@@ -357,7 +357,7 @@ async def test_each_source_kind_is_confined(store: Store, tmp_path: Path, kind: 
     keys, _ = await store.scan(ns.pattern("*"), 100)
     assert keys == [ns.key(MEMORY_BANK_INDEX)]  # no file entry
     for name in names:
-        with pytest.raises((InvalidArgumentError, LimitExceededError)) as refused:
+        with pytest.raises((InvalidArgumentError, LimitExceededError, FileRefusedError)) as refused:
             await svc.get(ns, str(project), prefix + name)
         assert "SECRET" not in str(refused.value)
     # A whole source folder that leaves the project is skipped, and the refresh goes on.

@@ -399,3 +399,14 @@ def test_a_profile_is_written_as_the_shims_tools_and_its_allow_list_follows(home
             "files_check",
         ]
     )
+
+
+def test_an_editor_config_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A repository's kilo.jsonc that is a FIFO (or a device) is refused naming it; reading it
+    would wait for a writer for ever."""
+    os.mkfifo(tmp_path / "kilo.jsonc")
+    with pytest.raises(EditorConfigError, match=r"kilo\.jsonc is a FIFO \(named pipe\)"):
+        editors.read_text(tmp_path / "kilo.jsonc")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    with pytest.raises(EditorConfigError, match="is a character device"):
+        editors.read_text(tmp_path / "zero.json")

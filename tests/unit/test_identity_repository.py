@@ -4,6 +4,7 @@ temporary folder), and the fall-back to the path hash."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,42 @@ def test_git_config_syntax() -> None:
     assert not any(name.endswith("ignored") for name, _ in entries)
     assert rewrite("h:org/app", entries) == "git@host:org/app"
     assert rewrite("x:org/app", entries) == "x:org/app"
+
+
+@pytest.mark.parametrize("where", [PROJECT_FILE, ".git/config", ".git/commondir", "home/.gitconfig"])
+def test_a_file_the_id_comes_from_that_is_a_fifo_is_refused_naming_it(
+    tmp_path: Path, home: Path, where: str
+) -> None:
+    """A FIFO where the id is read from (the project file, the repository's config or commondir,
+    the user's git config) is a ProjectFileError naming it at once, never a wait for a writer
+    and never a silent fall-back to the path id."""
+    root = repository(tmp_path / "app")
+    target = tmp_path / where if where.startswith("home/") else root / where
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    with pytest.raises(ProjectFileError, match=r"is a FIFO \(named pipe\)") as caught:
+        resolve(str(root), home)
+    assert str(target) in str(caught.value)
+
+
+def test_a_dot_git_that_is_a_device_or_a_loop_is_refused(tmp_path: Path, home: Path) -> None:
+    """A .git that is /dev/zero through a symlink, or a symlink loop, is refused as what it is."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / ".git").symlink_to("/dev/zero")
+    with pytest.raises(ProjectFileError, match="is a character device"):
+        resolve(str(root), home)
+    (root / ".git").unlink()
+    (root / ".git").symlink_to(".git")
+    with pytest.raises(ProjectFileError, match="is a symlink loop"):
+        resolve(str(root), home)
+
+
+def test_an_oversized_git_config_is_refused_not_cut(tmp_path: Path, home: Path) -> None:
+    """A repository config over 1 MiB (a sparse file here) is refused with its size, where it
+    used to be read in part."""
+    root = repository(tmp_path / "app")
+    with (root / ".git" / "config").open("r+b") as handle:
+        handle.truncate(1 << 30)
+    with pytest.raises(ProjectFileError, match=r"config is 1\.0 GiB"):
+        resolve(str(root), home)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from coordinatord.errors import InvalidArgumentError, LimitExceededError, NotFoundError
+from coordinatord.errors import FileRefusedError, InvalidArgumentError, LimitExceededError, NotFoundError
 from coordinatord.services.memory_bank import (
     HEAD_BYTES,
     BankFile,
@@ -158,8 +158,8 @@ def test_a_fifo_or_directory_named_md_is_refused_without_blocking(tmp_path: Path
     _, folder = bank(tmp_path)
     os.mkfifo(folder / "pipe.md")
     (folder / "dir.md").mkdir()
-    for name in ("pipe.md", "dir.md"):
-        with pytest.raises(InvalidArgumentError, match="not a regular file"):
+    for name, kind in (("pipe.md", "a FIFO"), ("dir.md", "a directory")):
+        with pytest.raises(FileRefusedError, match=f"{name} is {kind}.*only regular files are read"):
             read_bank_file(folder, name, 1024)
 
 
