@@ -76,11 +76,17 @@ def bm25_method(
     return build
 
 
+_RANKERS: dict[str, Ranker] = {}
+
+
 def ranker_method(params: RankParams) -> Method:
     """coordinatord's ranker (coordinatord/recall/rank.py) with ``params``."""
 
     def build(corpus: Corpus) -> Callable[[str, int], list[Hashable]]:
-        ranker = Ranker(corpus.passages, context_turns=max(params.context_turns, 1))
+        # One ranker per corpus serves every parameter set (it keeps neighbours up to 3 turns away).
+        ranker = _RANKERS.get(corpus.name)
+        if ranker is None:
+            ranker = _RANKERS[corpus.name] = Ranker(corpus.passages, context_turns=3)
 
         def search(query: str, k: int) -> list[Hashable]:
             return [hit.key for hit in ranker.search(query, params=params, limit=k)]
@@ -148,12 +154,13 @@ def tune(sets: dict[str, list[Corpus]]) -> RankParams:
     """A small grid search of the ranker's parameters on the tune split: the mean recall@5 over the
     data sets (each set counts once, whatever its size) decides."""
     grid: dict[str, list[Any]] = {
-        "context_weight": [0.3, 0.5, 0.7],
-        "context_decay": [0.4, 0.6, 0.8],
+        "context_weight": [0.3, 0.5, 0.8],
+        "context_decay": [0.5, 0.8],
         "context_turns": [2, 3],
         "session_prior": [0.0, 0.3, 0.6],
         "proximity_weight": [0.0, 0.1, 0.2],
-        "k1": [0.9, 1.2, 1.5],
+        "k1": [0.9, 1.2, 1.6],
+        "speaker_weight": [0.0, 0.5],
     }
     best: tuple[float, RankParams] | None = None
     for values in itertools.product(*grid.values()):

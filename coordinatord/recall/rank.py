@@ -192,7 +192,8 @@ class Ranker:
         k1, b, average = params.k1, params.b, self._average or 1.0
         inverse_norm = [1.0 / (1.0 - b + b * p.length / average) for p in self._prepared]
         distance_weight = [params.turn_weight] + [
-            params.context_weight * params.context_decay ** (d - 1) for d in range(1, self.context_turns + 1)
+            params.context_weight * params.context_decay ** (d - 1)
+            for d in range(1, min(params.context_turns, self.context_turns) + 1)
         ]
         scores: dict[int, float] = defaultdict(float)
         for term in dict.fromkeys(query_terms):
