@@ -11,6 +11,8 @@ time from the installed package (nothing is copied into this repository):
   not in the corpus.
 * ``debfaq``: the Debian FAQ (Debian package ``debian-faq``; GPL-2+), the same way, chapters as
   sessions. A second, independent source: tuned on neither's test half, reported on both.
+* ``gitfaq``: Git's FAQ, gitfaq(7) (Debian package ``git-doc``; GPL-2): few questions (about 20)
+  but the most code-laden (config keys, commands, environment variables).
 * ``synth``: generated multi-session conversations between a developer and coding agents, with
   questions about facts that are stated across a question turn and its reply, identifiers in
   several spellings, and the same names recurring in unrelated sessions. Made by a seeded
@@ -38,6 +40,7 @@ from coordinatord.recall.rank import Passage
 
 PYFAQ_GLOB = "/usr/share/doc/python3*/html/_sources/faq"
 DEBFAQ_TEXT = Path("/usr/share/doc/debian/FAQ/debian-faq.en.txt.gz")
+GITFAQ_TEXT = Path("/usr/share/doc/git-doc/gitfaq.txt")
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,26 @@ def load_debfaq(max_answer: int = 4) -> Corpus:
             pages[-1][1][-1][1].append(line)
         i += 1
     return _faq_corpus("debfaq", pages, max_answer)
+
+
+def load_gitfaq(max_answer: int = 4) -> Corpus:
+    """Git's FAQ (gitfaq(7), AsciiDoc source) from the installed ``git-doc`` package."""
+    if not GITFAQ_TEXT.exists():
+        raise DataMissing("gitfaq: Git's FAQ is not installed: apt-get install git-doc")
+    lines = GITFAQ_TEXT.read_text(encoding="utf-8").splitlines()
+    pages: list[tuple[str, list[tuple[str, list[str]]]]] = []
+    for i, line in enumerate(lines):
+        underline = lines[i + 1] if i + 1 < len(lines) else ""
+        if re.fullmatch(r"-{3,}", underline) and line.strip() and not re.fullmatch(r"-+", line):
+            pages.append((line.strip().lower(), []))
+        elif re.fullmatch(r"-{3,}|\[\[.*\]\]", line) or not pages:
+            continue
+        elif line.endswith("::") and not line.startswith((" ", "\t")):
+            pages[-1][1].append((line[:-2], []))
+        elif pages[-1][1]:
+            # AsciiDoc joins list continuations with a lone "+": a paragraph break here.
+            pages[-1][1][-1][1].append("" if line == "+" else line.lstrip("\t"))
+    return _faq_corpus("gitfaq", [p for p in pages if p[1]], max_answer)
 
 
 # ---------------------------------------------------------------- LoCoMo (a local file, if you have it)

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -165,6 +165,85 @@ def run_fts5(
     return {"build_s": build, **_quantiles(latencies), "disk_mb": disk / 1e6}
 
 
+def run_fts5_rerank(
+    passages: Sequence[Passage], terms: list[list[str]], queries: list[str], work: Path
+) -> dict[str, float]:
+    """The design proposed in docs/recall.md: FTS5 over each turn's own terms only (no context
+    column: smaller, and a term's document frequency is not inflated by its neighbours) finds the
+    candidates from the selective query terms; their neighbours are added; the ranker's BM25F
+    (coordinatord.recall.rank.score_candidates) scores that small set in Python."""
+    from collections import Counter
+
+    from coordinatord.recall.rank import CandidateStats, score_candidates
+
+    db = sqlite3.connect(work / "recall.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE VIRTUAL TABLE recall USING fts5(terms, tokenize=\"unicode61 tokenchars '_'\", detail=column)"
+    )
+    db.execute("CREATE TABLE place(id INTEGER PRIMARY KEY, grp INTEGER, pos INTEGER)")
+    db.execute("CREATE INDEX place_grp_pos ON place(grp, pos)")
+    started = time.perf_counter()
+    with db:
+        db.executemany(
+            "INSERT INTO recall(rowid, terms) VALUES (?, ?)",
+            ((i + 1, " ".join(terms[i])) for i in range(len(passages))),
+        )
+        db.executemany(
+            "INSERT INTO place(id, grp, pos) VALUES (?, ?, ?)",
+            ((i + 1, p.group, p.position) for i, p in enumerate(passages)),
+        )
+    db.execute("INSERT INTO recall(recall) VALUES ('optimize')")
+    db.execute("CREATE VIRTUAL TABLE recall_terms USING fts5vocab(recall, 'row')")
+    db.commit()
+    build = time.perf_counter() - started
+    count = len(passages)
+    average = sum(len(t) for t in terms) / count
+    params = RankParams(context_turns=CONTEXT)
+    limit = COMMON_SHARE * count
+    latencies = []
+    for query in queries:
+        started = time.perf_counter()
+        query_terms = list(dict.fromkeys(tokenise(query)))
+        marks = ",".join("?" * len(query_terms))
+        frequencies = dict(
+            db.execute(f"SELECT term, doc FROM recall_terms WHERE term IN ({marks})", query_terms)  # noqa: S608
+        )
+        selective = [t for t in query_terms if frequencies.get(t, 0) <= limit] or sorted(
+            frequencies, key=frequencies.__getitem__
+        )[:1]
+        if selective:
+            found = [
+                row[0]
+                for row in db.execute(
+                    "SELECT rowid FROM recall WHERE recall MATCH ? ORDER BY rank LIMIT ?",
+                    (fts5_query(selective), CANDIDATES // 2),
+                )
+            ]
+            near: dict[Hashable, tuple[Hashable | None, int]] = {}
+            for rowid in found:
+                grp, pos = db.execute("SELECT grp, pos FROM place WHERE id = ?", (rowid,)).fetchone()
+                if grp is None:
+                    near[rowid] = (None, pos)
+                    continue
+                for other, other_pos in db.execute(
+                    "SELECT id, pos FROM place WHERE grp = ? AND pos BETWEEN ? AND ?",
+                    (grp, pos - CONTEXT, pos + CONTEXT),
+                ):
+                    near[other] = (grp, other_pos)
+            rows = ",".join(str(r) for r in near)
+            counts: dict[Hashable, Counter[str]] = {
+                rowid: Counter(text.split())
+                for rowid, text in db.execute(f"SELECT rowid, terms FROM recall WHERE rowid IN ({rows})")  # noqa: S608
+            }
+            stats = CandidateStats(count=count, average_length=average, document_frequency=frequencies)
+            score_candidates(query_terms, counts, near, stats, params)
+        latencies.append(time.perf_counter() - started)
+    db.close()
+    disk = sum(p.stat().st_size for p in work.iterdir())
+    return {"build_s": build, **_quantiles(latencies), "disk_mb": disk / 1e6}
+
+
 def run_python(
     passages: Sequence[Passage], terms: list[list[str]], queries: list[str], work: Path
 ) -> dict[str, float]:
@@ -223,6 +302,7 @@ def run_tantivy(
 
 ENGINES: dict[str, Callable[[Sequence[Passage], list[list[str]], list[str], Path], dict[str, float]]] = {
     "sqlite-fts5": run_fts5,
+    "sqlite-fts5-rerank": run_fts5_rerank,
     "pure-python": run_python,
     "tantivy": run_tantivy,
 }

@@ -33,6 +33,7 @@ from recall_data import (
     DataMissing,
     Question,
     load_debfaq,
+    load_gitfaq,
     load_locomo,
     load_pyfaq,
     load_synth,
@@ -138,6 +139,7 @@ def load_sets(locomo: Path | None) -> dict[str, list[Corpus]]:
     loaders: list[tuple[str, Callable[[], list[Corpus]]]] = [
         ("pyfaq", lambda: [load_pyfaq()]),
         ("debfaq", lambda: [load_debfaq()]),
+        ("gitfaq", lambda: [load_gitfaq()]),
         ("synth", load_synth),
     ]
     for name, loader in loaders:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinatord.recall.tokenise import iter_terms, tokenise
@@ -57,14 +57,14 @@ class RankParams:
     turn_weight: float = 1.0
     # Context: neighbours up to `context_turns` away on each side, the nearest weighted
     # `context_weight`, each further one `context_decay` times the one before.
-    context_turns: int = 3
+    context_turns: int = 2
     context_weight: float = 0.5
-    context_decay: float = 0.6
+    context_decay: float = 0.8
     # A query word that names a passage's speaker matches that passage with this field weight.
     speaker_weight: float = 0.5
     # Second stage.
     rerank_depth: int = 100
-    proximity_weight: float = 0.1
+    proximity_weight: float = 0.0
     proximity_span: int = 4
     session_prior: float = 0.3
     # Recency: a passage `half_life_s` old gets half of `recency_weight` as a relative boost.
@@ -118,6 +118,62 @@ class Bm25:
         """The ``limit`` best (document index, score) pairs, best first; ties by index."""
         ranked = sorted(self.scores(query_terms).items(), key=lambda item: (-item[1], item[0]))
         return ranked[:limit]
+
+
+@dataclass(frozen=True)
+class CandidateStats:
+    """Corpus statistics an index engine keeps for BM25: passage count, mean length, and the
+    document frequency of each query term (a term missing from the map is taken as in no passage)."""
+
+    count: int
+    average_length: float
+    document_frequency: Mapping[str, int]
+
+
+def score_candidates(
+    query_terms: Sequence[str],
+    counts: Mapping[Hashable, Counter[str]],
+    places: Mapping[Hashable, tuple[Hashable | None, int]],
+    stats: CandidateStats,
+    params: RankParams,
+    speakers: Mapping[Hashable, frozenset[str]] | None = None,
+) -> dict[Hashable, float]:
+    """The ranker's first-stage BM25F for a candidate set an index engine found: ``counts`` holds
+    each candidate's term counts and ``places`` its (group, position). Neighbours are looked up among
+    the candidates only, so the engine adds each found turn's neighbours to the set; with every
+    passage a candidate this equals :meth:`Ranker.first_stage`. Candidates that match no query term
+    in any field get no score."""
+    k1, b = params.k1, params.b
+    average = stats.average_length or 1.0
+    inverse_norm = {key: 1.0 / (1.0 - b + b * sum(c.values()) / average) for key, c in counts.items()}
+    at_place = {place: key for key, place in places.items() if place[0] is not None and key in counts}
+    weights = [params.turn_weight] + [
+        params.context_weight * params.context_decay ** (d - 1) for d in range(1, params.context_turns + 1)
+    ]
+    scores: dict[Hashable, float] = {}
+    unique = list(dict.fromkeys(query_terms))
+    for key in counts:
+        group, position = places.get(key, (None, 0))
+        around: list[tuple[Hashable, float]] = [(key, weights[0])]
+        if group is not None:
+            for distance in range(1, len(weights)):
+                for other in (
+                    at_place.get((group, position - distance)),
+                    at_place.get((group, position + distance)),
+                ):
+                    if other is not None:
+                        around.append((other, weights[distance]))
+        total = 0.0
+        for term in unique:
+            tf = sum(weight * counts[other][term] * inverse_norm[other] for other, weight in around)
+            if speakers is not None and term in speakers.get(key, frozenset()):
+                tf += params.speaker_weight
+            if tf > 0.0:
+                frequency = max(stats.document_frequency.get(term, 0), 1)
+                total += idf(stats.count, frequency) * tf * (k1 + 1.0) / (tf + k1)
+        if total > 0.0:
+            scores[key] = total
+    return scores
 
 
 @dataclass

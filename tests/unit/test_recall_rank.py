@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from coordinatord.recall.rank import Bm25, Passage, Ranker, RankParams, idf
+import math
+from collections import Counter
+
+from coordinatord.recall.rank import Bm25, CandidateStats, Passage, Ranker, RankParams, idf, score_candidates
+from coordinatord.recall.tokenise import tokenise
 
 NO_EXTRAS = RankParams(proximity_weight=0.0, session_prior=0.0, speaker_weight=0.0)
 
@@ -130,3 +134,29 @@ def test_limit_caps_the_hits_and_order_is_deterministic() -> None:
     passages = [Passage(key=i, text=f"same words here {i}") for i in range(5)]
     hits = Ranker(passages).search("same words", limit=3)
     assert [hit.key for hit in hits] == [0, 1, 2]
+
+
+def test_scoring_a_candidate_set_equals_the_first_stage_over_the_whole_corpus() -> None:
+    """``score_candidates`` (what the daemon runs on an engine's candidates) gives the same scores as
+    the ranker's own first stage when every passage is a candidate: one definition of the score."""
+    passages = session(
+        "s1",
+        "The reconnect test is flaky.",
+        "Found it: the pool was shared.",
+        "ok",
+        "merged the fix for the pool",
+    ) + session("s2", "fetchUserProfile times out", "pool size is 10")
+    ranker = Ranker(passages)
+    params = RankParams(speaker_weight=0.0)
+    query = tokenise("flaky reconnect pool")
+    expected = {ranker.passages[i].key: s for i, s in ranker.first_stage(query, params).items()}
+    counts = {p.key: Counter(tokenise(p.text)) for p in passages}
+    places = {p.key: (p.group, p.position) for p in passages}
+    frequency = Counter(term for c in counts.values() for term in c)
+    stats = CandidateStats(
+        len(passages), sum(sum(c.values()) for c in counts.values()) / len(passages), frequency
+    )
+    got = score_candidates(query, counts, places, stats, params)
+    assert got.keys() == expected.keys()
+    for key, score in expected.items():
+        assert math.isclose(got[key], score, rel_tol=1e-9)
