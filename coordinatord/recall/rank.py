@@ -10,13 +10,13 @@ whole session matches the query. Term frequencies of the fields are weighted and
 BM25's saturation, so a term met in the turn and again in its neighbours counts more than once but
 never more than a term's worth, and a query term matched only in the context still counts.
 
-The second stage re-ranks the best candidates: a bonus when query terms stand close together in the
-turn itself (proximity), a prior from the session's own match, near-duplicate hits collapsed,
-superseded passages dropped and an optional recency boost.
+The second stage re-ranks the best candidates: a prior from the session's own match, near-duplicate
+hits collapsed, superseded passages dropped, and two hooks off by default: a bonus when query terms
+stand close together in the turn (it did not help on the tune split) and a recency boost.
 
 Everything here is pure: passages in, ranked hits out; no I/O, no clock (the caller passes ``now``).
-An index engine (SQLite FTS5 in the daemon) can produce the candidates of the first stage; this
-module is the reference for what the scores mean and is what the evaluation in bench/ measures.
+In the daemon an index engine finds candidates and ``score_candidates`` scores them the same way
+(docs/recall.md); ``Ranker`` is the whole-corpus reference the evaluation in bench/ measures.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Passage:
 
 @dataclass(frozen=True)
 class RankParams:
-    """The knobs of the ranker, with the values chosen on the tuning split (see docs/recall.md)."""
+    """The knobs of the ranker; the defaults were chosen by `bench/recall_eval.py --tune` on the tune
+    split of every evaluation set (docs/recall.md)."""
 
     k1: float = 1.2
     b: float = 0.75

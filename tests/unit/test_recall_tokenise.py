@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from coordinatord.recall.tokenise import STOP_WORDS, iter_terms, plain_tokenise, tokenise
 
 
@@ -66,3 +69,12 @@ def test_empty_and_symbol_only_text_gives_no_terms() -> None:
 def test_plain_tokeniser_knows_no_code() -> None:
     """The baseline tokeniser keeps a camelCase name as one stemmed word, as plain BM25 libraries do."""
     assert plain_tokenise("fetchUserProfile failed") == ["fetchuserprofil", "fail"]
+
+
+@given(st.text(max_size=200))
+def test_any_text_gives_terms_safe_to_store_space_joined(text: str) -> None:
+    """Whatever the text, tokenising does not fail and every term is a non-empty run without
+    whitespace, so terms can be stored space-joined in an index engine and split back unchanged."""
+    for term in tokenise(text):
+        assert term and not any(ch.isspace() for ch in term)
+    assert " ".join(tokenise(text)).split() == tokenise(text)
