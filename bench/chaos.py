@@ -3,9 +3,9 @@
     .venv/bin/python bench/chaos.py                    # 16 shims, 300 s
     .venv/bin/python bench/chaos.py --duration 60 --shims 8 --drop 0.05
 
-Parts, all real and all on this machine: a Valkey (the test suite's fixture, append-only, on
-loopback TCP), a TCP proxy between the daemon and that Valkey which, while chaos runs, drops a
-fraction of the backend's replies *after the server applied the command* and cuts the
+Parts, all real and all on this machine: a Valkey (the test suite's fixture, append-only), the
+suite's reply-losing proxy on loopback TCP between the daemon and that Valkey which, while chaos
+runs, loses the reply to ``--drop`` of the writes *after the server applied them* and cuts the
 connection (the lost-reply case: redis-py sends the command again), one daemon, and ``--shims``
 real ``coordinatord shim`` processes with auto-start, one agent each, writing in closed loops:
 
@@ -39,7 +39,6 @@ import random
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,8 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 import bench  # noqa: E402
-from tests.support import ValkeyProcess, free_tcp_port  # noqa: E402
+from tests.support import ValkeyProcess  # noqa: E402
+from tests.support_proxy import ReplyLosingProxy  # noqa: E402
 
 TASK_STEPS = 200  # tasks.max_steps' default: a task is started over when completed
 SESSION_TURNS = 4_000  # below sessions.max_turns
@@ -65,70 +65,6 @@ RATE_LIMIT = 100_000  # ratelimits.max_limit's default: never refused in a run o
 RATE_WINDOW_S = 86_400
 OUTAGE_GAP_S = 1.0  # failures closer than this belong to one outage window
 VALKEY_DOWN_S = (0.5, 2.0)
-
-
-# --------------------------------------------------------------------------------------------
-# The proxy that loses replies.
-
-
-class ReplyDroppingProxy:
-    """Loopback TCP between the daemon and Valkey. Commands always reach the server; while
-    ``drop`` is above 0, each chunk of replies is lost with that probability, and the
-    connection is cut, as a network blip after the server applied the command would."""
-
-    def __init__(self, upstream_port: int, seed: int) -> None:
-        self.upstream_port = upstream_port
-        self.drop = 0.0
-        self.dropped = 0
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
-            except OSError:
-                client.close()  # the Valkey is down: the daemon sees a refused connection
-                continue
-            server.settimeout(None)
-            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
-
-    def _lose_this(self) -> bool:
-        with self._lock:
-            if self.drop > 0 and self._random.random() < self.drop:
-                self.dropped += 1
-                return True
-            return False
-
-    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
-        try:
-            while True:
-                chunk = source.recv(65536)
-                if not chunk:
-                    break
-                if replies and self._lose_this():
-                    break
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shims", type=int, default=16, help="concurrent shims, one agent each (default 16)")
     parser.add_argument("--every", type=float, default=8.0, help="mean seconds between kills (default 8)")
     parser.add_argument(
-        "--drop", type=float, default=0.02, help="fraction of backend replies lost (default 0.02)"
+        "--drop", type=float, default=0.02, help="share of writes whose reply is lost (default 0.02)"
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
     parser.add_argument(
@@ -451,11 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     chooser = random.Random(seed)
 
     workdir = Path(tempfile.mkdtemp(prefix="cc-", dir="/tmp"))
-    valkey = ValkeyProcess(workdir / "vk", persist=True, tcp_port=free_tcp_port())
+    valkey = ValkeyProcess(workdir / "vk", persist=True)
     (workdir / "vk").mkdir()
     valkey.start()
-    proxy = ReplyDroppingProxy(valkey.tcp_port, seed)
-    config = write_config(workdir, f"redis://127.0.0.1:{proxy.port}/0", timeout_s=3.0)
+    proxy = ReplyLosingProxy(valkey.socket_path, chance=args.drop, seed=seed)
+    config = write_config(workdir, proxy.url, timeout_s=3.0)
     socket_path = workdir / "c.sock"
     daemon = subprocess.Popen(
         [str(bench.VENV_BIN / "coordinatord"), "serve", "--config", str(config)],
@@ -491,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         origin = time.monotonic()
         for writer in writers:
             writer.start()
-        proxy.drop = args.drop
-        events.append((time.monotonic(), f"replies dropped at {args.drop:.0%}"))
+        proxy.losing = True
+        events.append((time.monotonic(), f"{args.drop:.0%} of write replies lost"))
         deadline = origin + args.duration
         kills = Counter[str]()
         while time.monotonic() < deadline:
@@ -502,17 +438,18 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() >= deadline:
                 break
             if chooser.random() < 0.5:
+                at = time.monotonic()  # before the kill: calls fail as soon as it lands
                 if kill_daemon(socket_path):
-                    events.append((time.monotonic(), "daemon SIGKILL"))
+                    events.append((at, "daemon SIGKILL"))
                     kills["daemon"] += 1
             else:
-                valkey.kill()
                 events.append((time.monotonic(), "valkey SIGKILL"))
+                valkey.kill()
                 kills["valkey"] += 1
                 time.sleep(chooser.uniform(*VALKEY_DOWN_S))
                 valkey.start()
             print(f"chaos: {events[-1][1]} at {events[-1][0] - origin:.1f} s", file=sys.stderr, flush=True)
-        proxy.drop = 0.0
+        proxy.losing = False
         stop.set()
         for writer in writers:
             writer.join(timeout=60)
@@ -537,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             "shims": args.shims,
             "drop": args.drop,
             "kills": dict(kills),
-            "replies_dropped": proxy.dropped,
+            "replies_dropped": len(proxy.lost),
             "calls": calls,
             "acknowledged_writes": acked,
             "failed_calls": sum(len(w.ledger.failures) for w in writers),
@@ -557,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok else 1
     finally:
         stop.set()
-        proxy.drop = 0.0
+        proxy.losing = False
         for writer in writers:
             if writer.client is not None and not writer.is_alive():
                 with contextlib.suppress(Exception):
@@ -579,7 +516,7 @@ def print_report(report: dict[str, Any]) -> None:
         ["calls", str(report["calls"])],
         ["acknowledged writes", str(report["acknowledged_writes"])],
         ["failed calls (errors to the agent)", str(report["failed_calls"])],
-        ["backend replies dropped", str(report["replies_dropped"])],
+        ["write replies lost (then resent)", str(report["replies_dropped"])],
         ["daemon / valkey kills", f"{report['kills'].get('daemon', 0)} / {report['kills'].get('valkey', 0)}"],
         ["acknowledged writes lost", str(report["lost"])],
         ["writes applied twice", str(report["applied_twice"])],

@@ -15,6 +15,7 @@ socket has a timeout, and :meth:`close` ends every thread.
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import socket
 import threading
@@ -66,8 +67,12 @@ def _split(buffer: bytearray) -> list[bytes]:
 
 
 class ReplyLosingProxy:
-    def __init__(self, upstream: Path) -> None:
+    def __init__(self, upstream: Path, chance: float = 1.0, seed: int | None = None) -> None:
+        """``chance``: while armed, the share of write ids whose first reply is lost (1: every
+        one, as the tests want; bench/chaos.py loses a few at random, drawn from ``seed``)."""
         self._upstream = upstream
+        self._chance = chance
+        self._random = random.Random(seed)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port = int(self._listener.getsockname()[1])
@@ -167,7 +172,7 @@ class ReplyLosingProxy:
             if write_id in self.lost:
                 self.resent.setdefault(write_id, reply)
                 return False
-            if not self.losing:
+            if not self.losing or self._random.random() >= self._chance:
                 return False
             self.lost[write_id] = reply
             return True
