@@ -28,7 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from coordinatord import __version__, backend_url, control, editors, listeners, paths, private_folder, systemd
+from coordinatord import (
+    __version__,
+    backend_url,
+    control,
+    daemon_locks,
+    editors,
+    listeners,
+    paths,
+    private_folder,
+    systemd,
+)
 from coordinatord.backend_url import mask as mask_url
 from coordinatord.clock import measure
 from coordinatord.errors import BackendError, CoordinatordError, DaemonError, ForeignServerError
@@ -256,6 +266,20 @@ def check_daemon(ctx: Context) -> list[Check]:
     except ForeignServerError as exc:
         return [Check("daemon", "fail", exc.finding, exc.fix, {"running": False, "foreign": True})]
     except DaemonError:
+        holder = daemon_locks.daemon_holding(socket_path, ctx.settings.state_dir)
+        if holder is not None:
+            # A daemon runs but does not answer (its socket removed or replaced, or it is still
+            # starting): "not running" would send the user to start a second one.
+            stop = f"coordinatord stop{paths.socket_flag(socket_path)}"
+            return [
+                Check(
+                    "daemon",
+                    "warn",
+                    daemon_locks.unreachable(holder, socket_path),
+                    f"wait a few seconds and run doctor again; if it still does not answer: {stop}",
+                    {"running": True, "answering": False, "pid": holder.verified_pid() or holder.owner.pid},
+                )
+            ]
         if ctx.settings.shim.autostart:
             return [
                 Check(

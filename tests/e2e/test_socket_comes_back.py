@@ -154,8 +154,8 @@ def test_a_file_in_the_sockets_place_is_left_alone_and_the_daemon_stops(workdir:
 def test_status_and_stop_find_a_daemon_without_its_socket(workdir: Path, lose: Any) -> None:
     """The daemon is told to look at its socket only hourly, so it stays without one: `status`
     names its pid and the missing socket (from the lock beside the socket, or from the state
-    dir's when the folder went too); `stop` verifies the pid holds the lock, SIGTERMs it and
-    sees it exit; a later `status` says that none runs."""
+    dir's when the folder went too), and so does `doctor`'s daemon check; `stop` verifies the
+    pid holds the lock, SIGTERMs it and sees it exit; a later `status` says that none runs."""
     daemon = in_a_folder(workdir, env={"COORDINATORD_SERVER__SOCKET_CHECK_S": "3600"})
     daemon.start()
     try:
@@ -169,6 +169,28 @@ def test_status_and_stop_find_a_daemon_without_its_socket(workdir: Path, lose: A
         report = json.loads(command(daemon, "status", "--json").stdout)
         assert (report["running"], report["answering"], report["pid"]) == (True, False, pid)
         assert report["socket_file"] == "missing"
+        home = workdir / "home"
+        home.mkdir(exist_ok=True)
+        doctor = subprocess.run(
+            [COORDINATORD, "doctor", "--json"],
+            env={
+                **daemon.env,
+                "HOME": str(home),
+                "COORDINATORD_SOCKET": str(daemon.socket_path),
+                "COORDINATORD_STATE_DIR": str(daemon.state_dir),
+            },
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        [check] = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "daemon"]
+        # Not "not running" (which would send the user to start a second one): it runs, and how
+        # to stop it if it does not come back.
+        assert check["status"] == "warn", check
+        assert f"daemon (pid {pid}) runs, but its socket {daemon.socket_path} is missing" in check["summary"]
+        assert f"coordinatord stop --socket {daemon.socket_path}" in check["fix"]
         stopped = command(daemon, "stop", "--timeout", "30")
         assert stopped.returncode == 0, stopped.stderr
         assert f"stopped the coordinatord daemon (pid {pid})" in stopped.stdout
