@@ -62,19 +62,24 @@ def _refused_for_secret(
     """A call refused for a secret in its agent name or an identifier: logged and recorded with
     neither its key nor its arguments (the refusal's text names the argument and kind only)."""
     scope = peer.scope
-    log.info(
-        "tool_call",
-        agent=shown_agent,
-        project=scope.project_id,
-        tool=name,
-        key=None,
-        duration_ms=0.0,
-        outcome="refused",
-        reason="secret",
-    )
+    _log_refused(shown_agent, scope.project_id, name, "secret")
     if scope.namespace is not None:
         app.activity.record(scope.namespace, kind="tool", name=name, agent=shown_agent, outcome="refused")
     return ToolReply(texts=(f"{name}: {exc}",), is_error=True)
+
+
+def _log_refused(agent: str, project: str | None, tool: str, reason: str) -> None:
+    """The ``tool_call`` event of a call refused before it ran: no key, no arguments."""
+    log.info(
+        "tool_call",
+        agent=agent,
+        project=project,
+        tool=tool,
+        key=None,
+        duration_ms=0.0,
+        outcome="refused",
+        reason=reason,
+    )
 
 
 async def _run(
@@ -90,16 +95,7 @@ async def _run(
     refusal = scope.refusal(spec.needs_project)
     if refusal is not None:
         # No project: nothing is written (no presence, no activity), only the daemon's log.
-        log.info(
-            "tool_call",
-            agent=agent,
-            project=None,
-            tool=name,
-            key=None,
-            duration_ms=0.0,
-            outcome="refused",
-            reason="no_project",
-        )
+        _log_refused(agent, None, name, "no_project")
         return ToolReply(texts=(f"{name}: {refusal}",), is_error=True)
     app.mark_present(peer, agent)
     log.debug("tool_call_started", agent=agent, project=scope.project_id, tool=name)
